@@ -1,0 +1,226 @@
+package identity
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// MaxTokenLength bounds what is parsed at all: real tokens are well under 4 KiB,
+// and refusing larger ones early keeps hostile input from costing CPU.
+const MaxTokenLength = 8 << 10
+
+// MaxLeeway is the largest clock skew tolerated for exp, nbf and iat.
+const MaxLeeway = 60 * time.Second
+
+// TokenError says why a token was refused. Reason is safe to show to the
+// client: it never contains the token or a key.
+type TokenError struct {
+	Reason string
+	Err    error
+}
+
+func (e *TokenError) Error() string {
+	if e.Err != nil {
+		return e.Reason + ": " + e.Err.Error()
+	}
+	return e.Reason
+}
+
+func (e *TokenError) Unwrap() error { return e.Err }
+
+// Token refusal reasons, stable strings used in answers and metrics.
+const (
+	ReasonMalformed      = "malformed token"
+	ReasonTooLarge       = "token too large"
+	ReasonAlgorithm      = "unsupported token algorithm (only HS256 is accepted)"
+	ReasonSignature      = "invalid token signature"
+	ReasonExpired        = "token expired"
+	ReasonNotYetValid    = "token not yet valid"
+	ReasonIssuedInFuture = "token issued in the future"
+	ReasonMissingExpiry  = "token has no expiry"
+	ReasonAudience       = "token audience does not include this host"
+	ReasonIssuer         = "token issuer is not accepted"
+	ReasonRevoked        = "token revoked"
+	ReasonLifetime       = "token lifetime exceeds the allowed maximum"
+)
+
+// Verifier checks HS256 tokens against one or more shared secrets. It is
+// immutable and safe for concurrent use.
+type Verifier struct {
+	keys        jwt.VerificationKeySet
+	issuer      string
+	leeway      time.Duration
+	revoked     map[string]struct{}
+	maxLifetime time.Duration
+}
+
+// VerifierOptions configures a Verifier.
+type VerifierOptions struct {
+	// Secrets are shared secrets as written in the config (base64 text); the
+	// first is current, the rest are accepted during a rotation.
+	Secrets []string
+	// Issuer, when set, must equal the token's iss.
+	Issuer string
+	// Leeway for time claims; capped at MaxLeeway.
+	Leeway time.Duration
+	// RevokedIDs are jti values refused however valid the token.
+	RevokedIDs []string
+	// MaxLifetime, when positive, refuses tokens whose exp - iat exceeds it.
+	MaxLifetime time.Duration
+}
+
+// NewVerifier builds a Verifier. At least one secret is required.
+func NewVerifier(o VerifierOptions) (*Verifier, error) {
+	if len(o.Secrets) == 0 {
+		return nil, errors.New("identity: no shared secret")
+	}
+	v := &Verifier{issuer: o.Issuer, leeway: o.Leeway, maxLifetime: o.MaxLifetime}
+	if v.leeway > MaxLeeway || v.leeway < 0 {
+		v.leeway = MaxLeeway
+	}
+	for _, s := range o.Secrets {
+		if s == "" {
+			return nil, errors.New("identity: empty shared secret")
+		}
+		v.keys.Keys = append(v.keys.Keys, []byte(s))
+	}
+	if len(o.RevokedIDs) > 0 {
+		v.revoked = make(map[string]struct{}, len(o.RevokedIDs))
+		for _, id := range o.RevokedIDs {
+			v.revoked[id] = struct{}{}
+		}
+	}
+	return v, nil
+}
+
+// Leeway is the clock skew this verifier tolerates.
+func (v *Verifier) Leeway() time.Duration { return v.leeway }
+
+// Verify parses token and checks its signature, time claims and issuer at now,
+// and that host (port ignored) is among its audiences. The error is a *TokenError.
+func (v *Verifier) Verify(token, host string, now time.Time) (*Claims, error) {
+	if len(token) > MaxTokenLength {
+		return nil, &TokenError{Reason: ReasonTooLarge}
+	}
+	claims := new(Claims)
+	opts := []jwt.ParserOption{
+		jwt.WithLeeway(v.leeway),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+		jwt.WithIssuedAt(),
+		jwt.WithExpirationRequired(),
+		jwt.WithStrictDecoding(),
+	}
+	if v.issuer != "" {
+		opts = append(opts, jwt.WithIssuer(v.issuer))
+	}
+	_, err := jwt.NewParser(opts...).ParseWithClaims(token, claims, v.key)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if !audienceIncludes(claims.Audience, host) {
+		return nil, &TokenError{Reason: ReasonAudience}
+	}
+	if _, ok := v.revoked[claims.ID]; ok && claims.ID != "" {
+		return nil, &TokenError{Reason: ReasonRevoked}
+	}
+	if v.maxLifetime > 0 && claims.IssuedAt != nil && claims.ExpiresAt.Sub(claims.IssuedAt.Time) > v.maxLifetime {
+		return nil, &TokenError{Reason: ReasonLifetime}
+	}
+	if v.maxLifetime > 0 && claims.IssuedAt == nil {
+		return nil, &TokenError{Reason: ReasonLifetime, Err: errors.New("token has no iat")}
+	}
+	return claims, nil
+}
+
+var errAlgorithm = errors.New("algorithm not accepted")
+
+func (v *Verifier) key(t *jwt.Token) (any, error) {
+	if _, ok := t.Method.(*jwt.SigningMethodHMAC); !ok || t.Method.Alg() != "HS256" {
+		return nil, errAlgorithm
+	}
+	return v.keys, nil
+}
+
+func classify(err error) *TokenError {
+	reason := ReasonMalformed
+	switch {
+	case errors.Is(err, errAlgorithm):
+		reason = ReasonAlgorithm
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		reason = ReasonSignature
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		reason = ReasonMissingExpiry
+	case errors.Is(err, jwt.ErrTokenExpired):
+		reason = ReasonExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		reason = ReasonNotYetValid
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		reason = ReasonIssuedInFuture
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		reason = ReasonIssuer
+	}
+	return &TokenError{Reason: reason, Err: err}
+}
+
+// audienceIncludes compares hosts case-insensitively with ports removed on both sides.
+func audienceIncludes(aud jwt.ClaimStrings, host string) bool {
+	host = HostWithoutPort(host)
+	if host == "" {
+		return false
+	}
+	for _, a := range aud {
+		if strings.EqualFold(HostWithoutPort(a), host) {
+			return true
+		}
+	}
+	return false
+}
+
+// HostWithoutPort strips a port and IPv6 brackets from an authority, and
+// lower-cases it.
+func HostWithoutPort(authority string) string {
+	h := authority
+	if host, _, err := net.SplitHostPort(authority); err == nil {
+		h = host
+	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
+	}
+	return strings.ToLower(h)
+}
+
+// Mint signs claims as an HS256 JWT with secret's text as the HMAC key, filling
+// a random jti when none is set.
+func Mint(claims *Claims, secret string) (string, error) {
+	if secret == "" {
+		return "", errors.New("identity: empty shared secret")
+	}
+	if claims.ID == "" {
+		id, err := NewTokenID()
+		if err != nil {
+			return "", err
+		}
+		claims.ID = id
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+	s, err := tok.SignedString([]byte(secret))
+	if err != nil {
+		return "", fmt.Errorf("identity: signing token: %w", err)
+	}
+	return s, nil
+}
+
+// NewTokenID returns a random, URL-safe token identifier.
+func NewTokenID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("identity: reading random: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
