@@ -1,0 +1,51 @@
+package check
+
+import (
+	"bytes"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"net/url"
+
+	"github.com/extauthz/extauthz/internal/negotiate"
+)
+
+func queryEscape(s string) string { return url.QueryEscape(s) }
+
+var denyPage = template.Must(template.New("deny").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{{.Status}} {{.StatusText}}</title>
+<style>
+body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}
+main{max-width:34rem;margin:12vh auto;padding:2rem;background:#fff;border-radius:12px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+h1{font-size:1.35rem;margin:0 0 .75rem}p{margin:.5rem 0}.id{color:#667085;font-size:.85rem;word-break:break-all}
+a{color:#2f5bea}
+</style></head>
+<body><main>
+<h1>{{.Status}} {{.StatusText}}</h1>
+<p>{{.Reason}}</p>
+<p><a href="/.pomerium/">Your session</a></p>
+<p class="id">Request ID: {{.RequestID}}</p>
+</main></body></html>
+`))
+
+// renderBody writes the denial body in the client's format; every format
+// names the reason and the request id.
+func renderBody(format negotiate.Format, status int, reason, requestID string) string {
+	switch format {
+	case negotiate.JSON:
+		b, _ := json.Marshal(struct {
+			Error     string `json:"error"`
+			RequestID string `json:"request_id"`
+		}{reason, requestID})
+		return string(b)
+	case negotiate.HTML:
+		var buf bytes.Buffer
+		_ = denyPage.Execute(&buf, struct {
+			Status                        int
+			StatusText, Reason, RequestID string
+		}{status, http.StatusText(status), reason, requestID})
+		return buf.String()
+	}
+	return reason + "\nrequest id: " + requestID + "\n"
+}

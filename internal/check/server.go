@@ -1,0 +1,186 @@
+// Package check is the Envoy ext_authz v3 gRPC server: it maps a CheckRequest
+// to the pure decision, and the decision to a CheckResponse that either lets
+// the request upstream with identity headers or answers it with a status and
+// a body. It fails closed: anything unexpected is a denial.
+package check
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/extauthz/extauthz/internal/decision"
+	"github.com/extauthz/extauthz/internal/negotiate"
+)
+
+// Server answers Envoy's Check calls. The zero value is not usable; see New.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+
+	snap   atomic.Pointer[Snapshot]
+	log    *zap.Logger
+	audit  *zap.Logger
+	now    func() time.Time
+	health *health.Server
+	// Observe, when set, is called once per Check with the decision and its
+	// duration; metrics hang here.
+	Observe func(d *decision.Decision, elapsed time.Duration)
+}
+
+// New returns a server answering with snap. log receives operational logs;
+// audit entries go to log.Named("audit").
+func New(snap *Snapshot, log *zap.Logger) *Server {
+	s := &Server{log: log, audit: log.Named("audit"), now: time.Now, health: health.NewServer()}
+	s.snap.Store(snap)
+	return s
+}
+
+// Snapshot returns the snapshot in force.
+func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
+
+// Swap atomically replaces the snapshot in force; Checks already running
+// finish with the one they started with.
+func (s *Server) Swap(snap *Snapshot) { s.snap.Store(snap) }
+
+// SetClock replaces the clock; tests use it.
+func (s *Server) SetClock(now func() time.Time) { s.now = now }
+
+// Register adds the Authorization and gRPC health services to g and marks
+// both serving.
+func (s *Server) Register(g *grpc.Server) {
+	authv3.RegisterAuthorizationServer(g, s)
+	healthpb.RegisterHealthServer(g, s.health)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+}
+
+// Shutdown reports NOT_SERVING on the health service, so load balancers and
+// Envoy's health checks stop sending before the listener closes.
+func (s *Server) Shutdown() { s.health.Shutdown() }
+
+// Check implements envoy.service.auth.v3.Authorization/Check.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := s.now()
+	snap := s.snap.Load()
+	httpReq := req.GetAttributes().GetRequest().GetHttp()
+	requestID := requestIDOf(httpReq)
+	if httpReq == nil || httpReq.GetHost() == "" {
+		d := &decision.Decision{Status: 400, Reason: "malformed check request: no HTTP attributes"}
+		return snap.deny(d, negotiate.Text, requestID, nil), nil
+	}
+	headers := httpReq.GetHeaders()
+	header := func(name string) string { return headers[name] }
+	format := negotiate.Preferred(headers["accept"])
+	in := decision.Request{
+		RouteName: req.GetAttributes().GetContextExtensions()["route"],
+		Host:      httpReq.GetHost(),
+		Path:      httpReq.GetPath(),
+		Method:    httpReq.GetMethod(),
+		Header:    header,
+		Browser:   format == negotiate.HTML,
+	}
+	d := snap.Engine.Decide(in, start)
+	if d.Audited() {
+		s.writeAudit(&d, &in, requestID)
+	}
+	var resp *authv3.CheckResponse
+	if d.Allowed() {
+		var err error
+		resp, err = snap.allow(&d, httpReq, start)
+		if err != nil {
+			// Fail closed: an assertion we cannot sign is never an allow.
+			s.log.Error("building allow response", zap.Error(err), zap.String("request_id", requestID))
+			d = decision.Decision{Status: 500, Reason: "internal error", Route: d.Route}
+			resp = snap.deny(&d, format, requestID, httpReq)
+		}
+	} else {
+		resp = snap.deny(&d, format, requestID, httpReq)
+		if ce := s.log.Check(zap.DebugLevel, "denied"); ce != nil {
+			ce.Write(zap.Int("status", int(d.Status)), zap.String("reason", d.Reason),
+				zap.String("host", in.Host), zap.String("path", pathOnly(in.Path)), zap.String("request_id", requestID))
+		}
+	}
+	if s.Observe != nil {
+		s.Observe(&d, s.now().Sub(start))
+	}
+	return resp, nil
+}
+
+func (s *Server) writeAudit(d *decision.Decision, in *decision.Request, requestID string) {
+	imp := d.Impersonation
+	outcome := "deny"
+	if d.Allowed() {
+		outcome = "allow"
+	}
+	event := "impersonated_request"
+	if imp.Ended {
+		event = "impersonation_ended"
+	}
+	routeName := ""
+	if d.Route != nil {
+		routeName = d.Route.Name
+	}
+	s.audit.Info(event,
+		zap.String("actor_email", d.Claims.Email),
+		zap.String("actor_user", d.Claims.User),
+		zap.String("impersonated_email", d.Claims.ImpersonateEmail),
+		zap.Strings("impersonated_groups", d.Claims.ImpersonateGroups),
+		zap.String("access", imp.Access),
+		zap.String("impersonation_reason", d.Claims.ImpersonateReason),
+		zap.String("route", routeName),
+		zap.String("host", in.Host),
+		zap.String("method", in.Method),
+		zap.String("path", pathOnly(in.Path)),
+		zap.String("decision", outcome),
+		zap.Int("status", int(d.Status)),
+		zap.String("reason", d.Reason),
+		zap.String("token_id", d.Claims.ID),
+		zap.String("request_id", requestID),
+	)
+}
+
+// pathOnly drops the query, which may carry secrets that do not belong in logs.
+func pathOnly(p string) string {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+// requestIDOf returns Envoy's x-request-id when it is a sane token, else a
+// fresh id; it ends up in bodies and logs, so it must not carry markup.
+func requestIDOf(r *authv3.AttributeContext_HttpRequest) string {
+	for _, id := range []string{r.GetHeaders()["x-request-id"], r.GetId()} {
+		if validRequestID(id) {
+			return id
+		}
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Sprintf("t%d", time.Now().UnixNano())
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}

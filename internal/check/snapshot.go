@@ -1,0 +1,199 @@
+package check
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+
+	"github.com/extauthz/extauthz/internal/decision"
+	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/negotiate"
+)
+
+// Header names set upstream.
+const (
+	HeaderAssertion   = "x-pomerium-jwt-assertion"
+	ClaimHeaderPrefix = "x-pomerium-claim-"
+)
+
+// ClaimHeader copies one identity claim into an upstream header.
+type ClaimHeader struct {
+	Claim  string // email, user, groups or sub
+	Header string // lower-case
+}
+
+// Snapshot is everything a Check needs, immutable once built. A config reload
+// builds a new Snapshot and swaps it in whole.
+type Snapshot struct {
+	Engine *decision.Engine
+	Key    *identity.SigningKey
+	// Issuer is the assertion's iss; the request host when empty.
+	Issuer       string
+	ClaimHeaders []ClaimHeader
+	Assertions   *AssertionCache
+}
+
+// allow builds the OK answer: identity headers set by overwrite, our
+// credentials and any client-sent x-pomerium-* headers removed.
+func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRequest, now time.Time) (*authv3.CheckResponse, error) {
+	route := d.Route
+	ok := &authv3.OkHttpResponse{}
+	set := make(map[string]bool, 4+len(s.ClaimHeaders))
+	setHeader := func(name, value string) {
+		set[name] = true
+		ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
+			Header: &corev3.HeaderValue{Key: name, Value: value},
+			// Envoy 1.40 reads append_action; its zero value would keep a
+			// client-sent copy beside ours.
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
+	if d.Claims != nil && route.PassIdentityHeaders {
+		host := identity.HostWithoutPort(r.GetHost())
+		assertion, err := s.assertion(d, host, now)
+		if err != nil {
+			return nil, err
+		}
+		setHeader(HeaderAssertion, assertion)
+		for _, ch := range s.ClaimHeaders {
+			if v, ok := claimValue(d.Identity, ch.Claim); ok {
+				setHeader(ch.Header, v)
+			}
+		}
+	}
+	for _, h := range route.SetRequestHeaders {
+		setHeader(h.Name, h.Value)
+	}
+	headers := r.GetHeaders()
+	// The session cookie goes; other cookies stay.
+	if c, removed := identity.WithoutCookie(headers["cookie"], s.Engine.CookieName); removed && !set["cookie"] {
+		if c == "" {
+			ok.HeadersToRemove = append(ok.HeadersToRemove, "cookie")
+		} else {
+			setHeader("cookie", c)
+		}
+	}
+	remove := func(name string) {
+		if !set[name] {
+			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
+		}
+	}
+	if identity.IsPomeriumAuthorization(headers["authorization"]) {
+		remove("authorization")
+	}
+	for name := range headers {
+		if isPomeriumHeader(name) {
+			remove(name)
+		}
+	}
+	for _, name := range route.RemoveRequestHeaders {
+		remove(name)
+	}
+	return &authv3.CheckResponse{
+		Status:       &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+	}, nil
+}
+
+// isPomeriumHeader matches x-pomerium-* in either spelling; Envoy is set to
+// reject underscores, but a config that drops that must not open a hole here.
+func isPomeriumHeader(name string) bool {
+	const n = len("x-pomerium-")
+	if len(name) <= n {
+		return false
+	}
+	p := name[:n]
+	return strings.EqualFold(p, "x-pomerium-") || strings.EqualFold(p, "x_pomerium_")
+}
+
+func (s *Snapshot) assertion(d *decision.Decision, host string, now time.Time) (string, error) {
+	a := identity.Assertion{
+		Issuer:   s.Issuer,
+		Audience: host,
+		Identity: d.Identity,
+	}
+	if a.Issuer == "" {
+		a.Issuer = host
+	}
+	if d.Claims.ExpiresAt != nil {
+		a.NotAfter = d.Claims.ExpiresAt.Time
+	}
+	if d.Impersonation.Impersonating {
+		a.Actor = &identity.Actor{Subject: d.Claims.Subject, Email: d.Claims.Email}
+		if exp := d.Claims.ImpersonateExp; exp != nil && exp.Time.Before(a.NotAfter) {
+			a.NotAfter = exp.Time
+		}
+	}
+	if s.Assertions == nil {
+		return s.Key.Sign(a, now)
+	}
+	return s.Assertions.Get(s.Key, d.Token, d.Route.Name, a, now)
+}
+
+func claimValue(id identity.Identity, claim string) (string, bool) {
+	switch claim {
+	case "email":
+		return id.Email, true
+	case "user":
+		return id.User, true
+	case "sub":
+		return id.Subject, true
+	case "groups":
+		return strings.Join(id.Groups, ","), true
+	}
+	return "", false
+}
+
+// deny builds a denial: the status, a body in the client's format that names
+// the reason and the request id, and the headers the status needs.
+func (s *Snapshot) deny(d *decision.Decision, format negotiate.Format, requestID string, r *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
+	status := int(d.Status)
+	code := codes.PermissionDenied
+	var headers []*corev3.HeaderValueOption
+	add := func(k, v string) {
+		headers = append(headers, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: k, Value: v},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
+	switch d.Status {
+	case decision.StatusSignIn:
+		code = codes.Unauthenticated
+		add("location", SignInURL(r))
+	case decision.StatusUnauthorized:
+		code = codes.Unauthenticated
+		add("www-authenticate", "Pomerium")
+	}
+	if status == 0 {
+		status = 403
+	}
+	body := renderBody(format, status, d.Reason, requestID)
+	add("content-type", format.ContentType())
+	add("cache-control", "no-store")
+	add("x-request-id", requestID)
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(code), Message: d.Reason},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+			Headers: headers,
+			Body:    body,
+		}},
+	}
+}
+
+// SignInURL is where a browser without a session is sent: sign-in on the
+// request's own host, carrying the original URL to come back to.
+func SignInURL(r *authv3.AttributeContext_HttpRequest) string {
+	scheme := r.GetScheme()
+	if scheme != "http" && scheme != "https" {
+		scheme = "https"
+	}
+	original := fmt.Sprintf("%s://%s%s", scheme, r.GetHost(), r.GetPath())
+	return "/.pomerium/sign_in?pomerium_redirect_uri=" + queryEscape(original)
+}
