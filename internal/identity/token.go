@@ -117,12 +117,14 @@ func (v *Verifier) Verify(token, host string, now time.Time) (*Claims, error) {
 		jwt.WithExpirationRequired(),
 		jwt.WithStrictDecoding(),
 	}
-	if v.issuer != "" {
-		opts = append(opts, jwt.WithIssuer(v.issuer))
-	}
 	_, err := jwt.NewParser(opts...).ParseWithClaims(token, claims, v.key)
 	if err != nil {
 		return nil, classify(err)
+	}
+	// Checked here rather than with jwt.WithIssuer, which reports a missing iss
+	// as the same "required claim missing" error as a missing exp.
+	if v.issuer != "" && claims.Issuer != v.issuer {
+		return nil, &TokenError{Reason: ReasonIssuer}
 	}
 	if !audienceIncludes(claims.Audience, host) {
 		return nil, &TokenError{Reason: ReasonAudience}
@@ -163,8 +165,6 @@ func classify(err error) *TokenError {
 		reason = ReasonNotYetValid
 	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		reason = ReasonIssuedInFuture
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		reason = ReasonIssuer
 	}
 	return &TokenError{Reason: reason, Err: err}
 }

@@ -14,9 +14,10 @@ import (
 // Rules are the config-derived settings impersonation is judged by. Build them
 // with NewRules; they are immutable afterwards.
 type Rules struct {
-	admins          map[string]struct{}
-	protectedEmails map[string]struct{}
-	protectedGroups map[string]struct{}
+	admins map[string]struct{}
+	// protected holds normalized (trimmed, lower-case) entries, matched against
+	// both the target email and each target group.
+	protected map[string]struct{}
 	// DefaultAccess applies to tokens that state no impersonate_access.
 	DefaultAccess string
 	// Leeway tolerated on impersonate_exp, the same as for the token's own exp.
@@ -28,11 +29,10 @@ type Rules struct {
 // like emails and a miss here would be a privilege escalation.
 func NewRules(administrators, protected []string, defaultAccess string, leeway time.Duration) *Rules {
 	r := &Rules{
-		admins:          make(map[string]struct{}, len(administrators)),
-		protectedEmails: make(map[string]struct{}, len(protected)),
-		protectedGroups: make(map[string]struct{}, len(protected)),
-		DefaultAccess:   defaultAccess,
-		Leeway:          leeway,
+		admins:        make(map[string]struct{}, len(administrators)),
+		protected:     make(map[string]struct{}, len(protected)),
+		DefaultAccess: defaultAccess,
+		Leeway:        leeway,
 	}
 	if r.DefaultAccess == "" {
 		r.DefaultAccess = identity.AccessReadWrite
@@ -43,9 +43,8 @@ func NewRules(administrators, protected []string, defaultAccess string, leeway t
 		}
 	}
 	for _, p := range protected {
-		if p = strings.TrimSpace(p); p != "" {
-			r.protectedGroups[p] = struct{}{}
-			r.protectedEmails[identity.NormalizeEmail(p)] = struct{}{}
+		if p = identity.NormalizeEmail(p); p != "" {
+			r.protected[p] = struct{}{}
 		}
 	}
 	return r
@@ -64,12 +63,15 @@ func (r *Rules) ProtectedTarget(email string, groups []string) string {
 		if _, ok := r.admins[e]; ok {
 			return "administrators cannot be impersonated"
 		}
-		if _, ok := r.protectedEmails[e]; ok {
+		if _, ok := r.protected[e]; ok {
 			return "impersonation target " + e + " is protected"
 		}
 	}
 	for _, g := range groups {
-		if _, ok := r.protectedGroups[strings.TrimSpace(g)]; ok {
+		// Case-insensitive, like emails: "Admins" must not slip past a
+		// protected "admins" (over-protecting a differently cased group is
+		// harmless; missing it is an escalation).
+		if _, ok := r.protected[identity.NormalizeEmail(g)]; ok {
 			return "impersonation target group " + strings.TrimSpace(g) + " is protected"
 		}
 	}

@@ -85,7 +85,9 @@ func (e *RouteError) Unwrap() error { return e.Err }
 func Compile(specs []RouteSpec) (*Policy, error) {
 	p := &Policy{byName: make(map[string]*Route, len(specs))}
 	var errs []error
-	fail := func(i int, field string, err error) { errs = append(errs, &RouteError{Index: i, Field: field, Err: err}) }
+	fail := func(i int, field string, err error) {
+		errs = append(errs, &RouteError{Index: i, Field: field, Err: err})
+	}
 	for i, s := range specs {
 		r, rerrs := compileRoute(i, s)
 		for _, e := range rerrs {
@@ -138,12 +140,17 @@ func compileRoute(i int, s RouteSpec) (*Route, []fieldErr) {
 		errs = append(errs, fieldErr{"path", errors.New("set at most one of prefix, path and regex")})
 	}
 	if s.Regex != "" {
-		// Anchored like Envoy's safe_regex: the whole path must match.
-		re, err := regexp.Compile(`^(?:` + s.Regex + `)$`)
+		// Anchored like Envoy's safe_regex: the whole path must match. The
+		// expression must compile on its own first, or a stray ")" (as in
+		// "a)|(b") would close the anchoring group and leave an alternative
+		// unanchored.
+		_, err := regexp.Compile(s.Regex)
+		if err == nil {
+			r.Regex, err = regexp.Compile(`^(?:` + s.Regex + `)$`)
+		}
 		if err != nil {
 			errs = append(errs, fieldErr{"regex", fmt.Errorf("does not compile: %w", err)})
 		}
-		r.Regex = re
 	}
 	if r.Public && (r.AnyAuthenticated || len(s.AllowedUsers)+len(s.AllowedGroups)+len(s.AllowedDomains) > 0) {
 		errs = append(errs, fieldErr{"allow_public_unauthenticated_access", errors.New("a public route cannot also list who is allowed")})

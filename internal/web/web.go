@@ -1,7 +1,8 @@
 // Package web serves the sidecar's HTTP listener: the /.pomerium pages
-// (dashboard, sign in as, sign out, sign in), the JWKS that upstreams verify
-// assertions with, health and metrics. Envoy routes /.pomerium and
-// /.well-known/pomerium on every virtual host here, so every page works per host.
+// (dashboard, sign in as, preview access, sign out, sign in), the JWKS that
+// upstreams verify assertions with, health and metrics. Envoy routes /.pomerium
+// and /.well-known/pomerium on every virtual host here, so every page works per
+// host: a session is accepted only when its audience includes the request's Host.
 package web
 
 import (
@@ -19,7 +20,8 @@ import (
 type Settings struct {
 	Engine *decision.Engine
 	// Secret is the current shared secret (text as written): sessions the
-	// pages issue are signed with it.
+	// pages issue are signed with it, and the CSRF key is derived from it so
+	// that every replica agrees.
 	Secret       string
 	CookieName   string
 	CookieDomain string
@@ -30,17 +32,19 @@ type Settings struct {
 	// JWKS is the rendered key set, current key first.
 	JWKS []byte
 
+	// ImpersonationMaxDuration bounds an impersonation started on the page
+	// (never past the session's own expiry); zero means the contract's 30m.
 	ImpersonationMaxDuration   time.Duration
 	ImpersonationRequireReason bool
 }
 
 // Server is the HTTP side of the sidecar.
 type Server struct {
-	settings atomic.Pointer[Settings]
-	log      *zap.Logger
-	audit    *zap.Logger
-	now      func() time.Time
-	mux      *http.ServeMux
+	state atomic.Pointer[state]
+	log   *zap.Logger
+	audit *zap.Logger
+	now   func() time.Time
+	mux   *http.ServeMux
 	// Ready reports readiness for /healthz; nil means ready.
 	Ready func() bool
 	// Metrics, when set, serves /metrics.
@@ -49,16 +53,23 @@ type Server struct {
 
 // New returns a Server using s.
 func New(s *Settings, log *zap.Logger) *Server {
+	if log == nil {
+		log = zap.NewNop()
+	}
 	srv := &Server{log: log, audit: log.Named("audit"), now: time.Now, mux: http.NewServeMux()}
-	srv.settings.Store(s)
+	srv.Swap(s)
 	srv.routes()
 	return srv
 }
 
-// Swap atomically replaces the settings in force.
-func (s *Server) Swap(set *Settings) { s.settings.Store(set) }
+// Swap atomically replaces the settings in force. Requests already running
+// finish with the settings they started with.
+func (s *Server) Swap(set *Settings) { s.state.Store(s.newState(set)) }
 
-// SetClock replaces the clock; tests use it.
+// Settings returns the settings in force.
+func (s *Server) Settings() *Settings { return s.state.Load().set }
+
+// SetClock replaces the clock; tests use it. Call it before serving.
 func (s *Server) SetClock(now func() time.Time) { s.now = now }
 
 func (s *Server) routes() {
@@ -71,6 +82,13 @@ func (s *Server) routes() {
 		}
 		s.Metrics.ServeHTTP(w, r)
 	})
+	s.mux.HandleFunc("GET /.pomerium/assets/", s.asset)
+	s.mux.HandleFunc("/.pomerium", s.slash)
+	// Every other /.pomerium/ path goes through the page pipeline of the
+	// settings in force: bounded form parsing, then CSRF, then the page.
+	s.mux.Handle("/.pomerium/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.state.Load().pages.ServeHTTP(w, r)
+	}))
 }
 
 // ServeHTTP implements http.Handler.
@@ -79,11 +97,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// slash sends /.pomerium to the dashboard at /.pomerium/.
+func (s *Server) slash(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	http.Redirect(w, r, pathDashboard, http.StatusFound)
+}
+
 func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	// Upstreams cache this; a short max-age lets a key rotation reach them quickly.
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	_, _ = w.Write(s.settings.Load().JWKS)
+	_, _ = w.Write(s.state.Load().set.JWKS)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

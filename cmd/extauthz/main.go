@@ -1,0 +1,146 @@
+// Command extauthz is an Envoy external-authorization sidecar that brings
+// Pomerium-style user impersonation and service accounts to any Envoy.
+//
+//	extauthz serve [--config FILE]        run the ext_authz server and the /.pomerium pages
+//	extauthz service-account [flags] [S]  mint a service-account token (also: invoked as pomerium-cli)
+//	extauthz check [flags]                send one CheckRequest and print the answer
+//	extauthz explain --config FILE ...    what an identity could reach, without a token
+//	extauthz validate --config FILE       check a config, print every problem
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Exit codes (contract section 1).
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// usageError is a mistake in how the command was called: exit 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// env is the process environment a command sees, so tests can run commands in-process.
+type env struct {
+	args   []string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+func main() {
+	e := &env{args: os.Args, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	os.Exit(run(e))
+}
+
+var commands = map[string]func(*env, []string) error{
+	"serve":           serve,
+	"service-account": serviceAccount,
+	"check":           checkCommand,
+	"explain":         explain,
+	"validate":        validate,
+}
+
+func run(e *env) int {
+	name := filepath.Base(e.args[0])
+	var err error
+	switch {
+	case strings.TrimSuffix(name, ".exe") == "pomerium-cli":
+		err = serviceAccount(e, e.args[1:])
+	case len(e.args) < 2:
+		printUsage(e.stderr)
+		return exitUsage
+	default:
+		cmd, ok := commands[e.args[1]]
+		if !ok {
+			if e.args[1] == "-h" || e.args[1] == "--help" || e.args[1] == "help" {
+				printUsage(e.stdout)
+				return exitOK
+			}
+			fmt.Fprintf(e.stderr, "extauthz: unknown command %q; run \"extauthz help\" for the list.\n", e.args[1])
+			return exitUsage
+		}
+		err = cmd(e, e.args[2:])
+	}
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(e.stderr, "%s: %s\n", name, ue.msg)
+		return exitUsage
+	case errors.Is(err, errReported):
+		return exitFailure
+	default:
+		fmt.Fprintf(e.stderr, "%s: %v\n", name, err)
+		return exitFailure
+	}
+}
+
+// errReported means the command already printed what went wrong.
+var errReported = errors.New("reported")
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage: extauthz <command> [flags]
+
+Commands:
+  serve            run the ext_authz gRPC server and the /.pomerium pages
+                   (no --config: an embedded demo with printed tokens)
+  service-account  mint a route-scoped service-account token (as pomerium-cli)
+  check            send one CheckRequest to a running server and print the answer
+  explain          show what an identity could reach, without a token
+  validate         check a config file and print every problem
+
+Run "extauthz <command> -h" for a command's flags.
+`)
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting, with
+// usage printed to stderr.
+func newFlagSet(e *env, name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+// parseFlags turns flag package errors into one-sentence usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stderr)
+			fs.Usage()
+		}
+		return err
+	}
+	return usagef("%v", err)
+}
+
+// listFlag is a repeatable flag whose values may also be comma lists.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}

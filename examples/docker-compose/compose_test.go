@@ -1,0 +1,603 @@
+// Package compose_test checks the docker-compose example without a Docker
+// engine: every file it references exists, the ports and host names of its
+// Envoy config agree with the compose services and the sidecar's config, its
+// routes are the bundled envoy/envoy.yaml's, and Envoy accepts it.
+package compose_test
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/extauthz/extauthz/internal/config"
+	"github.com/extauthz/extauthz/internal/envoytest"
+)
+
+const (
+	composeFile = "docker-compose.yaml"
+	envoyFile   = "envoy.yaml"
+	sidecarFile = "config.yaml"
+	dexFile     = "dex.yaml"
+)
+
+type compose struct {
+	Services map[string]service `yaml:"services"`
+}
+
+type service struct {
+	Image       string            `yaml:"image"`
+	Build       any               `yaml:"build"` // "dir" or {context, dockerfile}
+	Command     []string          `yaml:"command"`
+	Entrypoint  any               `yaml:"entrypoint"`
+	Volumes     []any             `yaml:"volumes"` // "src:dst[:mode]" or {type, source, target}
+	Ports       []any             `yaml:"ports"`   // "host:container", "container", or {target, published}
+	Expose      []any             `yaml:"expose"`
+	Environment map[string]string `yaml:"environment"`
+	EnvFile     any               `yaml:"env_file"`
+	DependsOn   []string          `yaml:"depends_on"`
+}
+
+func loadCompose(t *testing.T) compose {
+	t.Helper()
+	var c compose
+	decodeYAML(t, composeFile, &c)
+	for _, name := range []string{"envoy", "extauthz", "echo", "dex"} {
+		if _, ok := c.Services[name]; !ok {
+			t.Fatalf("%s: no service %q", composeFile, name)
+		}
+	}
+	return c
+}
+
+func decodeYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// mount is one bind mount of a service: a local source and a container target.
+type mount struct{ source, target string }
+
+func (s service) mounts(t *testing.T) []mount {
+	t.Helper()
+	var out []mount
+	for _, v := range s.Volumes {
+		switch v := v.(type) {
+		case string:
+			parts := strings.Split(v, ":")
+			if len(parts) < 2 {
+				continue // an anonymous volume
+			}
+			out = append(out, mount{parts[0], parts[1]})
+		case map[string]any:
+			src, _ := v["source"].(string)
+			dst, _ := v["target"].(string)
+			out = append(out, mount{src, dst})
+		default:
+			t.Errorf("volume %v: unknown syntax", v)
+		}
+	}
+	return out
+}
+
+func isLocalPath(p string) bool {
+	return strings.HasPrefix(p, ".") || strings.HasPrefix(p, "/") || strings.HasPrefix(p, "~")
+}
+
+// containerPorts lists the container-side ports a service publishes or exposes.
+func (s service) containerPorts(t *testing.T) map[int]bool {
+	t.Helper()
+	out := map[int]bool{}
+	add := func(v any) {
+		switch v := v.(type) {
+		case int:
+			out[v] = true
+		case string:
+			v, _, _ = strings.Cut(v, "/") // "8080/tcp"
+			parts := strings.Split(v, ":")
+			p, err := strconv.Atoi(parts[len(parts)-1])
+			if err != nil {
+				t.Errorf("port %q: %v", v, err)
+				return
+			}
+			out[p] = true
+		case map[string]any:
+			if p, ok := v["target"].(int); ok {
+				out[p] = true
+			}
+		}
+	}
+	for _, v := range s.Ports {
+		add(v)
+	}
+	for _, v := range s.Expose {
+		add(v)
+	}
+	return out
+}
+
+// publishedPorts maps host ports to container ports of a service.
+func (s service) publishedPorts(t *testing.T) map[int]int {
+	t.Helper()
+	out := map[int]int{}
+	for _, v := range s.Ports {
+		str, ok := v.(string)
+		if !ok {
+			continue
+		}
+		str, _, _ = strings.Cut(str, "/")
+		parts := strings.Split(str, ":")
+		if len(parts) < 2 {
+			continue
+		}
+		host, err1 := strconv.Atoi(parts[len(parts)-2])
+		ctr, err2 := strconv.Atoi(parts[len(parts)-1])
+		if err1 != nil || err2 != nil {
+			t.Errorf("port %q is not host:container", str)
+			continue
+		}
+		out[host] = ctr
+	}
+	return out
+}
+
+func TestReferencedFilesExist(t *testing.T) {
+	c := loadCompose(t)
+	names := make([]string, 0, len(c.Services))
+	for name := range c.Services {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s := c.Services[name]
+		for _, m := range s.mounts(t) {
+			if !isLocalPath(m.source) {
+				continue // a named volume
+			}
+			if _, err := os.Stat(m.source); err != nil {
+				t.Errorf("service %s mounts %s, which does not exist: %v", name, m.source, err)
+			}
+		}
+		switch b := s.Build.(type) {
+		case nil:
+			if s.Image == "" {
+				t.Errorf("service %s has neither image nor build", name)
+			}
+		case string:
+			checkBuild(t, name, b, "Dockerfile")
+		case map[string]any:
+			ctx, _ := b["context"].(string)
+			df, _ := b["dockerfile"].(string)
+			if df == "" {
+				df = "Dockerfile"
+			}
+			checkBuild(t, name, ctx, df)
+		}
+		switch ef := s.EnvFile.(type) {
+		case string:
+			if _, err := os.Stat(ef); err != nil {
+				t.Errorf("service %s env_file: %v", name, err)
+			}
+		case []any:
+			for _, f := range ef {
+				if _, err := os.Stat(fmt.Sprint(f)); err != nil {
+					t.Errorf("service %s env_file: %v", name, err)
+				}
+			}
+		}
+		for _, dep := range s.DependsOn {
+			if _, ok := c.Services[dep]; !ok {
+				t.Errorf("service %s depends on unknown service %s", name, dep)
+			}
+		}
+	}
+
+	// A service's command that names a config file must have it mounted there.
+	for name, flag := range map[string]string{"envoy": "-c", "extauthz": "--config", "dex": "serve"} {
+		s := c.Services[name]
+		target := argAfter(s.Command, flag)
+		if target == "" {
+			t.Errorf("service %s: command %v does not name its config after %s", name, s.Command, flag)
+			continue
+		}
+		if !slices.ContainsFunc(s.mounts(t), func(m mount) bool { return m.target == target && isLocalPath(m.source) }) {
+			t.Errorf("service %s reads %s, but no local file is mounted there", name, target)
+		}
+	}
+}
+
+func checkBuild(t *testing.T, service, context, dockerfile string) {
+	t.Helper()
+	fi, err := os.Stat(context)
+	if err != nil || !fi.IsDir() {
+		t.Errorf("service %s: build context %s is not a directory (%v)", service, context, err)
+		return
+	}
+	if _, err := os.Stat(filepath.Join(context, "go.mod")); err != nil {
+		t.Errorf("service %s: build context %s is not the repository root", service, context)
+	}
+	df := filepath.Join(context, dockerfile) // compose resolves dockerfile against the context
+	src, err := os.ReadFile(df)
+	if err != nil {
+		t.Errorf("service %s: dockerfile: %v", service, err)
+		return
+	}
+	// Every COPY source from the context must exist in it.
+	for _, m := range regexp.MustCompile(`(?m)^COPY\s+([^-\n][^\n]*)$`).FindAllStringSubmatch(string(src), -1) {
+		fields := strings.Fields(m[1])
+		for _, f := range fields[:len(fields)-1] {
+			if _, err := os.Stat(filepath.Join(context, f)); err != nil {
+				t.Errorf("service %s: %s copies %s, missing from the context: %v", service, dockerfile, f, err)
+			}
+		}
+	}
+	for _, m := range regexp.MustCompile(`go build[^\n]*\s(\./cmd/[a-z0-9_-]+)`).FindAllStringSubmatch(string(src), -1) {
+		if _, err := os.Stat(filepath.Join(context, m[1])); err != nil {
+			t.Errorf("service %s: %s builds %s, which does not exist", service, dockerfile, m[1])
+		}
+	}
+	if !strings.Contains(string(src), "./cmd/extauthz") {
+		t.Errorf("service %s: %s does not build ./cmd/extauthz", service, dockerfile)
+	}
+}
+
+func argAfter(args []string, flag string) string {
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func loadEnvoy(t *testing.T) *bootstrapv3.Bootstrap {
+	t.Helper()
+	b, err := envoytest.LoadBootstrap(envoyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := envoytest.ValidateDeep(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// sidecarConfig loads config.yaml through the sidecar's own config loader,
+// with the environment docker-compose.yaml gives it.
+func sidecarConfig(t *testing.T, c compose) *config.Config {
+	t.Helper()
+	src, err := os.ReadFile(sidecarFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for k, v := range c.Services["extauthz"].Environment {
+		env[k] = composeDefault(v)
+	}
+	if _, ok := env["SHARED_SECRET"]; !ok {
+		t.Fatalf("service extauthz does not get SHARED_SECRET")
+	}
+	env["SHARED_SECRET"] = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	cfg, err := config.Parse(src, sidecarFile, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatalf("the sidecar refuses %s: %v", sidecarFile, err)
+	}
+	return cfg
+}
+
+// composeDefault resolves "${VAR:-default}" to default, and "${VAR:?msg}" to "".
+func composeDefault(v string) string {
+	if m := regexp.MustCompile(`^\$\{[A-Z_]+:-(.*)\}$`).FindStringSubmatch(v); m != nil {
+		return m[1]
+	}
+	if strings.HasPrefix(v, "${") {
+		return ""
+	}
+	return v
+}
+
+func TestEnvoyMatchesServices(t *testing.T) {
+	c := loadCompose(t)
+	b := loadEnvoy(t)
+	cfg := sidecarConfig(t, c)
+
+	// Every cluster endpoint is a compose service, on a port that service exposes.
+	for _, cl := range b.GetStaticResources().GetClusters() {
+		if cl.GetType() != clusterv3.Cluster_STRICT_DNS && cl.GetType() != clusterv3.Cluster_LOGICAL_DNS {
+			t.Errorf("cluster %s: type %v; compose service names need STRICT_DNS or LOGICAL_DNS", cl.GetName(), cl.GetType())
+		}
+		for _, ep := range envoytest.Endpoints(cl) {
+			s, ok := c.Services[ep.Host]
+			if !ok {
+				t.Errorf("cluster %s points at %s, which is not a compose service", cl.GetName(), ep)
+				continue
+			}
+			if !s.containerPorts(t)[ep.Port] {
+				t.Errorf("cluster %s points at %s, but service %s exposes %v", cl.GetName(), ep, ep.Host, s.containerPorts(t))
+			}
+			if !slices.Contains(c.Services["envoy"].DependsOn, ep.Host) {
+				t.Errorf("service envoy does not depend on %s (cluster %s)", ep.Host, cl.GetName())
+			}
+		}
+	}
+
+	// The sidecar listens where Envoy's clusters look for it, on every interface.
+	for cluster, addr := range map[string]string{"extauthz_grpc": cfg.GRPCAddress, "extauthz_http": cfg.HTTPAddress} {
+		cl := envoytest.Cluster(b, cluster)
+		if cl == nil {
+			t.Errorf("no cluster %s", cluster)
+			continue
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			t.Errorf("%s: address %q: %v", sidecarFile, addr, err)
+			continue
+		}
+		eps := envoytest.Endpoints(cl)
+		if len(eps) != 1 || eps[0].Host != "extauthz" || strconv.Itoa(eps[0].Port) != port {
+			t.Errorf("cluster %s is %v, the sidecar listens on %s", cluster, eps, addr)
+		}
+		if host != "0.0.0.0" && host != "" && host != "::" {
+			t.Errorf("%s: the sidecar listens on %s, unreachable from the envoy container", sidecarFile, addr)
+		}
+	}
+	if eps := envoytest.Endpoints(envoytest.Cluster(b, "upstream")); len(eps) != 1 || eps[0].Host != "echo" {
+		t.Errorf("cluster upstream is %v, want the echo service", eps)
+	}
+
+	// The listener is what compose publishes.
+	for _, l := range b.GetStaticResources().GetListeners() {
+		ep := envoytest.SocketAddress(l.GetAddress())
+		if ep.Host != "0.0.0.0" {
+			t.Errorf("listener %s binds %s: inside a container it must bind 0.0.0.0", l.GetName(), ep)
+		}
+		if !slices.Contains(mapValues(c.Services["envoy"].publishedPorts(t)), ep.Port) {
+			t.Errorf("listener port %d is not published by service envoy (%v)", ep.Port, c.Services["envoy"].Ports)
+		}
+	}
+	if ep := envoytest.SocketAddress(b.GetAdmin().GetAddress()); ep.Host != "127.0.0.1" {
+		t.Errorf("admin on %s: keep it on the container's loopback", ep)
+	} else if _, published := c.Services["envoy"].publishedPorts(t)[ep.Port]; published {
+		t.Errorf("admin port %d is published", ep.Port)
+	}
+
+	// The Envoy image is the version the tests run.
+	if img := c.Services["envoy"].Image; img != "envoyproxy/envoy:v1.40.0" {
+		t.Errorf("envoy image %s, want envoyproxy/envoy:v1.40.0", img)
+	}
+	if bin, err := envoytest.Binary(); err == nil {
+		out, err := exec.Command(bin, "--version").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "/1.40.") {
+			t.Errorf("the tests' Envoy is not 1.40 (%v): %s", err, out)
+		}
+	}
+}
+
+func mapValues(m map[int]int) []int {
+	var out []int
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// The sidecar's routes are Envoy's virtual hosts: each policy route is named by
+// exactly one virtual host's context extension, whose domains are the
+// route's host with and without a port.
+func TestRoutesMatchSidecarConfig(t *testing.T) {
+	c := loadCompose(t)
+	b := loadEnvoy(t)
+	cfg := sidecarConfig(t, c)
+
+	hcms, err := envoytest.HCMs(b)
+	if err != nil || len(hcms) != 1 {
+		t.Fatalf("want one http_connection_manager, got %d (%v)", len(hcms), err)
+	}
+	byRoute := map[string][]string{} // route name -> domains of the virtual hosts naming it
+	for _, vh := range hcms[0].Config.GetRouteConfig().GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			pr, err := envoytest.ExtAuthzPerRoute(r.GetTypedPerFilterConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name := pr.GetCheckSettings().GetContextExtensions()["route"]; name != "" {
+				byRoute[name] = append(byRoute[name], vh.GetDomains()...)
+			}
+		}
+	}
+	var policyNames []string
+	for _, r := range cfg.Policy {
+		policyNames = append(policyNames, r.Name)
+		domains, ok := byRoute[r.Name]
+		if !ok {
+			t.Errorf("policy route %q has no Envoy virtual host passing route=%s", r.Name, r.Name)
+			continue
+		}
+		u, err := url.Parse(r.From)
+		if err != nil {
+			t.Errorf("route %s: from %q: %v", r.Name, r.From, err)
+			continue
+		}
+		for _, want := range []string{u.Hostname(), u.Hostname() + ":*"} {
+			if !slices.Contains(domains, want) {
+				t.Errorf("route %s (from %s): Envoy's virtual host domains %v lack %s", r.Name, r.From, domains, want)
+			}
+		}
+	}
+	for name := range byRoute {
+		if !slices.Contains(policyNames, name) {
+			t.Errorf("Envoy passes route=%s, which %s does not define", name, sidecarFile)
+		}
+	}
+}
+
+// Dex and the sidecar agree on the issuer, the client and the callback, and
+// the administrator can sign in.
+func TestDexMatchesSidecarConfig(t *testing.T) {
+	c := loadCompose(t)
+	cfg := sidecarConfig(t, c)
+	var dex struct {
+		Issuer string `yaml:"issuer"`
+		Web    struct {
+			HTTP string `yaml:"http"`
+		} `yaml:"web"`
+		StaticClients []struct {
+			ID           string   `yaml:"id"`
+			Secret       string   `yaml:"secret"`
+			SecretEnv    string   `yaml:"secretEnv"`
+			RedirectURIs []string `yaml:"redirectURIs"`
+		} `yaml:"staticClients"`
+		EnablePasswordDB bool `yaml:"enablePasswordDB"`
+		StaticPasswords  []struct {
+			Email string `yaml:"email"`
+			Hash  string `yaml:"hash"`
+		} `yaml:"staticPasswords"`
+	}
+	decodeYAML(t, dexFile, &dex)
+
+	if dex.Issuer != cfg.IdpProviderURL {
+		t.Errorf("dex issuer %q != idp_provider_url %q", dex.Issuer, cfg.IdpProviderURL)
+	}
+	iss, err := url.Parse(dex.Issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := c.Services[iss.Hostname()]
+	port, _ := strconv.Atoi(iss.Port())
+	if !ds.containerPorts(t)[port] || ds.publishedPorts(t)[port] != port {
+		t.Errorf("the issuer %s must be a compose service publishing port %d on the same host port", dex.Issuer, port)
+	}
+	if _, p, _ := net.SplitHostPort(dex.Web.HTTP); p != iss.Port() {
+		t.Errorf("dex listens on %s, its issuer says port %s", dex.Web.HTTP, iss.Port())
+	}
+
+	callback := strings.TrimSuffix(cfg.AuthenticateServiceURL, "/") + "/.pomerium/callback"
+	found := false
+	for _, cl := range dex.StaticClients {
+		if cl.ID != cfg.IdpClientID {
+			continue
+		}
+		found = true
+		if !slices.Contains(cl.RedirectURIs, callback) {
+			t.Errorf("dex client %s redirect URIs %v lack %s", cl.ID, cl.RedirectURIs, callback)
+		}
+		secret := cl.Secret
+		if cl.SecretEnv != "" {
+			secret = composeDefault(c.Services["dex"].Environment[cl.SecretEnv])
+		}
+		if secret == "" || secret != cfg.IdpClientSecret {
+			t.Errorf("dex client secret %q != the sidecar's idp_client_secret %q", secret, cfg.IdpClientSecret)
+		}
+	}
+	if !found {
+		t.Errorf("dex has no static client %q (idp_client_id)", cfg.IdpClientID)
+	}
+
+	if !dex.EnablePasswordDB {
+		t.Error("dex: enablePasswordDB must be true for the static users")
+	}
+	users := map[string]string{}
+	for _, p := range dex.StaticPasswords {
+		users[p.Email] = p.Hash
+		if !regexp.MustCompile(`^\$2[aby]\$1[0-2]\$[./A-Za-z0-9]{53}$`).MatchString(p.Hash) {
+			t.Errorf("dex user %s: %q is not a bcrypt hash", p.Email, p.Hash)
+		}
+	}
+	for _, want := range []string{"alice@corp.example", "bob@corp.example"} {
+		if _, ok := users[want]; !ok {
+			t.Errorf("dex has no user %s", want)
+		}
+	}
+	if !slices.Contains(cfg.Administrators, "alice@corp.example") {
+		t.Errorf("administrators %v lack alice@corp.example", cfg.Administrators)
+	}
+	if u, err := url.Parse(cfg.AuthenticateServiceURL); err != nil || u.Port() != "8080" {
+		t.Errorf("authenticate_service_url %s must be on Envoy's published port 8080", cfg.AuthenticateServiceURL)
+	}
+}
+
+// The compose Envoy config differs from the bundled one only in its listener
+// address and in how clusters find their endpoints.
+func TestEnvoySameAsBundled(t *testing.T) {
+	b := loadEnvoy(t)
+	root, err := envoytest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundled, err := envoytest.LoadBootstrap(filepath.Join(root, "envoy", "envoy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	normalize := func(in *bootstrapv3.Bootstrap) *bootstrapv3.Bootstrap {
+		out := proto.Clone(in).(*bootstrapv3.Bootstrap)
+		for _, l := range out.GetStaticResources().GetListeners() {
+			l.Address = nil
+		}
+		for _, c := range out.GetStaticResources().GetClusters() {
+			c.ClusterDiscoveryType = nil
+			c.DnsLookupFamily = clusterv3.Cluster_AUTO
+			c.LoadAssignment = nil
+		}
+		return out
+	}
+	if !proto.Equal(normalize(b), normalize(bundled)) {
+		t.Errorf("%s has drifted from envoy/envoy.yaml beyond listener address and cluster endpoints; copy the change across", envoyFile)
+	}
+}
+
+func TestEnvoyValidate(t *testing.T) {
+	bin, err := envoytest.Binary()
+	if err != nil {
+		if envoytest.InCI() {
+			t.Fatalf("CI=true but Envoy is required: %v", err)
+		}
+		t.Skipf("skipping envoy --mode validate: %v", err)
+	}
+	out, err := envoytest.Validate(bin, envoyFile)
+	if err != nil || !strings.Contains(out, "OK") {
+		t.Fatalf("%s --mode validate -c %s: %v\n%s", bin, envoyFile, err, out)
+	}
+}
+
+// The README gives the exact commands.
+func TestREADMECommands(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, want := range []string{
+		"docker compose up --build",
+		"docker compose run --rm",
+		"service-account",
+		`curl http://app.localhost:8080/headers -H "Accept: application/json" -H "Authorization: Pomerium $jwt"`,
+		"-iss authenticate.localhost",
+	} {
+		if !strings.Contains(readme, want) {
+			t.Errorf("README.md lacks %q", want)
+		}
+	}
+}

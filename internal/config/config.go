@@ -1,0 +1,369 @@
+// Package config loads, validates and describes the sidecar's YAML configuration.
+//
+// A config is a YAML file with Pomerium-compatible keys (see Example for every
+// key, documented). Environment variables named after the keys in upper case
+// override them (SHARED_SECRET, COOKIE_EXPIRE, ADMINISTRATORS, ...); list-valued
+// keys are comma-separated there, and POLICY holds base64 of a YAML route list.
+// Every problem is reported at once, each with the file, line and column of the
+// offending key or value.
+package config
+
+import (
+	"crypto/rand"
+	_ "embed"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/policy"
+)
+
+// Defaults of the keys that have one.
+const (
+	DefaultCookieName                 = "_pomerium"
+	DefaultCookieExpire               = 14 * time.Hour
+	DefaultGRPCAddress                = "127.0.0.1:9191"
+	DefaultHTTPAddress                = "127.0.0.1:9292"
+	DefaultImpersonationDefaultAccess = identity.AccessReadWrite
+	DefaultImpersonationMaxDuration   = 30 * time.Minute
+	DefaultDrainTimeout               = 10 * time.Second
+
+	// MaxSize is the largest config document accepted, in bytes.
+	MaxSize = 4 << 20
+	// DemoSource is the Source of the config Demo returns.
+	DemoSource = "embedded demo"
+	// MinSecretBytes is how many bytes a shared secret must decode to.
+	MinSecretBytes = 32
+)
+
+// Duration is a time.Duration written as a Go duration string ("14h", "30m")
+// in YAML and in the environment.
+type Duration time.Duration
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// String renders d as Go does ("14h0m0s").
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText renders d as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := parseDuration(string(text))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ClaimHeader is one jwt_claims_headers entry: the claim whose value is copied
+// upstream, and the lower-case header it goes in.
+type ClaimHeader struct {
+	Claim  string
+	Header string
+}
+
+// ClaimHeaderPrefix starts the header name of a claim listed without one.
+const ClaimHeaderPrefix = "x-pomerium-claim-"
+
+// Config is the sidecar's configuration. The YAML keys are Pomerium's (contract
+// section 2, and section 7 for impersonation_*). Load and Parse fill in the
+// defaults and the derived fields at the end; a Config they return is valid,
+// its policy compiled and its signing key ready.
+type Config struct {
+	// SharedSecret is base64 decoding to at least 32 bytes; its text, as
+	// written, is the HS256 key of service-account and session tokens.
+	SharedSecret string `yaml:"shared_secret"`
+	// PreviousSharedSecrets still verify tokens, during a rotation.
+	PreviousSharedSecrets []string `yaml:"previous_shared_secrets"`
+	// SigningKey is base64 of a PEM EC P-256 private key that signs
+	// x-pomerium-jwt-assertion; empty means one is generated (see KeyGenerated).
+	SigningKey string `yaml:"signing_key"`
+	// PreviousSigningKeys are still published in the JWKS, during a rotation.
+	PreviousSigningKeys []string `yaml:"previous_signing_keys"`
+	// Administrators are the emails (lower-cased) allowed to impersonate.
+	Administrators []string `yaml:"administrators"`
+	// AuthenticateServiceURL is where sign-in happens; see Issuer.
+	AuthenticateServiceURL string `yaml:"authenticate_service_url"`
+
+	IdpProviderURL  string   `yaml:"idp_provider_url"`
+	IdpClientID     string   `yaml:"idp_client_id"`
+	IdpClientSecret string   `yaml:"idp_client_secret"`
+	IdpScopes       []string `yaml:"idp_scopes"`
+
+	CookieName string `yaml:"cookie_name"`
+	// CookieSecure is nil when unset; read it with CookieSecureOrDefault.
+	CookieSecure *bool    `yaml:"cookie_secure"`
+	CookieExpire Duration `yaml:"cookie_expire"`
+	CookieDomain string   `yaml:"cookie_domain"`
+
+	GRPCAddress string `yaml:"grpc_address"`
+	HTTPAddress string `yaml:"http_address"`
+
+	// JWTClaimsHeaders are the claims copied into headers upstream, in order.
+	// The key is written as a list of claim names, a mapping of header name
+	// to claim name (as in Pomerium), or a string of claims separated by
+	// commas or spaces; ClaimHeaders has the headers.
+	JWTClaimsHeaders []string `yaml:"jwt_claims_headers"`
+
+	RevokedTokenIDs []string `yaml:"revoked_token_ids"`
+	// MaxServiceAccountLifetime refuses tokens whose exp - iat exceeds it;
+	// 0 means no limit.
+	MaxServiceAccountLifetime Duration `yaml:"max_service_account_lifetime"`
+
+	ImpersonationDefaultAccess string   `yaml:"impersonation_default_access"`
+	ImpersonationMaxDuration   Duration `yaml:"impersonation_max_duration"`
+	// ImpersonationRequireReason is nil when unset; read it with
+	// ImpersonationRequireReasonOrDefault.
+	ImpersonationRequireReason *bool    `yaml:"impersonation_require_reason"`
+	ImpersonationProtected     []string `yaml:"impersonation_protected"`
+
+	// DrainTimeout bounds how long serve waits for in-flight requests on
+	// SIGTERM or SIGINT.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+
+	Policy []policy.RouteSpec `yaml:"policy"`
+
+	// Derived by Load and Parse.
+
+	// ClaimHeaders pairs each claim of JWTClaimsHeaders with its lower-case
+	// header: the one the mapping form names, else "x-pomerium-claim-<claim>".
+	ClaimHeaders []ClaimHeader `yaml:"-"`
+
+	// Routes is Policy compiled.
+	Routes *policy.Policy `yaml:"-"`
+	// Key signs upstream assertions: signing_key parsed, or generated in
+	// memory when signing_key is absent (then KeyGenerated is true and the
+	// caller should warn that assertions will not verify across restarts).
+	Key          *identity.SigningKey `yaml:"-"`
+	KeyGenerated bool                 `yaml:"-"`
+	// PreviousKeys are previous_signing_keys parsed, without duplicates of Key
+	// or of one another.
+	PreviousKeys []*identity.SigningKey `yaml:"-"`
+	// Issuer is the lower-case host, without port, of authenticate_service_url:
+	// the iss tokens must carry. "" when authenticate_service_url is unset.
+	Issuer string `yaml:"-"`
+	// Source is the file name the config was read from, or DemoSource.
+	Source string `yaml:"-"`
+}
+
+// Load reads the config file at path and applies the environment overrides
+// from the process environment. A config with problems returns a Problems
+// error listing every one.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading config %s: %w", path, err)
+	}
+	return Parse(data, path, os.LookupEnv)
+}
+
+// Parse reads a config from data, named name in problems and in Source, with
+// overrides from lookupEnv (nil for none; os.LookupEnv for the process's). A
+// config with problems returns a Problems error listing every one; other
+// errors (no randomness for a key) are plain.
+func Parse(data []byte, name string, lookupEnv func(string) (string, bool)) (c *Config, err error) {
+	defer func() {
+		// A config must never take the sidecar down: a bug here is a
+		// problem with the config, not a crash. FuzzParse runs parse
+		// without this net.
+		if r := recover(); r != nil {
+			c, err = nil, Problems{{File: name, Msg: fmt.Sprintf("internal error reading the config: %v", r)}}
+		}
+	}()
+	return parse(data, name, lookupEnv)
+}
+
+//go:embed demo.yaml
+var demoYAML []byte
+
+//go:embed example.yaml
+var exampleYAML []byte
+
+// Demo returns the embedded demo config (see demo.yaml) with a fresh random
+// shared secret and signing key. It ignores the environment.
+func Demo() (*Config, error) {
+	secret := make([]byte, MinSecretBytes)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("generating demo shared secret: %w", err)
+	}
+	key, err := identity.GenerateSigningKey()
+	if err != nil {
+		return nil, err
+	}
+	encoded, err := identity.EncodeSigningKey(key)
+	if err != nil {
+		return nil, err
+	}
+	fill := map[string]string{
+		"SHARED_SECRET": base64.StdEncoding.EncodeToString(secret),
+		"SIGNING_KEY":   encoded,
+	}
+	return Parse(demoYAML, DemoSource, func(k string) (string, bool) {
+		v, ok := fill[k]
+		return v, ok
+	})
+}
+
+// Example returns a commented example config documenting every key. It has no
+// shared_secret: set SHARED_SECRET, or add the key, before using it.
+func Example() []byte {
+	return append([]byte(nil), exampleYAML...)
+}
+
+// CookieSecureOrDefault reports whether the session cookie is Secure (default true).
+func (c *Config) CookieSecureOrDefault() bool {
+	return c.CookieSecure == nil || *c.CookieSecure
+}
+
+// ImpersonationRequireReasonOrDefault reports whether the impersonation page
+// requires a reason (default true).
+func (c *Config) ImpersonationRequireReasonOrDefault() bool {
+	return c.ImpersonationRequireReason == nil || *c.ImpersonationRequireReason
+}
+
+// Secrets returns the shared secrets that verify tokens: the current one
+// first, then the previous ones. Mint with Secrets()[0], that is SharedSecret.
+func (c *Config) Secrets() []string {
+	out := make([]string, 0, 1+len(c.PreviousSharedSecrets))
+	if c.SharedSecret != "" {
+		out = append(out, c.SharedSecret)
+	}
+	return append(out, c.PreviousSharedSecrets...)
+}
+
+// SigningKeys returns the keys published in the JWKS: Key first, then
+// PreviousKeys.
+func (c *Config) SigningKeys() []*identity.SigningKey {
+	out := make([]*identity.SigningKey, 0, 1+len(c.PreviousKeys))
+	if c.Key != nil {
+		out = append(out, c.Key)
+	}
+	return append(out, c.PreviousKeys...)
+}
+
+// ExpireDuration is how long a session cookie lasts (cookie_expire, default 14h).
+func (c *Config) ExpireDuration() time.Duration {
+	if c.CookieExpire <= 0 {
+		return DefaultCookieExpire
+	}
+	return c.CookieExpire.Std()
+}
+
+// ImpersonationMaxDurationOrDefault is how long a page-started impersonation
+// lasts (impersonation_max_duration, default 30m).
+func (c *Config) ImpersonationMaxDurationOrDefault() time.Duration {
+	if c.ImpersonationMaxDuration <= 0 {
+		return DefaultImpersonationMaxDuration
+	}
+	return c.ImpersonationMaxDuration.Std()
+}
+
+// DrainTimeoutOrDefault bounds the drain on shutdown (drain_timeout, default 10s).
+func (c *Config) DrainTimeoutOrDefault() time.Duration {
+	if c.DrainTimeout <= 0 {
+		return DefaultDrainTimeout
+	}
+	return c.DrainTimeout.Std()
+}
+
+// ClaimHeaderNames returns the claim -> header pairs as a map, for callers that
+// prefer one; ClaimHeaders keeps the configured order.
+func (c *Config) ClaimHeaderNames() map[string]string {
+	m := make(map[string]string, len(c.ClaimHeaders))
+	for _, h := range c.ClaimHeaders {
+		m[h.Claim] = h.Header
+	}
+	return m
+}
+
+// String names the config without any of its secrets, so that a Config that
+// ends up in a log line leaks nothing.
+func (c *Config) String() string {
+	if c == nil {
+		return "config(nil)"
+	}
+	n := len(c.Policy)
+	if c.Routes != nil {
+		n = len(c.Routes.Routes)
+	}
+	return fmt.Sprintf("config from %s (%d routes)", c.Source, n)
+}
+
+// Describe summarises the config for an operator (validate, serve's start-up
+// log): sources, listeners, issuer, keys by id, impersonation rules and routes.
+// Secrets are never shown, only how many there are.
+func (c *Config) Describe() string {
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	line("source: %s", c.Source)
+	line("grpc_address: %s", c.GRPCAddress)
+	line("http_address: %s", c.HTTPAddress)
+	if c.Issuer != "" {
+		line("issuer: %s (from authenticate_service_url %s)", c.Issuer, c.AuthenticateServiceURL)
+	} else {
+		line("issuer: not checked (authenticate_service_url is unset)")
+	}
+	line("shared secrets: %d (1 current, %d previous)", len(c.Secrets()), len(c.PreviousSharedSecrets))
+	if c.Key != nil {
+		gen := ""
+		if c.KeyGenerated {
+			gen = " (generated in memory: signing_key is unset)"
+		}
+		line("signing key: kid %s%s", c.Key.ID, gen)
+	}
+	for _, k := range c.PreviousKeys {
+		line("previous signing key: kid %s", k.ID)
+	}
+	if c.IdpProviderURL != "" {
+		line("identity provider: %s (client %s, scopes %v)", c.IdpProviderURL, c.IdpClientID, c.IdpScopes)
+	}
+	line("cookie: %s, secure %t, expires after %s, domain %q", c.CookieName, c.CookieSecureOrDefault(), c.ExpireDuration(), c.CookieDomain)
+	if len(c.ClaimHeaders) > 0 {
+		parts := make([]string, len(c.ClaimHeaders))
+		for i, h := range c.ClaimHeaders {
+			parts[i] = h.Claim + " -> " + h.Header
+		}
+		line("claim headers: %s", strings.Join(parts, ", "))
+	}
+	if c.MaxServiceAccountLifetime > 0 {
+		line("max service account lifetime: %s", c.MaxServiceAccountLifetime)
+	}
+	if len(c.RevokedTokenIDs) > 0 {
+		line("revoked token ids: %d", len(c.RevokedTokenIDs))
+	}
+	line("administrators: %s", listOrNone(c.Administrators))
+	line("impersonation: default access %s, max duration %s, reason required %t, protected %s",
+		c.ImpersonationDefaultAccess, c.ImpersonationMaxDurationOrDefault(), c.ImpersonationRequireReasonOrDefault(),
+		listOrNone(c.ImpersonationProtected))
+	if c.Routes != nil {
+		line("routes: %d", len(c.Routes.Routes))
+		for i, r := range c.Routes.Routes {
+			name := r.Name
+			if name == "" {
+				name = fmt.Sprintf("policy[%d]", i)
+			}
+			line("  %s: %s", name, r.From)
+		}
+	}
+	return b.String()
+}
+
+func listOrNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
+}

@@ -1,0 +1,371 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/policy"
+	"go.yaml.in/yaml/v3"
+)
+
+func parse(data []byte, name string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	d := newDecoder(name)
+	if len(data) > MaxSize {
+		d.add(pos{file: name}, "", fmt.Sprintf("is larger than %d MiB; refusing it", MaxSize>>20))
+		return nil, d.problems
+	}
+	c := &Config{Source: name}
+	set := map[string]bool{}
+	if root := d.parseYAML(data, ""); root != nil {
+		t, aliased := d.enter(root)
+		switch {
+		case t == nil || isNull(t):
+		case t.Kind != yaml.MappingNode:
+			d.at(root, "", "the top level must be a mapping of keys (shared_secret: ..., policy: ...), found "+kindName(t))
+		default:
+			set = d.decodeStruct(reflect.ValueOf(c).Elem(), t, "", configFields)
+		}
+		d.leave(aliased)
+	}
+	if d.exhausted {
+		sortProblems(d.problems, name)
+		return nil, d.problems
+	}
+	d.applyEnv(c, set, lookupEnv)
+	applyDefaults(c, set)
+	if err := d.validate(c); err != nil {
+		return nil, err
+	}
+	if len(d.problems) > 0 {
+		sortProblems(d.problems, name)
+		return nil, d.problems
+	}
+	return c, nil
+}
+
+func applyDefaults(c *Config, set map[string]bool) {
+	t := true
+	if !set["cookie_name"] {
+		c.CookieName = DefaultCookieName
+	}
+	if c.CookieSecure == nil {
+		c.CookieSecure = &t
+	}
+	if !set["cookie_expire"] {
+		c.CookieExpire = Duration(DefaultCookieExpire)
+	}
+	if !set["grpc_address"] {
+		c.GRPCAddress = DefaultGRPCAddress
+	}
+	if !set["http_address"] {
+		c.HTTPAddress = DefaultHTTPAddress
+	}
+	if !set["impersonation_default_access"] {
+		c.ImpersonationDefaultAccess = DefaultImpersonationDefaultAccess
+	}
+	if !set["impersonation_max_duration"] {
+		c.ImpersonationMaxDuration = Duration(DefaultImpersonationMaxDuration)
+	}
+	if c.ImpersonationRequireReason == nil {
+		r := true
+		c.ImpersonationRequireReason = &r
+	}
+	if !set["drain_timeout"] {
+		c.DrainTimeout = Duration(DefaultDrainTimeout)
+	}
+}
+
+// validate checks every key, derives Issuer, the keys and the compiled policy.
+// Problems go to d; a returned error is not about the config (no randomness).
+func (d *decoder) validate(c *Config) error {
+	// Secrets. Messages never quote them.
+	if c.SharedSecret == "" {
+		d.atPath("shared_secret", fmt.Sprintf("is required: base64 of at least %d random bytes (head -c32 /dev/urandom | base64)", MinSecretBytes))
+	} else if msg := checkSecret(c.SharedSecret); msg != "" {
+		d.atPath("shared_secret", msg)
+	}
+	for i, s := range c.PreviousSharedSecrets {
+		if msg := checkSecret(s); msg != "" {
+			d.atPath(indexPath("previous_shared_secrets", i), msg)
+		}
+	}
+
+	if c.SigningKey != "" {
+		k, err := identity.ParseSigningKey(c.SigningKey)
+		if err != nil {
+			d.atPath("signing_key", keyMessage(err))
+		}
+		c.Key = k
+	}
+	seen := map[string]bool{}
+	if c.Key != nil {
+		seen[c.Key.ID] = true
+	}
+	for i, s := range c.PreviousSigningKeys {
+		k, err := identity.ParseSigningKey(s)
+		if err != nil {
+			d.atPath(indexPath("previous_signing_keys", i), keyMessage(err))
+			continue
+		}
+		if !seen[k.ID] {
+			seen[k.ID] = true
+			c.PreviousKeys = append(c.PreviousKeys, k)
+		}
+	}
+
+	for i, a := range c.Administrators {
+		if msg := checkEmail(a); msg != "" {
+			d.atPath(indexPath("administrators", i), msg)
+		}
+		c.Administrators[i] = identity.NormalizeEmail(a)
+	}
+
+	if c.AuthenticateServiceURL != "" {
+		if u, msg := checkURL(c.AuthenticateServiceURL); msg != "" {
+			d.atPath("authenticate_service_url", msg)
+		} else {
+			c.Issuer = strings.ToLower(u.Hostname())
+		}
+	}
+	if c.IdpProviderURL != "" {
+		if _, msg := checkURL(c.IdpProviderURL); msg != "" {
+			d.atPath("idp_provider_url", msg)
+		}
+		if c.IdpClientID == "" {
+			d.add(d.lookup("idp_provider_url"), "idp_client_id", "is required when idp_provider_url is set")
+		}
+	} else {
+		if c.IdpClientID != "" {
+			d.atPath("idp_client_id", "is set but idp_provider_url is not")
+		}
+		if c.IdpClientSecret != "" {
+			d.atPath("idp_client_secret", "is set but idp_provider_url is not")
+		}
+	}
+	for i, s := range c.IdpScopes {
+		if s == "" || strings.IndexFunc(s, notVisible) >= 0 {
+			d.atPath(indexPath("idp_scopes", i), fmt.Sprintf("%q is not a scope: scopes are single words without spaces", clip(s)))
+		}
+	}
+
+	if msg := checkCookieName(c.CookieName); msg != "" {
+		d.atPath("cookie_name", msg)
+	}
+	if c.CookieExpire <= 0 {
+		d.atPath("cookie_expire", "must be positive, found "+c.CookieExpire.String())
+	}
+	if c.CookieDomain != "" && strings.IndexFunc(c.CookieDomain, func(r rune) bool {
+		return notVisible(r) || strings.ContainsRune("/:;,=\"", r)
+	}) >= 0 {
+		d.atPath("cookie_domain", fmt.Sprintf("%q is not a domain", clip(c.CookieDomain)))
+	}
+
+	grpcOK := d.checkAddress("grpc_address", c.GRPCAddress)
+	httpOK := d.checkAddress("http_address", c.HTTPAddress)
+	if grpcOK && httpOK && c.GRPCAddress == c.HTTPAddress && !strings.HasSuffix(c.GRPCAddress, ":0") {
+		d.atPath("http_address", fmt.Sprintf("is the same as grpc_address (%s); the two listeners need different addresses", c.GRPCAddress))
+	}
+
+	c.ClaimHeaders = d.claimHeaders
+	c.JWTClaimsHeaders = nil
+	for _, h := range c.ClaimHeaders {
+		c.JWTClaimsHeaders = append(c.JWTClaimsHeaders, h.Claim)
+	}
+	d.checkClaimHeaders(c.ClaimHeaders)
+
+	for i, id := range c.RevokedTokenIDs {
+		if id == "" {
+			d.atPath(indexPath("revoked_token_ids", i), "is empty")
+		}
+	}
+	if c.MaxServiceAccountLifetime < 0 {
+		d.atPath("max_service_account_lifetime", "must not be negative (0 means no limit), found "+c.MaxServiceAccountLifetime.String())
+	}
+
+	switch c.ImpersonationDefaultAccess {
+	case identity.AccessReadOnly, identity.AccessReadWrite:
+	default:
+		d.atPath("impersonation_default_access", fmt.Sprintf("must be %q or %q, found %q",
+			identity.AccessReadOnly, identity.AccessReadWrite, clip(c.ImpersonationDefaultAccess)))
+	}
+	if c.ImpersonationMaxDuration <= 0 {
+		d.atPath("impersonation_max_duration", "must be positive, found "+c.ImpersonationMaxDuration.String())
+	}
+	for i, p := range c.ImpersonationProtected {
+		if p == "" || strings.IndexFunc(p, notVisible) >= 0 {
+			d.atPath(indexPath("impersonation_protected", i), fmt.Sprintf("%q is neither an email nor a group name: it must be non-empty, without spaces", clip(p)))
+		}
+	}
+	if c.DrainTimeout <= 0 {
+		d.atPath("drain_timeout", "must be positive, found "+c.DrainTimeout.String())
+	}
+
+	d.compilePolicy(c)
+
+	if c.Key == nil && c.SigningKey == "" {
+		k, err := identity.GenerateSigningKey()
+		if err != nil {
+			return err
+		}
+		c.Key, c.KeyGenerated = k, true
+	}
+	return nil
+}
+
+// compilePolicy compiles the routes and places each *policy.RouteError at
+// the route's field, or at the route when the field is not written; a field
+// that already has a problem is not reported twice.
+func (d *decoder) compilePolicy(c *Config) {
+	routes, err := policy.Compile(c.Policy)
+	if err == nil {
+		c.Routes = routes
+		return
+	}
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var re *policy.RouteError
+		if !errors.As(e, &re) || re.Index < 0 || re.Index >= len(d.routePaths) {
+			d.atPath("policy", e.Error())
+			continue
+		}
+		route := d.routePaths[re.Index]
+		path := route + "." + re.Field
+		if d.bad[path] || d.bad[route] {
+			continue
+		}
+		where, ok := d.where[path]
+		if !ok {
+			where = d.lookup(route)
+		}
+		d.add(where, path, re.Err.Error())
+	}
+}
+
+// checkSecret explains what is wrong with a shared secret, or returns "".
+func checkSecret(s string) string {
+	if s == "" {
+		return "is empty"
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		b, err = base64.RawStdEncoding.DecodeString(s)
+	}
+	if err != nil {
+		if strings.ContainsAny(s, "-_") {
+			return "is not standard base64: it uses the URL-safe alphabet (- and _); encode it with + and / instead"
+		}
+		return "is not valid base64 (the standard alphabet, with or without padding)"
+	}
+	if len(b) < MinSecretBytes {
+		return fmt.Sprintf("decodes to %d bytes, need at least %d", len(b), MinSecretBytes)
+	}
+	return ""
+}
+
+// keyMessage drops identity's "signing key" prefix: the problem's key says it.
+func keyMessage(err error) string {
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "signing key"); ok {
+		msg = strings.TrimSpace(strings.TrimPrefix(rest, ":"))
+	}
+	return msg
+}
+
+func checkEmail(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	if at <= 0 || at == len(s)-1 || strings.IndexFunc(s, notVisible) >= 0 || strings.ContainsAny(s, ",;<>") {
+		return fmt.Sprintf("%q is not an email", clip(s))
+	}
+	return ""
+}
+
+func checkURL(s string) (*url.URL, string) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
+		return nil, fmt.Sprintf("must be an absolute http or https URL, found %q", clip(s))
+	}
+	return u, ""
+}
+
+// checkCookieName requires an RFC 6265 cookie-name (an RFC 7230 token).
+func checkCookieName(s string) string {
+	if s == "" {
+		return "must not be empty"
+	}
+	for _, r := range s {
+		if !isTokenChar(r) {
+			return fmt.Sprintf("%q is not a cookie name: use letters, digits and !#$%%&'*+-.^_`|~ only", clip(s))
+		}
+	}
+	return ""
+}
+
+func isTokenChar(r rune) bool {
+	return r < unicode.MaxASCII && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+		strings.ContainsRune("!#$%&'*+-.^_`|~", r))
+}
+
+func (d *decoder) checkAddress(key, addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		d.atPath(key, fmt.Sprintf("must be host:port, such as 127.0.0.1:9191 or :9191, found %q", clip(addr)))
+		return false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		d.atPath(key, fmt.Sprintf("port %q is not a number from 0 to 65535", clip(port)))
+		return false
+	}
+	if strings.IndexFunc(host, notVisible) >= 0 {
+		d.atPath(key, fmt.Sprintf("host %q is not a host name or IP address", clip(host)))
+		return false
+	}
+	return true
+}
+
+// reservedClaimHeaders are set by the sidecar itself or by the request.
+var reservedClaimHeaders = map[string]bool{
+	"x-pomerium-jwt-assertion": true, "x-pomerium-authorization": true,
+	"authorization": true, "cookie": true, "host": true,
+}
+
+func (d *decoder) checkClaimHeaders(hs []ClaimHeader) {
+	byHeader := map[string]string{}
+	for i, h := range hs {
+		path := indexPath("jwt_claims_headers", i)
+		if h.Claim == "" || strings.IndexFunc(h.Claim, notVisible) >= 0 {
+			d.atPath(path, fmt.Sprintf("%q is not a claim name", clip(h.Claim)))
+			continue
+		}
+		if h.Header == "" || strings.IndexFunc(h.Header, func(r rune) bool { return !isTokenChar(r) }) >= 0 {
+			d.atPath(path, fmt.Sprintf("%q is not a header name", clip(h.Header)))
+			continue
+		}
+		if reservedClaimHeaders[h.Header] || strings.HasPrefix(h.Header, ":") {
+			d.atPath(path, fmt.Sprintf("header %q is reserved", h.Header))
+			continue
+		}
+		if prev, dup := byHeader[h.Header]; dup {
+			d.atPath(path, fmt.Sprintf("header %q is already used for claim %q", h.Header, prev))
+			continue
+		}
+		byHeader[h.Header] = h.Claim
+	}
+}
+
+// notVisible is true for spaces and control characters.
+func notVisible(r rune) bool {
+	return unicode.IsSpace(r) || unicode.IsControl(r) || r == unicode.ReplacementChar
+}

