@@ -56,7 +56,7 @@ func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRe
 	}
 	if d.Claims != nil && route.PassIdentityHeaders {
 		host := identity.HostWithoutPort(r.GetHost())
-		assertion, err := s.assertion(d, host, now)
+		assertion, err := s.AssertionFor(d, host, now)
 		if err != nil {
 			return nil, err
 		}
@@ -112,7 +112,9 @@ func isPomeriumHeader(name string) bool {
 	return strings.EqualFold(p, "x-pomerium-") || strings.EqualFold(p, "x_pomerium_")
 }
 
-func (s *Snapshot) assertion(d *decision.Decision, host string, now time.Time) (string, error) {
+// AssertionFor returns the signed upstream assertion for an allowed decision on
+// host (without port), from the cache while it is fresh.
+func (s *Snapshot) AssertionFor(d *decision.Decision, host string, now time.Time) (string, error) {
 	a := identity.Assertion{
 		Issuer:   s.Issuer,
 		Audience: host,

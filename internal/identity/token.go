@@ -59,6 +59,8 @@ type Verifier struct {
 	leeway      time.Duration
 	revoked     map[string]struct{}
 	maxLifetime time.Duration
+	parser      *jwt.Parser
+	cache       *tokenCache
 }
 
 // VerifierOptions configures a Verifier.
@@ -74,7 +76,14 @@ type VerifierOptions struct {
 	RevokedIDs []string
 	// MaxLifetime, when positive, refuses tokens whose exp - iat exceeds it.
 	MaxLifetime time.Duration
+	// CacheSize bounds the verified tokens remembered; 0 means DefaultCacheSize.
+	CacheSize int
 }
+
+// DefaultCacheSize is how many verified tokens a Verifier remembers by default:
+// about 8 MiB of claims, enough for every active session of a large deployment
+// within one reload.
+const DefaultCacheSize = 16384
 
 // NewVerifier builds a Verifier. At least one secret is required.
 func NewVerifier(o VerifierOptions) (*Verifier, error) {
@@ -82,6 +91,14 @@ func NewVerifier(o VerifierOptions) (*Verifier, error) {
 		return nil, errors.New("identity: no shared secret")
 	}
 	v := &Verifier{issuer: o.Issuer, leeway: o.Leeway, maxLifetime: o.MaxLifetime}
+	// Time claims are checked by checkTime on every call, cached or not; the
+	// parser only verifies the signature and decodes.
+	v.parser = jwt.NewParser(jwt.WithoutClaimsValidation(), jwt.WithStrictDecoding())
+	size := o.CacheSize
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
+	v.cache = newTokenCache(size)
 	if v.leeway > MaxLeeway || v.leeway < 0 {
 		v.leeway = MaxLeeway
 	}
@@ -104,21 +121,49 @@ func NewVerifier(o VerifierOptions) (*Verifier, error) {
 func (v *Verifier) Leeway() time.Duration { return v.leeway }
 
 // Verify parses token and checks its signature, time claims and issuer at now,
-// and that host (port ignored) is among its audiences. The error is a *TokenError.
+// and that host (port ignored) is among its audiences. The error is a
+// *TokenError. The returned Claims are shared with later calls for the same
+// token and must not be modified.
+//
+// Signature and claim decoding run once per distinct token: a verified token
+// is remembered (bounded, keyed by a seeded 128-bit hash, confirmed by its
+// signature) and later calls only re-check what depends on the request and
+// the clock: time claims, audience.
 func (v *Verifier) Verify(token, host string, now time.Time) (*Claims, error) {
 	if len(token) > MaxTokenLength {
 		return nil, &TokenError{Reason: ReasonTooLarge}
 	}
-	claims := new(Claims)
-	opts := []jwt.ParserOption{
-		jwt.WithLeeway(v.leeway),
-		jwt.WithTimeFunc(func() time.Time { return now }),
-		jwt.WithIssuedAt(),
-		jwt.WithExpirationRequired(),
-		jwt.WithStrictDecoding(),
+	claims, ok := v.cache.get(token)
+	if !ok {
+		var err error
+		if claims, err = v.parse(token); err != nil {
+			return nil, err
+		}
+		v.cache.put(token, claims)
 	}
-	_, err := jwt.NewParser(opts...).ParseWithClaims(token, claims, v.key)
-	if err != nil {
+	if err := v.checkTime(claims, now); err != nil {
+		return nil, err
+	}
+	if !audienceIncludes(claims.Audience, host) {
+		return nil, errAudience
+	}
+	return claims, nil
+}
+
+// Refusals that carry no detail are allocated once.
+var (
+	errAudience      = &TokenError{Reason: ReasonAudience}
+	errExpired       = &TokenError{Reason: ReasonExpired}
+	errNotYetValid   = &TokenError{Reason: ReasonNotYetValid}
+	errIssuedFuture  = &TokenError{Reason: ReasonIssuedInFuture}
+	errMissingExpiry = &TokenError{Reason: ReasonMissingExpiry}
+)
+
+// parse checks everything about a token that does not depend on the request
+// or the clock: signature, algorithm, issuer, revocation, lifetime.
+func (v *Verifier) parse(token string) (*Claims, error) {
+	claims := new(Claims)
+	if _, err := v.parser.ParseWithClaims(token, claims, v.key); err != nil {
 		return nil, classify(err)
 	}
 	// Checked here rather than with jwt.WithIssuer, which reports a missing iss
@@ -126,19 +171,39 @@ func (v *Verifier) Verify(token, host string, now time.Time) (*Claims, error) {
 	if v.issuer != "" && claims.Issuer != v.issuer {
 		return nil, &TokenError{Reason: ReasonIssuer}
 	}
-	if !audienceIncludes(claims.Audience, host) {
-		return nil, &TokenError{Reason: ReasonAudience}
+	if claims.ExpiresAt == nil {
+		return nil, errMissingExpiry
 	}
 	if _, ok := v.revoked[claims.ID]; ok && claims.ID != "" {
 		return nil, &TokenError{Reason: ReasonRevoked}
 	}
-	if v.maxLifetime > 0 && claims.IssuedAt != nil && claims.ExpiresAt.Sub(claims.IssuedAt.Time) > v.maxLifetime {
-		return nil, &TokenError{Reason: ReasonLifetime}
-	}
-	if v.maxLifetime > 0 && claims.IssuedAt == nil {
-		return nil, &TokenError{Reason: ReasonLifetime, Err: errors.New("token has no iat")}
+	if v.maxLifetime > 0 {
+		if claims.IssuedAt == nil {
+			return nil, &TokenError{Reason: ReasonLifetime, Err: errors.New("token has no iat")}
+		}
+		if claims.ExpiresAt.Sub(claims.IssuedAt.Time) > v.maxLifetime {
+			return nil, &TokenError{Reason: ReasonLifetime}
+		}
 	}
 	return claims, nil
+}
+
+// checkTime applies exp, nbf and iat at now with the leeway, with the same
+// edges as golang-jwt's validator.
+func (v *Verifier) checkTime(c *Claims, now time.Time) error {
+	if c.ExpiresAt == nil {
+		return errMissingExpiry
+	}
+	if !now.Before(c.ExpiresAt.Add(v.leeway)) {
+		return errExpired
+	}
+	if c.NotBefore != nil && now.Before(c.NotBefore.Add(-v.leeway)) {
+		return errNotYetValid
+	}
+	if c.IssuedAt != nil && now.Before(c.IssuedAt.Add(-v.leeway)) {
+		return errIssuedFuture
+	}
+	return nil
 }
 
 var errAlgorithm = errors.New("algorithm not accepted")

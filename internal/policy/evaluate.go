@@ -16,6 +16,7 @@ type Verdict struct {
 
 // Evaluate applies the route's allow rules to an authenticated identity. Public
 // routes are decided before any token is read, so they are not handled here.
+// Reasons are prepared at compile time: evaluating allocates nothing.
 func (r *Route) Evaluate(id identity.Identity) Verdict {
 	if r.Public {
 		return Verdict{Allowed: true, Reason: "allow_public_unauthenticated_access"}
@@ -25,26 +26,36 @@ func (r *Route) Evaluate(id identity.Identity) Verdict {
 	}
 	email := identity.NormalizeEmail(id.Email)
 	if email != "" {
-		if _, ok := r.users[email]; ok {
-			return Verdict{Allowed: true, Reason: "allowed_users matched " + email}
+		if reason, ok := r.users[email]; ok {
+			return Verdict{Allowed: true, Reason: reason}
 		}
 	}
 	for _, g := range id.Groups {
-		if _, ok := r.groups[strings.TrimSpace(g)]; ok && g != "" {
-			return Verdict{Allowed: true, Reason: "allowed_groups matched " + g}
+		if reason, ok := r.groups[strings.TrimSpace(g)]; ok {
+			return Verdict{Allowed: true, Reason: reason}
 		}
 	}
 	if d := identity.EmailDomain(email); d != "" {
-		if _, ok := r.domains[d]; ok {
-			return Verdict{Allowed: true, Reason: "allowed_domains matched " + d}
+		if reason, ok := r.domains[d]; ok {
+			return Verdict{Allowed: true, Reason: reason}
 		}
 	}
-	return Verdict{Reason: r.denyReason()}
+	return Verdict{Reason: r.denyReason}
 }
 
-func (r *Route) denyReason() string {
-	if len(r.userList)+len(r.groupList)+len(r.domainList) == 0 {
+// describeDenial names what the route would have accepted, leaving out empty rules.
+func describeDenial(users, groups, domains []string) string {
+	var parts []string
+	for _, rule := range []struct {
+		name string
+		list []string
+	}{{"users", users}, {"groups", groups}, {"domains", domains}} {
+		if len(rule.list) > 0 {
+			parts = append(parts, fmt.Sprintf("%s %v", rule.name, rule.list))
+		}
+	}
+	if len(parts) == 0 {
 		return "no rule matched: the route allows no one"
 	}
-	return fmt.Sprintf("no rule matched: needs one of users %v, groups %v, domains %v", r.userList, r.groupList, r.domainList)
+	return "no rule matched: needs one of " + strings.Join(parts, ", ")
 }

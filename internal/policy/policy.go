@@ -43,11 +43,14 @@ type Route struct {
 	Path   string
 	Regex  *regexp.Regexp
 
-	users   map[string]struct{}
-	groups  map[string]struct{}
-	domains map[string]struct{}
-	// sorted copies for reasons
+	// users, groups and domains map each allowed value to the reason that
+	// names it, prepared once so Evaluate allocates nothing.
+	users   map[string]string
+	groups  map[string]string
+	domains map[string]string
+	// sorted copies for display
 	userList, groupList, domainList []string
+	denyReason                      string
 
 	Public              bool
 	AnyAuthenticated    bool
@@ -156,16 +159,17 @@ func compileRoute(i int, s RouteSpec) (*Route, []fieldErr) {
 		errs = append(errs, fieldErr{"allow_public_unauthenticated_access", errors.New("a public route cannot also list who is allowed")})
 	}
 
-	r.users, r.userList = set(s.AllowedUsers, identity.NormalizeEmail)
+	r.users, r.userList = set(s.AllowedUsers, identity.NormalizeEmail, "allowed_users matched ")
 	for _, u := range r.userList {
 		if !strings.Contains(u, "@") {
 			errs = append(errs, fieldErr{"allowed_users", fmt.Errorf("%q is not an email", u)})
 		}
 	}
-	r.groups, r.groupList = set(s.AllowedGroups, strings.TrimSpace)
+	r.groups, r.groupList = set(s.AllowedGroups, strings.TrimSpace, "allowed_groups matched ")
 	r.domains, r.domainList = set(s.AllowedDomains, func(d string) string {
 		return strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
-	})
+	}, "allowed_domains matched ")
+	r.denyReason = describeDenial(r.userList, r.groupList, r.domainList)
 	for _, d := range r.domainList {
 		if strings.ContainsAny(d, "@/ ") {
 			errs = append(errs, fieldErr{"allowed_domains", fmt.Errorf("%q is not a domain", d)})
@@ -232,8 +236,8 @@ func parseFrom(from string) (string, error) {
 	return host, nil
 }
 
-func set(in []string, norm func(string) string) (map[string]struct{}, []string) {
-	m := make(map[string]struct{}, len(in))
+func set(in []string, norm func(string) string, reasonPrefix string) (map[string]string, []string) {
+	m := make(map[string]string, len(in))
 	list := make([]string, 0, len(in))
 	for _, v := range in {
 		v = norm(v)
@@ -241,7 +245,7 @@ func set(in []string, norm func(string) string) (map[string]struct{}, []string) 
 			continue
 		}
 		if _, dup := m[v]; !dup {
-			m[v] = struct{}{}
+			m[v] = reasonPrefix + v
 			list = append(list, v)
 		}
 	}

@@ -1,0 +1,126 @@
+package check_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+
+	"github.com/extauthz/extauthz/internal/check"
+	"github.com/extauthz/extauthz/internal/decision"
+	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/impersonation"
+	"github.com/extauthz/extauthz/internal/policy"
+)
+
+func benchSnapshot(b *testing.B) *check.Snapshot {
+	b.Helper()
+	pol, err := policy.Compile([]policy.RouteSpec{
+		{Name: "app", From: "https://app.example.com", AllowedGroups: []string{"engineering"}},
+		{Name: "admin", From: "https://admin.example.com", AllowedUsers: []string{"alice@corp.example"}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := identity.NewVerifier(identity.VerifierOptions{Secrets: []string{secret}, Leeway: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, err := identity.GenerateSigningKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &check.Snapshot{
+		Engine: &decision.Engine{Policy: pol, Verifier: v, CookieName: "_pomerium",
+			Rules: impersonation.NewRules([]string{"alice@corp.example"}, nil, "", time.Minute)},
+		Key:          key,
+		ClaimHeaders: []check.ClaimHeader{{Claim: "email", Header: "x-pomerium-claim-email"}},
+		Assertions:   check.NewAssertionCache(10000),
+	}
+}
+
+func benchToken(b *testing.B, c identity.Claims) string {
+	b.Helper()
+	c.Audience = jwt.ClaimStrings{"app.example.com", "admin.example.com"}
+	c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
+	c.IssuedAt = jwt.NewNumericDate(time.Now())
+	tok, err := identity.Mint(&c, secret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tok
+}
+
+// BenchmarkDecideWithAssertion is the in-process decision plus the upstream
+// assertion on the cached path: what every allowed request of a session costs
+// after its first.
+func BenchmarkDecideWithAssertion(b *testing.B) {
+	snap := benchSnapshot(b)
+	bob := benchToken(b, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"}})
+	aliceAsBob := benchToken(b, identity.Claims{Email: "alice@corp.example", ImpersonateEmail: "bob@corp.example", ImpersonateGroups: []string{"engineering"}})
+	for _, bc := range []struct{ name, token string }{{"allowed", bob}, {"impersonated", aliceAsBob}} {
+		b.Run(bc.name, func(b *testing.B) {
+			headers := map[string]string{"authorization": "Pomerium " + bc.token}
+			req := decision.Request{Host: "app.example.com", Path: "/", Method: "GET",
+				Header: func(n string) string { return headers[n] }}
+			b.ReportAllocs()
+			for b.Loop() {
+				now := time.Now()
+				d := snap.Engine.Decide(req, now)
+				if !d.Allowed() {
+					b.Fatal(d.Reason)
+				}
+				if _, err := snap.AssertionFor(&d, "app.example.com", now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCheck is the full Check handler in process: request mapping,
+// decision, assertion and the CheckResponse, without the gRPC transport.
+func BenchmarkCheck(b *testing.B) {
+	snap := benchSnapshot(b)
+	srv := check.New(snap, zap.NewNop())
+	bob := benchToken(b, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"}})
+	carol := benchToken(b, identity.Claims{Email: "carol@corp.example"})
+	cases := []struct {
+		name    string
+		headers map[string]string
+	}{
+		{"allowed", map[string]string{"authorization": "Pomerium " + bob, "cookie": "a=b"}},
+		{"denied", map[string]string{"authorization": "Pomerium " + carol}},
+		{"no token", map[string]string{"accept": "*/*"}},
+	}
+	for _, bc := range cases {
+		b.Run(bc.name, func(b *testing.B) {
+			req := envoyRequest("GET", "https://app.example.com/reports?q=1", bc.headers, "app")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := srv.Check(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSignAssertion is the uncached ES256 signature: the cost of a
+// session's first request on a route.
+func BenchmarkSignAssertion(b *testing.B) {
+	key, err := identity.GenerateSigningKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := identity.Assertion{Issuer: "app.example.com", Audience: "app.example.com",
+		Identity: identity.Identity{Email: "bob@corp.example", Groups: []string{"engineering"}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := key.Sign(a, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
