@@ -1,0 +1,359 @@
+package web_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/extauthz/extauthz/internal/decision"
+	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/impersonation"
+	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/web"
+)
+
+var testSecret = base64.StdEncoding.EncodeToString([]byte("web test shared secret, 32 bytes+"))
+
+const (
+	appHost    = "app.example.test"
+	otherHost  = "other.example.test"
+	issuer     = "authenticate.example.test"
+	admin      = "alice@corp.example"
+	user       = "bob@corp.example"
+	cookieName = "_pomerium"
+)
+
+var testRoutes = []policy.RouteSpec{
+	{Name: "app", From: "https://app.example.test", AllowedGroups: []string{"engineering"}},
+	{Name: "admin", From: "https://admin.example.test", AllowedUsers: []string{admin}},
+	{Name: "public", From: "https://public.example.test", AllowPublicUnauthenticatedAccess: true},
+	{Name: "wiki", From: "https://wiki.example.test", AllowAnyAuthenticatedUser: true},
+	{Name: "docs", From: "https://docs.example.test", AllowedDomains: []string{"corp.example"}},
+	{Name: "support", From: "https://support.example.test", AllowedGroups: []string{"support"}, AllowedUsers: []string{"carol@partner.example"}},
+}
+
+// clock is a settable, race-safe clock for the server under test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type fixture struct {
+	t        *testing.T
+	srv      *httptest.Server
+	pages    *web.Server
+	settings *web.Settings
+	logs     *observer.ObservedLogs
+	clock    *clock
+	now      time.Time
+}
+
+// newFixture serves the pages with a real verifier, rules and policy. The
+// clock starts at the real time (cookie jars expire cookies by it).
+func newFixture(t *testing.T, edit ...func(*web.Settings)) *fixture {
+	t.Helper()
+	pol, err := policy.Compile(testRoutes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := identity.NewVerifier(identity.VerifierOptions{Secrets: []string{testSecret}, Issuer: issuer, Leeway: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := identity.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := identity.MarshalJWKS(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := &web.Settings{
+		Engine: &decision.Engine{
+			Policy:     pol,
+			Verifier:   v,
+			Rules:      impersonation.NewRules([]string{admin, "dave@corp.example"}, []string{"security@corp.example", "security-team"}, identity.AccessReadWrite, time.Minute),
+			CookieName: cookieName,
+		},
+		Secret:                     testSecret,
+		CookieName:                 cookieName,
+		CookieExpire:               14 * time.Hour,
+		Issuer:                     issuer,
+		JWKS:                       jwks,
+		ImpersonationMaxDuration:   30 * time.Minute,
+		ImpersonationRequireReason: true,
+	}
+	for _, e := range edit {
+		e(set)
+	}
+	core, logs := observer.New(zap.DebugLevel)
+	pages := web.New(set, zap.New(core))
+	c := &clock{t: time.Now().Truncate(time.Second)}
+	pages.SetClock(c.Now)
+	srv := httptest.NewServer(pages)
+	t.Cleanup(srv.Close)
+	return &fixture{t: t, srv: srv, pages: pages, settings: set, logs: logs, clock: c, now: c.Now()}
+}
+
+// claims are a valid session for appHost and otherHost, valid for an hour.
+func (f *fixture) claims(email string, groups ...string) *identity.Claims {
+	c := &identity.Claims{Email: email, User: strings.Split(email, "@")[0], Groups: groups}
+	c.Issuer = issuer
+	c.Subject = "sub-" + c.User
+	c.Audience = []string{appHost, otherHost}
+	c.IssuedAt = numeric(f.now.Add(-time.Minute))
+	c.NotBefore = numeric(f.now.Add(-time.Minute))
+	c.ExpiresAt = numeric(f.now.Add(time.Hour))
+	return c
+}
+
+func (f *fixture) mint(c *identity.Claims) string {
+	f.t.Helper()
+	tok, err := identity.Mint(c, testSecret)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return tok
+}
+
+func (f *fixture) token(email string, groups ...string) string {
+	return f.mint(f.claims(email, groups...))
+}
+
+// verify checks a token the way Check would, at the fixture's clock.
+func (f *fixture) verify(tok string) *identity.Claims {
+	f.t.Helper()
+	c, err := f.settings.Engine.Verifier.Verify(tok, appHost, f.clock.Now())
+	if err != nil {
+		f.t.Fatalf("token does not verify: %v", err)
+	}
+	return c
+}
+
+// browser is an HTTP client with a cookie jar that reaches the test server
+// under any host name, and does not follow redirects.
+type browser struct {
+	f      *fixture
+	jar    *cookiejar.Jar
+	client *http.Client
+	accept string
+}
+
+func (f *fixture) browser() *browser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return f.browserWith(jar)
+}
+
+// via is the same browser (same cookies) talking to another server.
+func (b *browser) via(g *fixture) *browser { return g.browserWith(b.jar) }
+
+func (f *fixture) browserWith(jar *cookiejar.Jar) *browser {
+	addr := f.srv.Listener.Addr().String()
+	var d net.Dialer
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, network, addr)
+	}}
+	f.t.Cleanup(tr.CloseIdleConnections)
+	return &browser{f: f, jar: jar, accept: "text/html,application/xhtml+xml,*/*;q=0.8", client: &http.Client{
+		Jar:       jar,
+		Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}}
+}
+
+func pageURL(host, path string) string { return "http://" + host + path }
+
+// setSession puts a session token in the jar, as a browser holding it would.
+func (b *browser) setSession(host, tok string) {
+	u, _ := url.Parse(pageURL(host, "/"))
+	b.jar.SetCookies(u, []*http.Cookie{{Name: cookieName, Value: tok, Path: "/"}})
+}
+
+// session returns the session cookie the browser holds for host.
+func (b *browser) session(host string) string {
+	u, _ := url.Parse(pageURL(host, "/"))
+	for _, c := range b.jar.Cookies(u) {
+		if c.Name == cookieName {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+type response struct {
+	*http.Response
+	body string
+}
+
+func (b *browser) do(req *http.Request) response {
+	b.f.t.Helper()
+	if req.Header.Get("Accept") == "" && b.accept != "" {
+		req.Header.Set("Accept", b.accept)
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.f.t.Fatal(err)
+	}
+	return response{resp, string(body)}
+}
+
+func (b *browser) get(host, path string, header ...string) response {
+	b.f.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, pageURL(host, path), nil)
+	if err != nil {
+		b.f.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return b.do(req)
+}
+
+func (b *browser) post(host, path string, form url.Values, header ...string) response {
+	b.f.t.Helper()
+	return b.postRaw(host, path, form.Encode(), header...)
+}
+
+func (b *browser) postRaw(host, path, body string, header ...string) response {
+	b.f.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, pageURL(host, path), strings.NewReader(body))
+	if err != nil {
+		b.f.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return b.do(req)
+}
+
+var csrfField = regexp.MustCompile(`name="_csrf" value="([^"]+)"`)
+
+// csrf loads a page and scrapes the CSRF token from its form, as a browser
+// submitting that form would send it.
+func (b *browser) csrf(host, path string) string {
+	b.f.t.Helper()
+	r := b.get(host, path)
+	m := csrfField.FindStringSubmatch(r.body)
+	if m == nil {
+		b.f.t.Fatalf("no CSRF field on %s (status %d):\n%s", path, r.StatusCode, r.body)
+	}
+	return htmlUnescape(m[1])
+}
+
+func htmlUnescape(s string) string {
+	return strings.NewReplacer("&#43;", "+", "&#x2b;", "+", "&#x2f;", "/", "&#47;", "/", "&#61;", "=", "&#x3d;", "=", "&amp;", "&").Replace(s)
+}
+
+// impersonate submits the "sign in as" form with a scraped CSRF token.
+func (b *browser) impersonate(host string, fields url.Values) response {
+	b.f.t.Helper()
+	fields.Set("_csrf", b.csrf(host, "/.pomerium/"))
+	return b.post(host, "/.pomerium/impersonate", fields)
+}
+
+func form(kv ...string) url.Values {
+	v := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Add(kv[i], kv[i+1])
+	}
+	return v
+}
+
+type routeJSON struct {
+	Route   string `json:"route"`
+	From    string `json:"from"`
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason"`
+}
+
+type dashboardJSON struct {
+	Email                  string      `json:"email"`
+	User                   string      `json:"user"`
+	Groups                 []string    `json:"groups"`
+	ExpiresAt              *time.Time  `json:"expires_at"`
+	Administrator          bool        `json:"administrator"`
+	Impersonating          bool        `json:"impersonating"`
+	ImpersonatedEmail      string      `json:"impersonated_email"`
+	ImpersonatedGroups     []string    `json:"impersonated_groups"`
+	Access                 string      `json:"access"`
+	Reason                 string      `json:"reason"`
+	ImpersonationExpiresAt *time.Time  `json:"impersonation_expires_at"`
+	ImpersonationEnded     bool        `json:"impersonation_ended"`
+	ImpersonationDenied    string      `json:"impersonation_denied"`
+	Routes                 []routeJSON `json:"routes"`
+	Preview                *struct {
+		Email  string      `json:"email"`
+		Groups []string    `json:"groups"`
+		Routes []routeJSON `json:"routes"`
+	} `json:"preview"`
+}
+
+func decodeDashboard(t *testing.T, r response) dashboardJSON {
+	t.Helper()
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q, want application/json; body:\n%s", ct, r.body)
+	}
+	var d dashboardJSON
+	dec := json.NewDecoder(strings.NewReader(r.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		t.Fatalf("decoding dashboard JSON: %v\n%s", err, r.body)
+	}
+	return d
+}
+
+// expected computes the access table with Route.Evaluate directly.
+func expected(t *testing.T, f *fixture, id identity.Identity) []routeJSON {
+	t.Helper()
+	var rows []routeJSON
+	for _, rt := range f.settings.Engine.Policy.Routes {
+		v := rt.Evaluate(id)
+		rows = append(rows, routeJSON{Route: rt.Name, From: rt.From, Allowed: v.Allowed, Reason: v.Reason})
+	}
+	return rows
+}
+
+// auditEntries returns the audit log entries with message event.
+func (f *fixture) audit(event string) []observer.LoggedEntry {
+	return f.logs.FilterLoggerName("audit").FilterMessage(event).All()
+}
+
+func numeric(t time.Time) *jwt.NumericDate { return jwt.NewNumericDate(t) }

@@ -1,0 +1,167 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/csrf"
+)
+
+// Paths of the pages.
+const (
+	pathDashboard   = "/.pomerium/"
+	pathImpersonate = "/.pomerium/impersonate"
+	pathPreview     = "/.pomerium/preview"
+	pathSignIn      = "/.pomerium/sign_in"
+	pathSignOut     = "/.pomerium/sign_out"
+	pathStyle       = "/.pomerium/assets/style.css"
+)
+
+// Names and defaults of the page machinery.
+const (
+	defaultCookieName         = "_pomerium"
+	defaultMaxDuration        = 30 * time.Minute
+	csrfCookieName            = "_pomerium_csrf"
+	csrfFieldName             = "_csrf"
+	csrfMaxAge                = 12 * 60 * 60 // seconds; a page left open longer needs a reload
+	contentSecurityPolicy     = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	formContentType           = "application/x-www-form-urlencoded"
+	redirectParam             = "pomerium_redirect_uri"
+	signedOutParam            = "signed_out"
+	wwwAuthenticateChallenge  = "Pomerium"
+	impersonationStartedEvent = "impersonation_started"
+	impersonationStoppedEvent = "impersonation_stopped"
+	impersonationEndedEvent   = "impersonation_ended"
+	impersonationRefusedEvent = "impersonation_refused"
+	policyPreviewEvent        = "policy_preview"
+)
+
+// state is a Settings with everything derived from it: a reload swaps both at once.
+type state struct {
+	set         *Settings
+	cookieName  string
+	maxDuration time.Duration
+	pages       http.Handler
+}
+
+func (s *Server) newState(set *Settings) *state {
+	st := &state{set: set, cookieName: set.CookieName, maxDuration: set.ImpersonationMaxDuration}
+	if st.cookieName == "" {
+		st.cookieName = defaultCookieName
+	}
+	if st.maxDuration <= 0 {
+		st.maxDuration = defaultMaxDuration
+	}
+	page := func(h func(*state, http.ResponseWriter, *http.Request)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) { h(st, w, r) }
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.pomerium/{$}", page(s.dashboard))
+	mux.HandleFunc("POST "+pathImpersonate, page(s.impersonate))
+	mux.HandleFunc("POST "+pathPreview, page(s.preview))
+	mux.HandleFunc("POST "+pathSignOut, page(s.signOut))
+	mux.HandleFunc("GET "+pathSignIn, page(s.signInPage))
+	mux.HandleFunc("POST "+pathSignIn, page(s.signIn))
+	mux.HandleFunc("/.pomerium/", page(s.notFound))
+	protect := csrf.Protect(csrfKey(set.Secret),
+		csrf.CookieName(csrfCookieName),
+		csrf.FieldName(csrfFieldName),
+		csrf.Path("/.pomerium"),
+		csrf.HttpOnly(true),
+		csrf.Secure(set.CookieSecure),
+		csrf.SameSite(csrf.SameSiteLaxMode),
+		csrf.MaxAge(csrfMaxAge),
+		csrf.ErrorHandler(page(s.csrfFailed)),
+	)
+	st.pages = s.prepare(st, protect(mux))
+	return st
+}
+
+// prepare runs before CSRF and the pages: security headers, a request id,
+// the plaintext-HTTP mark gorilla/csrf needs, and a bounded, checked form.
+func (s *Server) prepare(st *state, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := requestIDOf(r)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Request-Id", id)
+		// gorilla/csrf treats every request as HTTPS and then insists on a
+		// same-origin Referer; over plain HTTP (the demo, or Envoy without
+		// TLS) it must be told, or every form post fails. The Origin check
+		// still runs either way.
+		if requestScheme(r) != "https" {
+			r = csrf.PlaintextHTTPRequest(r)
+		}
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+		case http.MethodPost:
+			if status, msg := readForm(w, r); status != 0 {
+				s.fail(st, w, r, status, msg)
+				return
+			}
+		default:
+			h.Set("Allow", "GET, HEAD, POST")
+			s.fail(st, w, r, http.StatusMethodNotAllowed, "The method "+r.Method+" is not allowed here.")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readForm parses a POST body of at most maxFormBytes into r.PostForm, so
+// that neither gorilla/csrf nor a page reads an unbounded or multipart body,
+// and refuses repeated fields and values that are not text.
+func readForm(w http.ResponseWriter, r *http.Request) (int, string) {
+	if ct := r.Header.Get("Content-Type"); ct != "" || r.ContentLength != 0 {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != formContentType {
+			return http.StatusUnsupportedMediaType, "Forms must be sent as " + formContentType + "."
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return http.StatusBadRequest, "The form is too large: at most 64 KiB."
+		}
+		return http.StatusBadRequest, "The form or the query string is not correctly encoded."
+	}
+	if err := checkForm(r.PostForm); err != nil {
+		return http.StatusBadRequest, err.Error()
+	}
+	return 0, ""
+}
+
+// notFound answers paths without a page, and known paths with the wrong method.
+func (s *Server) notFound(st *state, w http.ResponseWriter, r *http.Request) {
+	allow := map[string]string{
+		pathDashboard:   "GET, HEAD",
+		pathSignIn:      "GET, HEAD, POST",
+		pathImpersonate: "POST",
+		pathPreview:     "POST",
+		pathSignOut:     "POST",
+	}[r.URL.Path]
+	if allow != "" {
+		w.Header().Set("Allow", allow)
+		s.fail(st, w, r, http.StatusMethodNotAllowed, "The method "+r.Method+" is not allowed here.")
+		return
+	}
+	s.fail(st, w, r, http.StatusNotFound, "There is no page here.")
+}
+
+// csrfFailed answers a form post whose CSRF token or origin did not check out.
+func (s *Server) csrfFailed(st *state, w http.ResponseWriter, r *http.Request) {
+	why := "unknown reason"
+	if err := csrf.FailureReason(r); err != nil {
+		why = err.Error()
+	}
+	s.fail(st, w, r, http.StatusForbidden,
+		"This form could not be verified ("+why+"). It may have expired or come from another site: reload the page and try again.")
+}
