@@ -441,6 +441,33 @@ func TestCheckImpersonation(t *testing.T) {
 		setHeaders(t, resp)
 	})
 
+	t.Run("after impersonate_exp the administrator acts as themselves again and the end is audited", func(t *testing.T) {
+		ended := mint(t, identity.Claims{Email: "alice@corp.example", Groups: []string{"admins"},
+			RegisteredClaims: jwt.RegisteredClaims{ID: "jti-ended"},
+			ImpersonateEmail: "bob@corp.example", ImpersonateGroups: []string{"engineering"},
+			ImpersonateExp: jwt.NewNumericDate(now.Add(-2 * time.Minute))})
+		// bob's route no longer opens...
+		resp := f.check(t, envoyRequest("GET", "https://app.example.com/", map[string]string{"authorization": "Pomerium " + ended}, ""))
+		if resp.GetDeniedResponse().GetStatus().GetCode() != 403 {
+			t.Fatalf("ended impersonation still reaches bob's route: %v", resp)
+		}
+		// ...and alice's own does, with her own identity upstream.
+		resp = f.check(t, envoyRequest("GET", "https://admin.example.com/", map[string]string{"authorization": "Pomerium " + ended}, ""))
+		claims := verifyAssertion(t, f.key, setHeaders(t, resp)["x-pomerium-jwt-assertion"])
+		if claims["email"] != "alice@corp.example" || claims["act"] != nil {
+			t.Errorf("assertion after the end = %v", claims)
+		}
+		var endAudited bool
+		for _, e := range f.logs.FilterLoggerName("audit").All() {
+			if e.Message == "impersonation_ended" && e.ContextMap()["token_id"] == "jti-ended" {
+				endAudited = true
+			}
+		}
+		if !endAudited {
+			t.Error("the end of the impersonation is not audited")
+		}
+	})
+
 	t.Run("a protected target is refused", func(t *testing.T) {
 		tok := mint(t, identity.Claims{Email: "alice@corp.example", ImpersonateEmail: "Security@corp.example", ImpersonateGroups: []string{"engineering"}})
 		resp := f.check(t, envoyRequest("GET", "https://app.example.com/", map[string]string{"authorization": "Pomerium " + tok}, ""))
