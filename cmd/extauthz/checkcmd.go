@@ -28,6 +28,9 @@ func checkCommand(e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	if *rawURL == "" {
 		return usagef("-url is required.")
 	}

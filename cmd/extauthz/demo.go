@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -46,6 +47,9 @@ func printDemo(e *env, cfg *config.Config, grpcAddr, httpAddr string) error {
 		return err
 	}
 	self := selfCommand(e.args[0])
+	if self == e.args[0] {
+		self = shellQuote(self) // a path with spaces must still paste
+	}
 	_, httpPort, _ := splitPort(httpAddr)
 	fmt.Fprintf(e.stdout, `
 extauthz demo is running (embedded config; secret and signing key are fresh and random).
@@ -72,4 +76,16 @@ Mint your own:
 `, grpcAddr, httpAddr, httpAddr, bob, alice, aliceAsBob,
 		self, grpcAddr, self, grpcAddr, self, grpcAddr, httpPort, self, cfg.Issuer, cfg.SharedSecret)
 	return nil
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but plain path
+// characters.
+func shellQuote(s string) string {
+	plain := func(r rune) bool {
+		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+,:@", r)
+	}
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool { return !plain(r) }) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

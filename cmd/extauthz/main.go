@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Exit codes (contract section 1).
@@ -118,18 +119,43 @@ func newFlagSet(e *env, name string) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags turns flag package errors into one-sentence usage errors.
+// parseFlags turns flag package errors into one-sentence usage errors. The
+// flag set's usage text is printed only for -h/--help, never beside an error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	out, usage := fs.Output(), fs.Usage
 	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	err := fs.Parse(args)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stderr)
-			fs.Usage()
+	fs.SetOutput(out)
+	fs.Usage = usage
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		if usage != nil {
+			usage()
+		} else {
+			fmt.Fprintf(out, "Usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
 		}
 		return err
 	}
-	return usagef("%v", err)
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		return usagef("unknown flag %s; run with -h for the list.", name)
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		return usagef("flag %s needs a value.", name)
+	}
+	return usagef("%s.", strings.TrimSuffix(msg, "."))
+}
+
+// noArgs refuses positional arguments a command does not take.
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q: %s takes only flags, and they go before any argument.", fs.Arg(0), fs.Name())
+	}
+	return nil
 }
 
 // listFlag is a repeatable flag whose values may also be comma lists.
@@ -142,5 +168,25 @@ func (l *listFlag) Set(v string) error {
 			*l = append(*l, p)
 		}
 	}
+	return nil
+}
+
+// durationFlag is a time.Duration flag whose parse error says what is wanted
+// (the flag package's own says only "parse error").
+type durationFlag struct{ d *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f durationFlag) Set(v string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil {
+		return errors.New("want a duration such as 1h or 30m")
+	}
+	*f.d = d
 	return nil
 }

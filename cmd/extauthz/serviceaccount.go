@@ -18,7 +18,9 @@ func serviceAccount(e *env, args []string) error {
 	var aud, groups, impGroups listFlag
 	fs.Var(&aud, "aud", "Audience (e.g. httpbin.int.pomerium.io,prometheus.int.pomerium.io)")
 	email := fs.String("email", "", "Email")
-	expiry := fs.Duration("expiry", time.Hour, "Expiry")
+	expiry := new(time.Duration)
+	*expiry = time.Hour
+	fs.Var(durationFlag{expiry}, "expiry", "Expiry, a `duration` such as 1h or 30m")
 	fs.Var(&groups, "groups", "Groups (e.g. admins@pomerium.io,users@pomerium.io)")
 	impEmail := fs.String("impersonate_email", "", "Impersonation Email (optional)")
 	fs.Var(&impGroups, "impersonate_groups", "Impersonation Groups (optional)")

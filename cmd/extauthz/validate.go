@@ -19,6 +19,9 @@ func validate(e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	if *path == "" {
 		return usagef("--config is required.")
 	}
@@ -43,6 +46,9 @@ func explain(e *env, args []string) error {
 	rawURL := fs.String("url", "", "only the route that serves this URL")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
 		return err
 	}
 	switch {
