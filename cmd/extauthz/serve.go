@@ -21,8 +21,8 @@ import (
 	"github.com/extauthz/extauthz/internal/check"
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/decision"
-	"github.com/extauthz/extauthz/internal/identity"
-	"github.com/extauthz/extauthz/internal/impersonation"
+	"github.com/extauthz/extauthz/internal/metrics"
+	"github.com/extauthz/extauthz/internal/reload"
 	"github.com/extauthz/extauthz/internal/web"
 )
 
@@ -59,10 +59,11 @@ func serve(e *env, args []string) error {
 	defer func() { _ = log.Sync() }()
 
 	var cfg *config.Config
+	var content []byte // the file as read, so a reload can tell whether it changed
 	if *configPath == "" {
 		cfg, err = config.Demo()
 	} else {
-		cfg, err = config.Load(*configPath)
+		cfg, content, err = reload.Load(*configPath, os.LookupEnv)
 	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "extauthz: the config cannot be used:\n%v\n", err)
@@ -76,10 +77,29 @@ func serve(e *env, args []string) error {
 		return err
 	}
 
+	// Signals are caught from here on: a SIGTERM during start-up drains
+	// instead of killing the process mid-way.
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigc)
+
+	m := metrics.New()
 	checker := check.New(snap, log)
+	// checks counts answered Checks, so a drain can tell when Envoy has
+	// stopped sending.
+	var checks atomic.Uint64
+	checker.Observe = func(d *decision.Decision, elapsed time.Duration) {
+		m.ObserveCheck(d, elapsed)
+		checks.Add(1)
+	}
 	pages := web.New(settings, log)
-	var draining atomic.Bool
-	pages.Ready = func() bool { return !draining.Load() }
+	pages.Metrics = m.Handler()
+	// /healthz is 503 until both listeners serve and again while draining.
+	var ready, draining atomic.Bool
+	pages.Ready = func() bool { return ready.Load() && !draining.Load() }
+	m.ReloadSucceeded(time.Now(), false)
+	reloader := reload.New(cfg, reload.Options{Path: *configPath, Check: checker, Web: pages, Metrics: m, Log: log, Content: content})
+	defer reloader.Close()
 
 	grpcLis, err := net.Listen("tcp", cfg.GRPCAddress)
 	if err != nil {
@@ -106,6 +126,18 @@ func serve(e *env, args []string) error {
 	errc := make(chan error, 2)
 	go func() { errc <- g.Serve(grpcLis) }()
 	go func() { errc <- httpSrv.Serve(httpLis) }()
+	ready.Store(true)
+
+	stopWatch := func() {}
+	if *configPath != "" {
+		if stop, err := reloader.Watch(reload.DefaultDebounce); err != nil {
+			log.Warn("not watching the config file; SIGHUP still reloads it", zap.Error(err))
+		} else {
+			stopWatch = stop
+		}
+	}
+	defer func() { stopWatch() }()
+
 	log.Info("serving",
 		zap.String("config", cfg.Source),
 		zap.String("grpc_address", grpcLis.Addr().String()),
@@ -118,59 +150,112 @@ func serve(e *env, args []string) error {
 		}
 	}
 
-	sigc := make(chan os.Signal, 4)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigc)
-	reload := func(why string) {
-		if *configPath == "" {
-			log.Info("the demo config has no file to reload")
-			return
-		}
-		next, err := config.Load(*configPath)
-		if err == nil {
-			var s *check.Snapshot
-			var w *web.Settings
-			if s, w, err = build(next); err == nil {
-				checker.Swap(s)
-				pages.Swap(w)
-				log.Info("config reloaded", zap.String("trigger", why), zap.Int("routes", len(next.Routes.Routes)))
-				return
-			}
-		}
-		log.Error("config reload refused; the previous config keeps serving", zap.String("trigger", why), zap.Error(err))
-	}
 	for {
 		select {
 		case err := <-errc:
+			draining.Store(true)
+			checker.Shutdown()
+			g.Stop()
+			_ = httpSrv.Close()
 			return fmt.Errorf("listener stopped: %w", err)
 		case sig := <-sigc:
 			if sig == syscall.SIGHUP {
-				reload("SIGHUP")
+				_ = reloader.Reload("SIGHUP")
 				continue
 			}
-			log.Info("draining", zap.String("signal", sig.String()), zap.Duration("drain_timeout", time.Duration(cfg.DrainTimeout)))
+			drain := reloader.Current().DrainTimeoutOrDefault()
+			log.Info("draining: health is NOT_SERVING and /healthz 503; Checks are answered until Envoy stops sending, in-flight ones finish, then exit",
+				zap.String("signal", sig.String()), zap.Duration("drain_timeout", drain))
+			start := time.Now()
 			draining.Store(true)
 			checker.Shutdown()
-			shutdown(g, httpSrv, time.Duration(cfg.DrainTimeout))
-			log.Info("stopped")
+			stopWatch()
+			stopWatch = func() {}
+			forced := lameDuck(checks.Load, drain, sigc)
+			if forced == "" {
+				forced = drainAndStop(g, httpSrv, drain-time.Since(start), sigc)
+			} else {
+				g.Stop()
+				_ = httpSrv.Close()
+			}
+			if forced != "" {
+				log.Warn("stopped before in-flight requests finished", zap.String("because", forced))
+			} else {
+				log.Info("stopped", zap.Duration("drained_in", time.Since(start)))
+			}
 			return nil
+		}
+	}
+}
+
+// lameDuck keeps the listeners open after a SIGTERM while Checks keep
+// arriving: Envoy beside the sidecar is draining too and still asks about the
+// requests it finishes, and closing the listener under it would fail them.
+// Health already says NOT_SERVING, so nothing new is routed here. It returns
+// "" when it is time to stop accepting: no Check has arrived for a quiet
+// period (a second, or a quarter of drain if shorter), or half of drain has
+// passed. A second SIGTERM or SIGINT cuts it short; then it returns why.
+func lameDuck(checks func() uint64, drain time.Duration, sigc <-chan os.Signal) (forced string) {
+	quiet := min(time.Second, drain/4)
+	deadline := time.Now().Add(drain / 2)
+	tick := time.NewTicker(max(quiet/10, time.Millisecond))
+	defer tick.Stop()
+	last, lastChange := checks(), time.Now()
+	for {
+		select {
+		case sig := <-sigc:
+			if sig != syscall.SIGHUP {
+				return "second " + sig.String()
+			}
+		case now := <-tick.C:
+			if n := checks(); n != last {
+				last, lastChange = n, now
+			}
+			if now.Sub(lastChange) >= quiet || !now.Before(deadline) {
+				return ""
+			}
 		}
 	}
 }
 
 // shutdown lets in-flight Checks and page requests finish, up to drain.
 func shutdown(g *grpc.Server, h *http.Server, drain time.Duration) {
+	drainAndStop(g, h, drain, nil)
+}
+
+// drainAndStop stops accepting, lets in-flight Checks and page requests
+// finish, and returns when they have, or stops them when drain has passed or
+// a second SIGTERM or SIGINT arrives on sigc (nil: none). It returns why it
+// stopped them, or "" when everything finished.
+func drainAndStop(g *grpc.Server, h *http.Server, drain time.Duration, sigc <-chan os.Signal) (forced string) {
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	done := make(chan struct{})
-	go func() { g.GracefulStop(); close(done) }()
-	go func() { _ = h.Shutdown(ctx) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		g.Stop()
+	grpcDone := make(chan struct{})
+	go func() { g.GracefulStop(); close(grpcDone) }()
+	httpDone := make(chan struct{})
+	go func() { _ = h.Shutdown(ctx); close(httpDone) }()
+	for grpcDone != nil || httpDone != nil {
+		select {
+		case <-grpcDone:
+			grpcDone = nil
+		case <-httpDone:
+			httpDone = nil
+		case sig := <-sigc:
+			if sig == syscall.SIGHUP {
+				continue
+			}
+			forced = "second " + sig.String()
+		case <-ctx.Done():
+			forced = "drain_timeout passed"
+		}
+		if forced != "" {
+			g.Stop()
+			_ = h.Close()
+			return forced
+		}
 	}
 	_ = h.Close()
+	return ""
 }
 
 func newLogger(level zapcore.Level, format string) (*zap.Logger, error) {
@@ -191,52 +276,10 @@ func newLogger(level zapcore.Level, format string) (*zap.Logger, error) {
 	return l, nil
 }
 
-// build derives the Check snapshot and the page settings from a validated config.
+// build derives the Check snapshot and the page settings from a validated
+// config (see reload.Build, which reloads use too).
 func build(cfg *config.Config) (*check.Snapshot, *web.Settings, error) {
-	verifier, err := identity.NewVerifier(identity.VerifierOptions{
-		Secrets:     cfg.Secrets(),
-		Issuer:      cfg.Issuer,
-		Leeway:      identity.MaxLeeway,
-		RevokedIDs:  cfg.RevokedTokenIDs,
-		MaxLifetime: time.Duration(cfg.MaxServiceAccountLifetime),
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	engine := &decision.Engine{
-		Policy:     cfg.Routes,
-		Verifier:   verifier,
-		Rules:      impersonation.NewRules(cfg.Administrators, cfg.ImpersonationProtected, cfg.ImpersonationDefaultAccess, identity.MaxLeeway),
-		CookieName: cfg.CookieName,
-	}
-	claimHeaders := make([]check.ClaimHeader, 0, len(cfg.ClaimHeaders))
-	for _, ch := range cfg.ClaimHeaders {
-		claimHeaders = append(claimHeaders, check.ClaimHeader{Claim: ch.Claim, Header: ch.Header})
-	}
-	snap := &check.Snapshot{
-		Engine:       engine,
-		Key:          cfg.Key,
-		Issuer:       cfg.Issuer,
-		ClaimHeaders: claimHeaders,
-		Assertions:   check.NewAssertionCache(100_000),
-	}
-	jwks, err := identity.MarshalJWKS(append([]*identity.SigningKey{cfg.Key}, cfg.PreviousKeys...)...)
-	if err != nil {
-		return nil, nil, err
-	}
-	settings := &web.Settings{
-		Engine:                     engine,
-		Secret:                     cfg.SharedSecret,
-		CookieName:                 cfg.CookieName,
-		CookieDomain:               cfg.CookieDomain,
-		CookieSecure:               cfg.CookieSecureOrDefault(),
-		CookieExpire:               time.Duration(cfg.CookieExpire),
-		Issuer:                     cfg.Issuer,
-		JWKS:                       jwks,
-		ImpersonationMaxDuration:   time.Duration(cfg.ImpersonationMaxDuration),
-		ImpersonationRequireReason: cfg.ImpersonationRequireReasonOrDefault(),
-	}
-	return snap, settings, nil
+	return reload.Build(cfg)
 }
 
 // selfCommand is how a person reruns this binary: "go run ./cmd/extauthz"

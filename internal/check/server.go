@@ -76,7 +76,11 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	requestID := requestIDOf(httpReq)
 	if httpReq == nil || httpReq.GetHost() == "" {
 		d := &decision.Decision{Status: 400, Reason: "malformed check request: no HTTP attributes"}
-		return snap.deny(d, negotiate.Text, requestID, nil), nil
+		resp := snap.deny(d, negotiate.Text, requestID, nil)
+		if s.Observe != nil {
+			s.Observe(d, s.now().Sub(start))
+		}
+		return resp, nil
 	}
 	headers := httpReq.GetHeaders()
 	header := func(name string) string { return headers[name] }

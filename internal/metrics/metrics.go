@@ -1,0 +1,315 @@
+// Package metrics is the sidecar's Prometheus instrumentation, on a registry of
+// its own (never the global one), served at /metrics.
+//
+// Label values come from small fixed sets only: a decision's reason is mapped
+// to a class, a token refusal to a short slug, an impersonation's access to
+// one of four words. No email, route, host, token or free text ever becomes a
+// label value, so the series count is bounded whatever clients send.
+//
+// Every labelled child is resolved once, in New; the per-Check path
+// (ObserveCheck) only picks a precomputed counter from an array and adds to it.
+// Every method is safe on a nil *Metrics and then does nothing.
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/extauthz/extauthz/internal/decision"
+	"github.com/extauthz/extauthz/internal/identity"
+)
+
+// Reason classes of extauthz_checks_total: why a Check was answered as it was.
+const (
+	ClassPublic              = "public"               // allowed: the route is public
+	ClassPolicyAllow         = "policy_allow"         // allowed by the route's policy
+	ClassNoToken             = "no_token"             // no Pomerium token or session (401, or 302 for browsers)
+	ClassTokenInvalid        = "token_invalid"        // a token was presented and refused (401, or 302 for a bad cookie)
+	ClassPolicyDeny          = "policy_deny"          // the route's policy denies the identity (403)
+	ClassImpersonationDenied = "impersonation_denied" // impersonation refused: not an administrator, protected target, read-only (403)
+	ClassNoRoute             = "no_route"             // no route matches (404)
+	ClassBadRequest          = "bad_request"          // the CheckRequest carries no HTTP attributes (400)
+	ClassInternal            = "internal"             // fail closed on an internal error (500), or any status not listed above
+)
+
+// series is one (decision, status, reason_class) combination of
+// extauthz_checks_total. Only the combinations a Check can produce exist, so
+// the exposition holds no impossible series.
+type series struct{ decision, status, class string }
+
+const (
+	sPublic = iota
+	sPolicyAllow
+	sSignInNoToken
+	sSignInTokenInvalid
+	sUnauthorizedNoToken
+	sUnauthorizedTokenInvalid
+	sPolicyDeny
+	sImpersonationDenied
+	sNoRoute
+	sBadRequest
+	sInternal
+	nSeries
+)
+
+var checkSeries = [nSeries]series{
+	sPublic:                   {"allow", "200", ClassPublic},
+	sPolicyAllow:              {"allow", "200", ClassPolicyAllow},
+	sSignInNoToken:            {"deny", "302", ClassNoToken},
+	sSignInTokenInvalid:       {"deny", "302", ClassTokenInvalid},
+	sUnauthorizedNoToken:      {"deny", "401", ClassNoToken},
+	sUnauthorizedTokenInvalid: {"deny", "401", ClassTokenInvalid},
+	sPolicyDeny:               {"deny", "403", ClassPolicyDeny},
+	sImpersonationDenied:      {"deny", "403", ClassImpersonationDenied},
+	sNoRoute:                  {"deny", "404", ClassNoRoute},
+	sBadRequest:               {"deny", "400", ClassBadRequest},
+	sInternal:                 {"deny", "500", ClassInternal},
+}
+
+// Slugs of extauthz_token_verification_failures_total{reason}, one per
+// identity.Reason* constant, plus "other" for anything else.
+var tokenReasons = []struct{ reason, slug string }{
+	{identity.ReasonMalformed, "malformed"},
+	{identity.ReasonTooLarge, "too_large"},
+	{identity.ReasonAlgorithm, "algorithm"},
+	{identity.ReasonSignature, "signature"},
+	{identity.ReasonExpired, "expired"},
+	{identity.ReasonNotYetValid, "not_yet_valid"},
+	{identity.ReasonIssuedInFuture, "issued_in_future"},
+	{identity.ReasonMissingExpiry, "missing_expiry"},
+	{identity.ReasonAudience, "audience"},
+	{identity.ReasonIssuer, "issuer"},
+	{identity.ReasonRevoked, "revoked"},
+	{identity.ReasonLifetime, "lifetime"},
+}
+
+const tokenReasonOther = "other"
+
+// Values of extauthz_impersonated_decisions_total{access}.
+const (
+	AccessReadOnly  = identity.AccessReadOnly  // "read_only"
+	AccessReadWrite = identity.AccessReadWrite // "read_write"
+	AccessEnded     = "ended"                  // the impersonation had expired; the holder acted as themselves
+	AccessInvalid   = "invalid"                // the token named an access that is neither
+)
+
+const (
+	accReadOnly = iota
+	accReadWrite
+	accEnded
+	accInvalid
+	nAccess
+)
+
+var accessNames = [nAccess]string{AccessReadOnly, AccessReadWrite, AccessEnded, AccessInvalid}
+
+// DurationBuckets are the bounds of extauthz_check_duration_seconds, in
+// seconds: a Check takes microseconds (a cached assertion) to a millisecond or
+// so (an ES256 signature under load); the tail catches stalls.
+var DurationBuckets = []float64{
+	5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6,
+	1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1,
+}
+
+// Metrics holds the sidecar's collectors. Build it with New.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	checks        [nSeries]prometheus.Counter
+	duration      prometheus.Histogram
+	impersonated  [2][nAccess]prometheus.Counter // [allowed][access]
+	tokenFailures map[string]prometheus.Counter  // by identity.Reason* constant
+	tokenOther    prometheus.Counter
+
+	reloadOK, reloadFailed prometheus.Counter
+	lastReloadSuccess      prometheus.Gauge
+	lastReloadSuccessful   prometheus.Gauge
+}
+
+// New registers every collector on a fresh registry, with the Go runtime and
+// process collectors beside the sidecar's own.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{reg: reg}
+
+	checks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "extauthz_checks_total",
+		Help: "Check calls answered, by decision (allow or deny), HTTP status and reason class.",
+	}, []string{"decision", "status", "reason_class"})
+	for i, s := range checkSeries {
+		m.checks[i] = checks.WithLabelValues(s.decision, s.status, s.class)
+	}
+
+	m.duration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "extauthz_check_duration_seconds",
+		Help:    "Time to answer one Check, from receiving the request to the response being built.",
+		Buckets: DurationBuckets,
+	})
+
+	imp := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "extauthz_impersonated_decisions_total",
+		Help: "Decisions on tokens that ask to impersonate, by decision and access (read_only, read_write, ended, invalid). Who impersonated whom is in the audit log, never here.",
+	}, []string{"decision", "access"})
+	for a := range nAccess {
+		m.impersonated[0][a] = imp.WithLabelValues("deny", accessNames[a])
+		m.impersonated[1][a] = imp.WithLabelValues("allow", accessNames[a])
+	}
+
+	tok := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "extauthz_token_verification_failures_total",
+		Help: "Tokens presented and refused, by reason.",
+	}, []string{"reason"})
+	m.tokenFailures = make(map[string]prometheus.Counter, len(tokenReasons))
+	for _, r := range tokenReasons {
+		m.tokenFailures[r.reason] = tok.WithLabelValues(r.slug)
+	}
+	m.tokenOther = tok.WithLabelValues(tokenReasonOther)
+
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "extauthz_config_reloads_total",
+		Help: "Config reloads attempted after start, by result (ok, or failed: the previous config kept serving).",
+	}, []string{"result"})
+	m.reloadOK = reloads.WithLabelValues("ok")
+	m.reloadFailed = reloads.WithLabelValues("failed")
+	m.lastReloadSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "extauthz_config_last_reload_success_timestamp_seconds",
+		Help: "Unix time the config in force was loaded (at start, or by the last successful reload).",
+	})
+	m.lastReloadSuccessful = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "extauthz_config_last_reload_successful",
+		Help: "1 when the last config load or reload succeeded, 0 when it was refused.",
+	})
+
+	version, goVersion := BuildVersion()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "extauthz_build_info",
+		Help:        "Always 1; the labels name the build.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": goVersion},
+	})
+	build.Set(1)
+
+	reg.MustRegister(checks, m.duration, imp, tok, reloads, m.lastReloadSuccess, m.lastReloadSuccessful, build,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// BuildVersion returns the main module's version ("(devel)" for a local
+// build) and the Go version the binary was built with.
+func BuildVersion() (version, goVersion string) {
+	version, goVersion = "unknown", runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		if bi.GoVersion != "" {
+			goVersion = bi.GoVersion
+		}
+	}
+	return version, goVersion
+}
+
+// Registry is the registry the collectors are on; tests gather from it.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// ObserveCheck records one answered Check; its signature fits
+// check.Server.Observe. It allocates nothing.
+func (m *Metrics) ObserveCheck(d *decision.Decision, elapsed time.Duration) {
+	if m == nil || d == nil {
+		return
+	}
+	m.duration.Observe(elapsed.Seconds())
+	s := classify(d)
+	m.checks[s].Inc()
+	if s == sSignInTokenInvalid || s == sUnauthorizedTokenInvalid {
+		if c, ok := m.tokenFailures[d.Reason]; ok {
+			c.Inc()
+		} else {
+			m.tokenOther.Inc()
+		}
+	}
+	if d.Audited() {
+		allowed := 0
+		if d.Allowed() {
+			allowed = 1
+		}
+		m.impersonated[allowed][accessOf(d)].Inc()
+	}
+}
+
+// classify picks the series of extauthz_checks_total a decision belongs to.
+func classify(d *decision.Decision) int {
+	switch d.Status {
+	case decision.StatusOK:
+		if d.Route != nil && d.Route.Public {
+			return sPublic
+		}
+		return sPolicyAllow
+	case decision.StatusSignIn:
+		if d.Source == identity.SourceNone {
+			return sSignInNoToken
+		}
+		return sSignInTokenInvalid
+	case decision.StatusUnauthorized:
+		if d.Source == identity.SourceNone {
+			return sUnauthorizedNoToken
+		}
+		return sUnauthorizedTokenInvalid
+	case decision.StatusForbidden:
+		if d.Impersonation.Denied != "" {
+			return sImpersonationDenied
+		}
+		return sPolicyDeny
+	case decision.StatusNotFound:
+		return sNoRoute
+	case 400:
+		return sBadRequest
+	}
+	return sInternal
+}
+
+func accessOf(d *decision.Decision) int {
+	switch {
+	case d.Impersonation.Ended:
+		return accEnded
+	case d.Impersonation.Access == identity.AccessReadOnly:
+		return accReadOnly
+	case d.Impersonation.Access == identity.AccessReadWrite:
+		return accReadWrite
+	}
+	return accInvalid
+}
+
+// ReloadSucceeded records a config put in force at t: a successful reload
+// (counted) or, with counted false, the config loaded at start.
+func (m *Metrics) ReloadSucceeded(t time.Time, counted bool) {
+	if m == nil {
+		return
+	}
+	if counted {
+		m.reloadOK.Inc()
+	}
+	m.lastReloadSuccess.Set(float64(t.UnixNano()) / 1e9)
+	m.lastReloadSuccessful.Set(1)
+}
+
+// ReloadFailed records a refused reload; the previous config keeps serving.
+func (m *Metrics) ReloadFailed() {
+	if m == nil {
+		return
+	}
+	m.reloadFailed.Inc()
+	m.lastReloadSuccessful.Set(0)
+}
