@@ -105,6 +105,8 @@ type dashboardView struct {
 	MaxReason     int
 	PreviewForm   formValues
 	Preview       *previewView
+	// CanRefresh offers re-reading the identity from the identity provider.
+	CanRefresh bool
 }
 
 // whom describes an impersonation target: the email, else the groups.
@@ -135,6 +137,7 @@ func (s *Server) dashboardView(st *state, r *http.Request, sess *session, now ti
 		MaxReason:     maxReasonRunes,
 		Form:          formValues{Access: identity.AccessReadOnly},
 		RoutesFor:     "you",
+		CanRefresh:    st.oidc != nil,
 	}
 	v.SignedIn, v.SignedInAs = true, c.Email
 	if c.ExpiresAt != nil {
@@ -480,9 +483,13 @@ func (s *Server) preview(st *state, w http.ResponseWriter, r *http.Request) {
 	s.showDashboard(w, r, http.StatusOK, v)
 }
 
-// signOut is POST /.pomerium/sign_out.
+// signOut is POST /.pomerium/sign_out. On the host where the
+// identity-provider session lives, that session ends too.
 func (s *Server) signOut(st *state, w http.ResponseWriter, r *http.Request) {
 	st.clearSession(w)
+	if st.oidc != nil && st.oidc.onSignInHost(r) {
+		st.oidc.clearAuthSession(w)
+	}
 	http.Redirect(w, r, pathSignIn+"?"+signedOutParam+"=1", http.StatusSeeOther)
 }
 
@@ -513,6 +520,10 @@ func (s *Server) signInView(st *state, r *http.Request, now time.Time, redirect 
 
 // signInPage is GET /.pomerium/sign_in: how to get a token, and a form to paste one.
 func (s *Server) signInPage(st *state, w http.ResponseWriter, r *http.Request) {
+	if st.oidc != nil {
+		s.signInOIDC(st, w, r)
+		return
+	}
 	redirect, _ := safeRedirect(r.URL.Query().Get(redirectParam), r)
 	v := s.signInView(st, r, s.now(), redirect)
 	if r.URL.Query().Get(signedOutParam) != "" {

@@ -33,7 +33,7 @@ var funcs = template.FuncMap{
 // pages are parsed once: each page template together with the layout.
 var pages = func() map[string]*template.Template {
 	m := make(map[string]*template.Template)
-	for _, name := range []string{"dashboard.html", "sign_in.html", "error.html"} {
+	for _, name := range []string{"dashboard.html", "sign_in.html", "error.html", "signed_out.html"} {
 		m[name] = template.Must(template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name))
 	}
 	return m
@@ -105,16 +105,23 @@ type errorView struct {
 	Status     int
 	StatusText string
 	Message    string
+	// Retry, when set, is a link to start again (a path or a checked URL).
+	Retry string
 }
 
 // fail answers an error in the client's format: an HTML page for browsers,
 // {"error","request_id"} for JSON clients, a line of text otherwise.
 func (s *Server) fail(st *state, w http.ResponseWriter, r *http.Request, status int, msg string) {
+	s.failRetry(st, w, r, status, msg, "")
+}
+
+// failRetry is fail with a "Try again" link on the HTML page.
+func (s *Server) failRetry(st *state, w http.ResponseWriter, r *http.Request, status int, msg, retry string) {
 	switch negotiate.Preferred(r.Header.Get("Accept")) {
 	case negotiate.JSON:
 		writeJSON(w, r, status, errorJSON{Error: msg, RequestID: requestID(r)})
 	case negotiate.HTML:
-		v := errorView{page: newPage(r, http.StatusText(status)), Status: status, StatusText: http.StatusText(status), Message: msg}
+		v := errorView{page: newPage(r, http.StatusText(status)), Status: status, StatusText: http.StatusText(status), Message: msg, Retry: retry}
 		s.render(w, r, status, "error.html", v)
 	default:
 		writeText(w, r, status, msg+"\nrequest id: "+requestID(r)+"\n")

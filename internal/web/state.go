@@ -17,6 +17,8 @@ const (
 	pathPreview     = "/.pomerium/preview"
 	pathSignIn      = "/.pomerium/sign_in"
 	pathSignOut     = "/.pomerium/sign_out"
+	pathCallback    = "/.pomerium/callback"
+	pathRefresh     = "/.pomerium/refresh"
 	pathStyle       = "/.pomerium/assets/style.css"
 )
 
@@ -45,6 +47,11 @@ type state struct {
 	cookieName  string
 	maxDuration time.Duration
 	pages       http.Handler
+	// csp is the Content-Security-Policy of the pages.
+	csp string
+	// oidc is the browser sign-in against the identity provider; nil when
+	// none is configured.
+	oidc *oidcState
 }
 
 func (s *Server) newState(set *Settings) *state {
@@ -54,6 +61,11 @@ func (s *Server) newState(set *Settings) *state {
 	}
 	if st.maxDuration <= 0 {
 		st.maxDuration = defaultMaxDuration
+	}
+	st.oidc = s.newOIDCState(set, st.cookieName)
+	st.csp = contentSecurityPolicy
+	if st.oidc != nil {
+		st.csp = st.oidc.csp
 	}
 	page := func(h func(*state, http.ResponseWriter, *http.Request)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) { h(st, w, r) }
@@ -65,6 +77,8 @@ func (s *Server) newState(set *Settings) *state {
 	mux.HandleFunc("POST "+pathSignOut, page(s.signOut))
 	mux.HandleFunc("GET "+pathSignIn, page(s.signInPage))
 	mux.HandleFunc("POST "+pathSignIn, page(s.signIn))
+	mux.HandleFunc("GET "+pathCallback, page(s.callback))
+	mux.HandleFunc("POST "+pathRefresh, page(s.refresh))
 	mux.HandleFunc("/.pomerium/", page(s.notFound))
 	protect := csrf.Protect(csrfKey(set.Secret),
 		csrf.CookieName(csrfCookieName),
@@ -87,7 +101,7 @@ func (s *Server) prepare(st *state, next http.Handler) http.Handler {
 		id := requestIDOf(r)
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		h := w.Header()
-		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("Content-Security-Policy", st.csp)
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cache-Control", "no-store")
@@ -147,6 +161,8 @@ func (s *Server) notFound(st *state, w http.ResponseWriter, r *http.Request) {
 		pathImpersonate: "POST",
 		pathPreview:     "POST",
 		pathSignOut:     "POST",
+		pathCallback:    "GET, HEAD",
+		pathRefresh:     "POST",
 	}[r.URL.Path]
 	if allow != "" {
 		w.Header().Set("Allow", allow)

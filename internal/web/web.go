@@ -36,6 +36,20 @@ type Settings struct {
 	// (never past the session's own expiry); zero means the contract's 30m.
 	ImpersonationMaxDuration   time.Duration
 	ImpersonationRequireReason bool
+
+	// AuthenticateServiceURL (authenticate_service_url as written) is where
+	// browser sign-in and the identity-provider session live; route hosts
+	// get their sessions from it by a single-use handoff (see oidc.go). ""
+	// signs in on each host by itself, without single sign-on between hosts.
+	AuthenticateServiceURL string
+	// IdpProviderURL is the OpenID Connect issuer for browser sign-in; ""
+	// keeps the sign-in page that takes a pasted token.
+	IdpProviderURL  string
+	IdpClientID     string
+	IdpClientSecret string
+	// IdpScopes are requested at sign-in; empty means openid, profile, email
+	// and offline_access.
+	IdpScopes []string
 }
 
 // Server is the HTTP side of the sidecar.
@@ -49,6 +63,9 @@ type Server struct {
 	Ready func() bool
 	// Metrics, when set, serves /metrics.
 	Metrics http.Handler
+
+	// handoffs remembers the handoff tokens already used, across reloads.
+	handoffs *usedIDs
 }
 
 // New returns a Server using s.
@@ -56,7 +73,7 @@ func New(s *Settings, log *zap.Logger) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	srv := &Server{log: log, audit: log.Named("audit"), now: time.Now, mux: http.NewServeMux()}
+	srv := &Server{log: log, audit: log.Named("audit"), now: time.Now, mux: http.NewServeMux(), handoffs: newUsedIDs(maxUsedHandoffs)}
 	srv.Swap(s)
 	srv.routes()
 	return srv

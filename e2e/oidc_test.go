@@ -1,0 +1,187 @@
+package e2e_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/internal/envoytest"
+	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/oidctest"
+)
+
+const oidcStackConfig = `shared_secret: %s
+signing_key: %s
+grpc_address: 127.0.0.1:%d
+http_address: 127.0.0.1:%d
+authenticate_service_url: http://authenticate.localhost:%d
+idp_provider_url: %s
+idp_client_id: extauthz
+idp_client_secret: e2e-client-secret
+cookie_secure: false
+administrators: [alice@corp.example]
+jwt_claims_headers: [email, groups]
+policy:
+  - name: app
+    from: http://app.localhost
+    allowed_groups: [engineering]
+  - name: admin
+    from: http://admin.localhost
+    allowed_groups: [admins]
+  - name: wiki
+    from: http://wiki.localhost
+    allowed_domains: [corp.example]
+`
+
+// TestOIDCThroughEnvoy signs a browser in through the real Envoy with the
+// bundled config: Check sends it to sign in, the authenticate host (Envoy's
+// catch-all virtual host) runs the flow against an OpenID provider on
+// loopback, the route host gets its session by handoff, and the app sees the
+// identity. A second route host needs no second login at the provider.
+func TestOIDCThroughEnvoy(t *testing.T) {
+	envoytest.RequireBinary(t)
+	listen, grpcPort, httpPort, upstreamPort := envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t)
+	provider := oidctest.Start(t, oidctest.Options{
+		ClientID:     "extauthz",
+		ClientSecret: "e2e-client-secret",
+		RedirectURIs: []string{fmt.Sprintf("http://authenticate.localhost:%d/.pomerium/callback", listen)},
+		Users: []oidctest.User{
+			{ID: "alice-id", Name: "alice", Email: "alice@corp.example", Groups: []string{"admins"}},
+			{ID: "bob-id", Name: "bob", Email: "bob@corp.example", Groups: []string{"engineering"}},
+		},
+	})
+	provider.AutoLogin("bob")
+
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	key, err := identity.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	encodedKey, err := identity.EncodeSigningKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	cfg := fmt.Sprintf(oidcStackConfig, base64.StdEncoding.EncodeToString(raw), encodedKey, grpcPort, httpPort, listen, provider.Issuer)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startEcho(t, upstreamPort)
+	s := &stack{logs: &syncBuffer{}, done: make(chan struct{})}
+	s.sidecar = exec.Command(binary, "serve", "--config", cfgPath, "--log-format", "json")
+	s.sidecar.Stdout, s.sidecar.Stderr = s.logs, s.logs
+	if err := s.sidecar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.sidecar.Wait(); close(s.done) }()
+	t.Cleanup(s.stopSidecar)
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort), s)
+	s.envoy = envoytest.Start(t, envoytest.Options{ListenPort: listen, GRPCPort: grpcPort, HTTPPort: httpPort, UpstreamPort: upstreamPort})
+
+	// A browser: cookies kept, *.localhost through Envoy, the provider direct.
+	jar, _ := cookiejar.New(nil)
+	envoyAddr := fmt.Sprintf("127.0.0.1:%d", listen)
+	var d net.Dialer
+	client := &http.Client{Jar: jar, Timeout: 20 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if host, _, _ := net.SplitHostPort(addr); strings.HasSuffix(host, ".localhost") {
+				addr = envoyAddr
+			}
+			return d.DialContext(ctx, network, addr)
+		}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	browse := func(start string) (int, string, []string) {
+		t.Helper()
+		next := start
+		var chain []string
+		for i := 0; i < 20; i++ {
+			req, _ := http.NewRequest(http.MethodGet, next, nil)
+			req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("GET %s: %v\nsidecar:\n%s", next, err, s.logs.String())
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			loc := resp.Header.Get("Location")
+			if resp.StatusCode < 300 || resp.StatusCode > 399 || loc == "" {
+				return resp.StatusCode, string(body), chain
+			}
+			u, _ := resp.Request.URL.Parse(loc)
+			next = u.String()
+			chain = append(chain, next)
+		}
+		t.Fatalf("too many redirects: %v", chain)
+		return 0, "", nil
+	}
+
+	app := s.envoy.URLFor("app.localhost") + "/headers"
+	status, body, chain := browse(app)
+	if status != http.StatusOK {
+		t.Fatalf("app answered %d after %v\n%s\nsidecar:\n%s", status, chain, body, s.logs.String())
+	}
+	var seen struct {
+		Headers map[string]string `json:"headers"`
+	}
+	if err := json.Unmarshal([]byte(body), &seen); err != nil {
+		t.Fatalf("the app's answer: %v\n%s", err, body)
+	}
+	if got := seen.Headers["x-pomerium-claim-email"]; got != "bob@corp.example" {
+		t.Errorf("the app sees email %q, want bob@corp.example (headers %v)", got, seen.Headers)
+	}
+	if seen.Headers["x-pomerium-jwt-assertion"] == "" {
+		t.Error("no assertion upstream")
+	}
+	if c := seen.Headers["cookie"]; strings.Contains(c, "_pomerium") {
+		t.Errorf("a sign-in cookie reached the app: %q", c)
+	}
+	var hosts []string
+	for _, u := range chain {
+		p, _ := url.Parse(u)
+		hosts = append(hosts, p.Hostname()+p.Path)
+	}
+	want := []string{"app.localhost/.pomerium/sign_in", "authenticate.localhost/.pomerium/sign_in", "127.0.0.1/authorize",
+		"127.0.0.1/login", "127.0.0.1/authorize/callback", "authenticate.localhost/.pomerium/callback",
+		"app.localhost/.pomerium/callback", "app.localhost/headers"}
+	if strings.Join(hosts, " ") != strings.Join(want, " ") {
+		t.Errorf("redirect chain\n got %v\nwant %v", hosts, want)
+	}
+
+	// Single sign-on: the wiki needs no second login at the provider.
+	provider.AutoLogin("")
+	status, body, chain = browse(s.envoy.URLFor("wiki.localhost") + "/headers")
+	if status != http.StatusOK || !strings.Contains(body, "bob@corp.example") {
+		t.Fatalf("wiki answered %d after %v\n%s", status, chain, body)
+	}
+	if provider.Logins() != 1 {
+		t.Errorf("the provider's login was reached %d times, want 1", provider.Logins())
+	}
+	// Bob is still refused where policy says so, with the session of his own host only.
+	if status, _, chain = browse(s.envoy.URLFor("admin.localhost") + "/"); status != http.StatusForbidden {
+		t.Errorf("admin answered %d after %v, want 403", status, chain)
+	}
+
+	// No session token ever went into a URL Envoy logged.
+	u, _ := url.Parse(app)
+	for _, c := range jar.Cookies(u) {
+		if c.Name == "_pomerium" && strings.Contains(s.envoy.AccessLog(), c.Value) {
+			t.Error("the session token is in Envoy's access log")
+		}
+	}
+}

@@ -1,0 +1,764 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/internal/decision"
+	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/oidctest"
+	"github.com/extauthz/extauthz/internal/web"
+)
+
+// The identity-provider sign-in, end to end against a real OpenID provider
+// (zitadel/oidc's op) on loopback: route hosts app.example.test and
+// wiki.example.test, the authenticate host authenticate.example.test, all
+// served by the pages under test through a dialer that maps them.
+
+const (
+	authHost = issuer // authenticate.example.test: the host of authenticate_service_url
+	wikiHost = "wiki.example.test"
+	clientID = "extauthz"
+	bobID    = "0f9b7e52-bob"
+	aliceID  = "3c1d2a40-alice"
+)
+
+type oidcFixture struct {
+	*fixture
+	idp *oidctest.Provider
+}
+
+func newOIDCFixture(t *testing.T, edit ...func(*web.Settings)) *oidcFixture {
+	t.Helper()
+	p := oidctest.Start(t, oidctest.Options{
+		ClientID:     clientID,
+		ClientSecret: "extauthz-test-client-secret",
+		RedirectURIs: []string{
+			"http://" + authHost + "/.pomerium/callback",
+			"http://" + appHost + "/.pomerium/callback",
+			"http://" + wikiHost + "/.pomerium/callback",
+		},
+		Users: []oidctest.User{
+			{ID: aliceID, Name: "alice", Email: admin, Groups: []string{"admins"}},
+			{ID: bobID, Name: "bob", Email: user, Groups: []string{"engineering"}},
+		},
+	})
+	f := newFixture(t, append([]func(*web.Settings){func(s *web.Settings) {
+		s.AuthenticateServiceURL = "http://" + authHost
+		s.IdpProviderURL = p.Issuer
+		s.IdpClientID = clientID
+		s.IdpClientSecret = "extauthz-test-client-secret"
+	}}, edit...)...)
+	return &oidcFixture{fixture: f, idp: p}
+}
+
+// oidcBrowser keeps cookies, reaches *.example.test at the pages under test
+// and everything else (the provider) directly, and does not follow redirects
+// by itself.
+type oidcBrowser struct {
+	t      *testing.T
+	jar    *cookiejar.Jar
+	client *http.Client
+}
+
+func (f *oidcFixture) browser() *oidcBrowser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	pages := f.srv.Listener.Addr().String()
+	var d net.Dialer
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if host, _, _ := net.SplitHostPort(addr); strings.HasSuffix(host, ".example.test") {
+			addr = pages
+		}
+		return d.DialContext(ctx, network, addr)
+	}}
+	f.t.Cleanup(tr.CloseIdleConnections)
+	return &oidcBrowser{t: f.t, jar: jar, client: &http.Client{Jar: jar, Transport: tr, Timeout: 20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (b *oidcBrowser) do(method, rawURL string, form url.Values, header ...string) response {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, rawURL, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", method, rawURL, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return response{resp, string(data)}
+}
+
+func (b *oidcBrowser) get(rawURL string, header ...string) response {
+	b.t.Helper()
+	return b.do(http.MethodGet, rawURL, nil, header...)
+}
+
+// follow answers r's redirects like a browser, until an answer that is not a
+// redirect or until stop accepts the next URL (which is then not visited).
+// It returns the last answer and every URL visited after r.
+func (b *oidcBrowser) follow(r response, stop func(*url.URL) bool) (response, []string) {
+	b.t.Helper()
+	var chain []string
+	for i := 0; i < 25; i++ {
+		loc := r.Header.Get("Location")
+		if r.StatusCode < 300 || r.StatusCode > 399 || loc == "" {
+			return r, chain
+		}
+		next, err := r.Request.URL.Parse(loc)
+		if err != nil {
+			b.t.Fatalf("bad Location %q: %v", loc, err)
+		}
+		if stop != nil && stop(next) {
+			return r, chain
+		}
+		chain = append(chain, next.String())
+		r = b.get(next.String())
+	}
+	b.t.Fatalf("too many redirects: %v", chain)
+	return r, chain
+}
+
+func (b *oidcBrowser) cookie(rawURL, name string) string {
+	u, _ := url.Parse(rawURL)
+	for _, c := range b.jar.Cookies(u) {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// csrf scrapes a form's CSRF token from a page of host.
+func (b *oidcBrowser) csrf(rawURL string) string {
+	b.t.Helper()
+	r := b.get(rawURL)
+	m := csrfField.FindStringSubmatch(r.body)
+	if m == nil {
+		b.t.Fatalf("no CSRF field on %s (status %d):\n%s", rawURL, r.StatusCode, r.body)
+	}
+	return htmlUnescape(m[1])
+}
+
+func signInURL(host, target string) string {
+	return "http://" + host + "/.pomerium/sign_in?pomerium_redirect_uri=" + url.QueryEscape(target)
+}
+
+// signIn runs the whole dance for target on host and returns the answer at
+// target and the URLs visited.
+func (f *oidcFixture) signIn(b *oidcBrowser, host, target string) (response, []string) {
+	f.t.Helper()
+	return b.follow(b.get(signInURL(host, target)), func(u *url.URL) bool { return u.String() == target })
+}
+
+// decide asks the decision engine, as Check would, about a browser request
+// carrying the session cookie.
+func (f *oidcFixture) decide(host, session string) decision.Decision {
+	cookie := cookieName + "=" + session
+	return f.settings.Engine.Decide(decision.Request{Host: host, Path: "/", Method: http.MethodGet, Browser: true,
+		Header: func(name string) string {
+			if name == identity.HeaderCookie {
+				return cookie
+			}
+			return ""
+		}}, f.clock.Now())
+}
+
+func hostOf(raw string) string {
+	u, _ := url.Parse(raw)
+	return u.Host + u.Path
+}
+
+func TestOIDCSignInDance(t *testing.T) {
+	f := newOIDCFixture(t)
+	f.idp.AutoLogin("bob")
+	b := f.browser()
+	target := "http://" + appHost + "/some/page?x=1"
+	last, chain := f.signIn(b, appHost, target)
+
+	// app sign_in -> authenticate sign_in -> provider authorize -> login ->
+	// provider callback -> authenticate callback -> app callback (handoff) -> target.
+	var steps []string
+	for _, u := range chain {
+		steps = append(steps, hostOf(u))
+	}
+	want := []string{
+		authHost + "/.pomerium/sign_in",
+		strings.TrimPrefix(f.idp.Issuer, "http://") + "/authorize",
+		strings.TrimPrefix(f.idp.Issuer, "http://") + "/login",
+		strings.TrimPrefix(f.idp.Issuer, "http://") + "/authorize/callback",
+		authHost + "/.pomerium/callback",
+		appHost + "/.pomerium/callback",
+	}
+	if !slices.Equal(steps, want) {
+		t.Fatalf("redirect chain:\n got %v\nwant %v", steps, want)
+	}
+	if last.StatusCode != http.StatusFound || last.Header.Get("Location") != target {
+		t.Fatalf("the handoff answered %d to %q, want 302 to %s\n%s", last.StatusCode, last.Header.Get("Location"), target, last.body)
+	}
+	authorize, _ := url.Parse(chain[1])
+	q := authorize.Query()
+	for k, v := range map[string]string{"response_type": "code", "client_id": clientID, "code_challenge_method": "S256",
+		"redirect_uri": "http://" + authHost + "/.pomerium/callback"} {
+		if q.Get(k) != v {
+			t.Errorf("authorization request %s = %q, want %q", k, q.Get(k), v)
+		}
+	}
+	for _, k := range []string{"state", "nonce", "code_challenge"} {
+		if len(q.Get(k)) < 32 {
+			t.Errorf("authorization request %s = %q: want a long random value", k, q.Get(k))
+		}
+	}
+
+	tok := b.cookie("http://"+appHost+"/", cookieName)
+	if tok == "" {
+		t.Fatal("no session cookie on the route host")
+	}
+	for _, u := range chain {
+		// (The provider's authorization code may itself look like a JWT.)
+		if strings.Contains(u, tok) || strings.HasPrefix(u, "http://"+appHost) && strings.Contains(u, "eyJ") {
+			t.Errorf("a URL of the sign-in carries a token: %s", u)
+		}
+	}
+	c, err := f.settings.Engine.Verifier.Verify(tok, appHost, f.clock.Now())
+	if err != nil {
+		t.Fatalf("the session does not verify for %s: %v", appHost, err)
+	}
+	if c.Issuer != issuer || c.Subject != bobID || c.User != bobID || c.Email != user ||
+		!slices.Equal(c.Groups, []string{"engineering"}) || !slices.Equal(c.Audience, []string{appHost}) {
+		t.Errorf("session claims: iss %q sub %q user %q email %q groups %v aud %v", c.Issuer, c.Subject, c.User, c.Email, c.Groups, c.Audience)
+	}
+	if got, want := c.ExpiresAt.Time, f.clock.Now().Add(14*time.Hour); !got.Equal(want) {
+		t.Errorf("session exp %v, want now + cookie_expire = %v", got, want)
+	}
+	if c.Impersonating() {
+		t.Error("a fresh session impersonates")
+	}
+	if _, err := f.settings.Engine.Verifier.Verify(tok, wikiHost, f.clock.Now()); err == nil {
+		t.Error("the app session also verifies for the wiki: it must be scoped to its route host")
+	}
+	if d := f.decide(appHost, tok); !d.Allowed() {
+		t.Errorf("Check refuses bob on app with the new session: %d %s", d.Status, d.Reason)
+	}
+	if d := f.decide("admin.example.test", tok); d.Allowed() {
+		t.Error("the app session is accepted on admin")
+	}
+	// The identity-provider session stays on the authenticate host, in a
+	// cookie of its own that never reaches a route host or an upstream.
+	if b.cookie("http://"+authHost+"/.pomerium/", cookieName+"_authenticate") == "" {
+		t.Error("no authenticate session on the authenticate host")
+	}
+	if b.cookie("http://"+authHost+"/", cookieName+"_authenticate") != "" {
+		t.Error("the authenticate session is sent outside /.pomerium")
+	}
+	if b.cookie("http://"+appHost+"/.pomerium/", cookieName+"_authenticate") != "" {
+		t.Error("the authenticate session reached the route host")
+	}
+	// The dashboard now shows bob.
+	if r := b.get("http://" + appHost + "/.pomerium/"); r.StatusCode != 200 || !strings.Contains(r.body, user) {
+		t.Errorf("dashboard after sign-in: %d\n%s", r.StatusCode, r.body)
+	}
+	if n := f.idp.Logins(); n != 1 {
+		t.Errorf("provider login step reached %d times, want 1", n)
+	}
+}
+
+func TestOIDCSingleSignOnAcrossHosts(t *testing.T) {
+	f := newOIDCFixture(t)
+	f.idp.AutoLogin("bob")
+	b := f.browser()
+	f.signIn(b, appHost, "http://"+appHost+"/")
+	f.idp.AutoLogin("") // a second login would now need the form: it must not happen
+
+	target := "http://" + wikiHost + "/docs"
+	last, chain := f.signIn(b, wikiHost, target)
+	if last.StatusCode != http.StatusFound || last.Header.Get("Location") != target {
+		t.Fatalf("signing in to the wiki ended with %d %q after %v\n%s", last.StatusCode, last.Header.Get("Location"), chain, last.body)
+	}
+	for _, u := range chain {
+		if strings.HasPrefix(u, f.idp.Issuer) {
+			t.Errorf("the second host went to the provider: %s", u)
+		}
+	}
+	if n := f.idp.Logins(); n != 1 {
+		t.Errorf("provider login step reached %d times, want 1 (single sign-on)", n)
+	}
+	wiki := b.cookie("http://"+wikiHost+"/", cookieName)
+	c, err := f.settings.Engine.Verifier.Verify(wiki, wikiHost, f.clock.Now())
+	if err != nil || !slices.Equal(c.Audience, []string{wikiHost}) || c.Email != user {
+		t.Fatalf("wiki session: %v %+v", err, c)
+	}
+	if d := f.decide(wikiHost, wiki); !d.Allowed() {
+		t.Errorf("Check refuses bob on the wiki: %s", d.Reason)
+	}
+	app := b.cookie("http://"+appHost+"/", cookieName)
+	if app == "" || app == wiki {
+		t.Error("each route host must have its own session")
+	}
+	if f.idp.Refreshes() != 0 {
+		t.Errorf("a fresh identity was refreshed %d times", f.idp.Refreshes())
+	}
+}
+
+// An expired route session while the authenticate session lives: the
+// sign-in dance gives a new one without the provider's login, re-reading the
+// identity with the refresh token when it is stale.
+func TestOIDCAutomaticRefresh(t *testing.T) {
+	f := newOIDCFixture(t)
+	f.idp.AutoLogin("bob")
+	b := f.browser()
+	f.signIn(b, appHost, "http://"+appHost+"/")
+	f.idp.AutoLogin("")
+	f.idp.SetGroups("bob", []string{"engineering", "support"})
+
+	f.clock.Advance(20 * time.Minute)
+	// Replace the route session by an expired one, as a browser would still send it.
+	expired := f.claims(user, "engineering")
+	expired.Audience = []string{appHost}
+	expired.ExpiresAt = numeric(f.clock.Now().Add(-time.Hour))
+	u, _ := url.Parse("http://" + appHost + "/")
+	b.jar.SetCookies(u, []*http.Cookie{{Name: cookieName, Value: f.mint(expired), Path: "/"}})
+	if d := f.decide(appHost, b.cookie(u.String(), cookieName)); d.Status != decision.StatusSignIn {
+		t.Fatalf("Check answers %d for an expired session, want the sign-in redirect", d.Status)
+	}
+
+	target := "http://" + appHost + "/again"
+	last, chain := f.signIn(b, appHost, target)
+	if last.Header.Get("Location") != target {
+		t.Fatalf("refresh dance ended with %d %q after %v\n%s", last.StatusCode, last.Header.Get("Location"), chain, last.body)
+	}
+	if f.idp.Logins() != 1 || f.idp.Refreshes() != 1 {
+		t.Errorf("logins %d (want 1), refresh grants %d (want 1)", f.idp.Logins(), f.idp.Refreshes())
+	}
+	c := f.verify(b.cookie(u.String(), cookieName))
+	if !slices.Equal(c.Groups, []string{"engineering", "support"}) {
+		t.Errorf("groups after refresh %v: the identity was not re-read", c.Groups)
+	}
+}
+
+func TestOIDCRefreshResetsImpersonation(t *testing.T) {
+	f := newOIDCFixture(t)
+	f.idp.AutoLogin("alice")
+	b := f.browser()
+	dash := "http://" + appHost + "/.pomerium/"
+	f.signIn(b, appHost, dash)
+	f.idp.AutoLogin("")
+
+	r := b.do(http.MethodPost, "http://"+appHost+"/.pomerium/impersonate", form("_csrf", b.csrf(dash),
+		"email", user, "groups", "engineering", "access", "read_only", "reason", "ticket 42"))
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("impersonate: %d\n%s", r.StatusCode, r.body)
+	}
+	if c := f.verify(b.cookie(dash, cookieName)); c.ImpersonateEmail != user {
+		t.Fatalf("not impersonating after the form: %+v", c)
+	}
+	f.idp.SetGroups("alice", []string{"admins", "security"})
+
+	page := b.get(dash)
+	if !strings.Contains(page.body, `action="/.pomerium/refresh"`) {
+		t.Fatalf("the dashboard offers no refresh:\n%s", page.body)
+	}
+	token := htmlUnescape(csrfField.FindStringSubmatch(page.body)[1])
+	r = b.do(http.MethodPost, "http://"+appHost+"/.pomerium/refresh", form("_csrf", token))
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("refresh: %d\n%s", r.StatusCode, r.body)
+	}
+	last, chain := b.follow(r, func(u *url.URL) bool { return u.String() == dash })
+	if last.Header.Get("Location") != dash {
+		t.Fatalf("refresh ended with %d %q after %v\n%s", last.StatusCode, last.Header.Get("Location"), chain, last.body)
+	}
+	c := f.verify(b.cookie(dash, cookieName))
+	if c.Impersonating() || c.ImpersonateReason != "" || c.ImpersonateExp != nil {
+		t.Errorf("impersonation survived the refresh: %+v", c)
+	}
+	if c.Email != admin || !slices.Equal(c.Groups, []string{"admins", "security"}) {
+		t.Errorf("refreshed identity %s %v", c.Email, c.Groups)
+	}
+	if f.idp.Refreshes() != 1 || f.idp.Logins() != 1 {
+		t.Errorf("refresh grants %d (want 1), logins %d (want 1)", f.idp.Refreshes(), f.idp.Logins())
+	}
+	if n := len(f.audit("impersonation_stopped")); n != 1 {
+		t.Errorf("%d impersonation_stopped audit entries, want 1", n)
+	}
+	// A refresh without the CSRF token is refused.
+	if r := b.do(http.MethodPost, "http://"+appHost+"/.pomerium/refresh", url.Values{}); r.StatusCode != http.StatusForbidden {
+		t.Errorf("refresh without CSRF: %d", r.StatusCode)
+	}
+}
+
+// A refresh token the provider no longer honours sends the browser to sign
+// in again, rather than failing.
+func TestOIDCRevokedRefreshTokenSignsInAgain(t *testing.T) {
+	f := newOIDCFixture(t)
+	f.idp.AutoLogin("bob")
+	b := f.browser()
+	f.signIn(b, appHost, "http://"+appHost+"/")
+	f.idp.RevokeRefreshTokens()
+	f.clock.Advance(10 * time.Minute)
+	target := "http://" + wikiHost + "/"
+	last, _ := f.signIn(b, wikiHost, target)
+	if last.Header.Get("Location") != target {
+		t.Fatalf("ended with %d %q\n%s", last.StatusCode, last.Header.Get("Location"), last.body)
+	}
+	if f.idp.Logins() != 2 {
+		t.Errorf("logins %d, want 2: a refused refresh signs in at the provider again", f.idp.Logins())
+	}
+}
+
+// refusedPage checks a clear error page: the status, the message, the
+// request id on the page and in the header, and no stack.
+func refusedPage(t *testing.T, r response, status int, want string) {
+	t.Helper()
+	if r.StatusCode != status {
+		t.Fatalf("status %d, want %d\n%s", r.StatusCode, status, r.body)
+	}
+	if loc := r.Header.Get("Location"); loc != "" {
+		t.Errorf("a refusal redirects to %s", loc)
+	}
+	if !strings.Contains(r.body, want) {
+		t.Errorf("the page lacks %q:\n%s", want, r.body)
+	}
+	id := r.Header.Get("X-Request-Id")
+	if id == "" || !strings.Contains(r.body, id) {
+		t.Errorf("the page does not show the request id %q", id)
+	}
+	for _, bad := range []string{"goroutine", "panic", ".go:"} {
+		if strings.Contains(r.body, bad) {
+			t.Errorf("the page shows %q", bad)
+		}
+	}
+}
+
+func TestOIDCOpenRedirectRefused(t *testing.T) {
+	f := newOIDCFixture(t)
+	f.idp.AutoLogin("bob")
+	for _, host := range []string{appHost, authHost} {
+		for _, target := range []string{
+			"//evil.example.com/",
+			"https://evil.example.com/",
+			"javascript:alert(1)",
+			"https://app.example.test@evil.example.com/",
+			"/\\evil.example.com",
+			"http://evil.example.com\\@app.example.test/",
+			"https:evil.example.com",
+			"http://app.example.test.evil.example.com/",
+			"data:text/html,hi",
+			"ftp://app.example.test/",
+			" //evil.example.com",
+			"http://app%2eexample%2etest/",
+		} {
+			b := f.browser()
+			r := b.get(signInURL(host, target))
+			refusedPage(t, r, http.StatusBadRequest, "is not allowed")
+		}
+	}
+	if f.idp.Logins() != 0 {
+		t.Error("a refused target reached the provider")
+	}
+	// A page served over https does not send the browser to http.
+	b := f.browser()
+	r := b.get(signInURL(authHost, "http://"+appHost+"/"), "X-Forwarded-Proto", "https")
+	refusedPage(t, r, http.StatusBadRequest, "is not allowed")
+}
+
+// dance runs a sign-in on the app until the provider sends the browser back
+// to the authenticate host's callback, which is returned, not visited.
+func (f *oidcFixture) danceToCallback(b *oidcBrowser) *url.URL {
+	f.t.Helper()
+	var cb *url.URL
+	last, chain := b.follow(b.get(signInURL(appHost, "http://"+appHost+"/")), func(u *url.URL) bool {
+		if u.Host == authHost && u.Path == "/.pomerium/callback" {
+			cb = u
+			return true
+		}
+		return false
+	})
+	if cb == nil {
+		f.t.Fatalf("never reached the callback: %v\n%d %s", chain, last.StatusCode, last.body)
+	}
+	return cb
+}
+
+func TestOIDCTamperedStateAndCode(t *testing.T) {
+	f := newOIDCFixture(t)
+	f.idp.AutoLogin("bob")
+
+	t.Run("state", func(t *testing.T) {
+		b := f.browser()
+		cb := f.danceToCallback(b)
+		q := cb.Query()
+		state := q.Get("state")
+		q.Set("state", state[:len(state)-2]+"xx")
+		bad := *cb
+		bad.RawQuery = q.Encode()
+		refusedPage(t, b.get(bad.String()), http.StatusBadRequest, "state mismatch")
+		// The flow is spent: the genuine answer cannot be used after that.
+		refusedPage(t, b.get(cb.String()), http.StatusBadRequest, "state mismatch")
+	})
+	t.Run("code", func(t *testing.T) {
+		b := f.browser()
+		cb := f.danceToCallback(b)
+		q := cb.Query()
+		q.Set("code", q.Get("code")+"x")
+		bad := *cb
+		bad.RawQuery = q.Encode()
+		refusedPage(t, b.get(bad.String()), http.StatusBadRequest, "refused this sign-in")
+	})
+	t.Run("replayed callback", func(t *testing.T) {
+		b := f.browser()
+		cb := f.danceToCallback(b)
+		if r := b.get(cb.String()); r.StatusCode != http.StatusFound {
+			t.Fatalf("genuine callback: %d\n%s", r.StatusCode, r.body)
+		}
+		refusedPage(t, b.get(cb.String()), http.StatusBadRequest, "state mismatch")
+	})
+	t.Run("another browser", func(t *testing.T) {
+		cb := f.danceToCallback(f.browser())
+		refusedPage(t, f.browser().get(cb.String()), http.StatusBadRequest, "state mismatch")
+	})
+	t.Run("expired flow", func(t *testing.T) {
+		b := f.browser()
+		cb := f.danceToCallback(b)
+		f.clock.Advance(11 * time.Minute)
+		refusedPage(t, b.get(cb.String()), http.StatusBadRequest, "state mismatch")
+	})
+	if n := len(f.logs.FilterMessage("sign-in refused").All()); n == 0 {
+		t.Error("refusals are not logged")
+	}
+}
+
+func TestOIDCConsentDenied(t *testing.T) {
+	f := newOIDCFixture(t)
+	f.idp.AutoDeny()
+	b := f.browser()
+	last, chain := b.follow(b.get(signInURL(appHost, "http://"+appHost+"/x")), nil)
+	if !strings.Contains(chain[len(chain)-1], "error=access_denied") {
+		t.Fatalf("the provider did not answer access_denied: %v", chain)
+	}
+	refusedPage(t, last, http.StatusForbidden, "access_denied")
+	if !strings.Contains(last.body, "Try again") {
+		t.Error("no way to try again")
+	}
+	if b.cookie("http://"+appHost+"/", cookieName) != "" {
+		t.Error("a denied sign-in set a session")
+	}
+}
+
+// handoffURL runs the dance until the authenticate host hands off to the
+// app, and returns that URL, not visited.
+func (f *oidcFixture) handoffURL(b *oidcBrowser, target string) *url.URL {
+	f.t.Helper()
+	var h *url.URL
+	last, chain := b.follow(b.get(signInURL(appHost, target)), func(u *url.URL) bool {
+		if u.Query().Has("pomerium_handoff") {
+			h = u
+			return true
+		}
+		return false
+	})
+	if h == nil {
+		f.t.Fatalf("no handoff: %v\n%d %s", chain, last.StatusCode, last.body)
+	}
+	return h
+}
+
+// copyBinding gives to a fresh browser the binding cookie b holds for host.
+func copyBinding(from, to *oidcBrowser, host string) {
+	u, _ := url.Parse("http://" + host + "/.pomerium/callback")
+	src, _ := url.Parse("http://" + appHost + "/.pomerium/callback")
+	for _, c := range from.jar.Cookies(src) {
+		if strings.HasPrefix(c.Name, cookieName+"_signin_") {
+			to.jar.SetCookies(u, []*http.Cookie{{Name: c.Name, Value: c.Value, Path: "/.pomerium/callback"}})
+		}
+	}
+}
+
+func TestOIDCHandoff(t *testing.T) {
+	f := newOIDCFixture(t)
+	f.idp.AutoLogin("bob")
+	target := "http://" + appHost + "/"
+
+	t.Run("single use", func(t *testing.T) {
+		b := f.browser()
+		h := f.handoffURL(b, target)
+		if strings.Contains(h.RawQuery, user) || strings.Contains(h.RawQuery, "engineering") {
+			t.Errorf("the handoff shows the identity in the URL: %s", h)
+		}
+		// Another browser, without the binding cookie: login CSRF refused.
+		refusedPage(t, f.browser().get(h.String()), http.StatusBadRequest, "did not start in this browser")
+		// A copy of the binding alone does not make it reusable: first use wins.
+		thief := f.browser()
+		copyBinding(b, thief, appHost)
+		if r := b.get(h.String()); r.StatusCode != http.StatusFound || r.Header.Get("Location") != target {
+			t.Fatalf("genuine handoff: %d %q\n%s", r.StatusCode, r.Header.Get("Location"), r.body)
+		}
+		refusedPage(t, thief.get(h.String()), http.StatusBadRequest, "already used")
+		if thief.cookie(target, cookieName) != "" {
+			t.Error("a replayed handoff set a session")
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		b := f.browser()
+		h := f.handoffURL(b, target)
+		f.clock.Advance(61 * time.Second)
+		refusedPage(t, b.get(h.String()), http.StatusBadRequest, "expired")
+	})
+	t.Run("tampered", func(t *testing.T) {
+		b := f.browser()
+		h := f.handoffURL(b, target)
+		q := h.Query()
+		v := []byte(q.Get("pomerium_handoff"))
+		v[len(v)/2] ^= 1
+		q.Set("pomerium_handoff", string(v))
+		bad := *h
+		bad.RawQuery = q.Encode()
+		refusedPage(t, b.get(bad.String()), http.StatusBadRequest, "not valid")
+	})
+	t.Run("another host", func(t *testing.T) {
+		b := f.browser()
+		h := f.handoffURL(b, target)
+		copyBinding(b, b, wikiHost)
+		other := *h
+		other.Host = wikiHost
+		refusedPage(t, b.get(other.String()), http.StatusBadRequest, "another site")
+		if b.cookie("http://"+wikiHost+"/", cookieName) != "" {
+			t.Error("a handoff for the app signed in to the wiki")
+		}
+	})
+}
+
+func TestOIDCProviderUnreachable(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + lis.Addr().String()
+	lis.Close()
+	f := newOIDCFixture(t, func(s *web.Settings) { s.IdpProviderURL = dead })
+	b := f.browser()
+	last, _ := b.follow(b.get(signInURL(appHost, "http://"+appHost+"/")), nil)
+	refusedPage(t, last, http.StatusBadGateway, "could not be reached")
+	if n := len(f.logs.FilterMessage("sign-in failed").All()); n != 1 {
+		t.Errorf("%d error log entries, want 1", n)
+	}
+	// Scripts get JSON with the request id.
+	r := b.get(signInURL(authHost, "/"), "Accept", "application/json")
+	var j struct {
+		Error     string `json:"error"`
+		RequestID string `json:"request_id"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &j); err != nil || r.StatusCode != http.StatusBadGateway || j.RequestID == "" || !strings.Contains(j.Error, "could not be reached") {
+		t.Errorf("JSON answer %d: %s", r.StatusCode, r.body)
+	}
+}
+
+func TestOIDCSignOut(t *testing.T) {
+	f := newOIDCFixture(t)
+	f.idp.AutoLogin("bob")
+	b := f.browser()
+	appDash := "http://" + appHost + "/.pomerium/"
+	f.signIn(b, appHost, appDash)
+
+	// On the route host: the route session ends, the page does not sign in
+	// again by itself and points at the authenticate host.
+	r := b.do(http.MethodPost, "http://"+appHost+"/.pomerium/sign_out", form("_csrf", b.csrf(appDash)))
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out: %d\n%s", r.StatusCode, r.body)
+	}
+	if b.cookie(appDash, cookieName) != "" {
+		t.Error("the route session survived sign-out")
+	}
+	page := b.get("http://" + appHost + r.Header.Get("Location"))
+	if page.StatusCode != 200 || !strings.Contains(page.body, "You are signed out of "+appHost) ||
+		!strings.Contains(page.body, "http://"+authHost+"/.pomerium/sign_in?signed_out=1") {
+		t.Fatalf("signed-out page on the route host: %d\n%s", page.StatusCode, page.body)
+	}
+
+	// On the authenticate host: sign out everywhere ends the authenticate
+	// session, then the provider's end-session endpoint is offered.
+	everywhere := "http://" + authHost + "/.pomerium/sign_in?signed_out=1"
+	page = b.get(everywhere)
+	if !strings.Contains(page.body, "Sign out everywhere") || !strings.Contains(page.body, user) {
+		t.Fatalf("authenticate host page:\n%s", page.body)
+	}
+	token := htmlUnescape(csrfField.FindStringSubmatch(page.body)[1])
+	r = b.do(http.MethodPost, "http://"+authHost+"/.pomerium/sign_out", form("_csrf", token))
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out everywhere: %d\n%s", r.StatusCode, r.body)
+	}
+	if b.cookie("http://"+authHost+"/.pomerium/", cookieName+"_authenticate") != "" {
+		t.Error("the authenticate session survived sign-out on the authenticate host")
+	}
+	page = b.get(everywhere)
+	want := f.idp.Issuer + "/end_session?client_id=" + clientID
+	if !strings.Contains(page.body, `href="`+want+`"`) {
+		t.Errorf("no end-session link %s:\n%s", want, page.body)
+	}
+	if r := b.get(want); r.StatusCode != http.StatusFound {
+		t.Errorf("the provider's end session answered %d", r.StatusCode)
+	}
+
+	// Signing in again needs the provider's login again.
+	f.signIn(b, appHost, appDash)
+	if f.idp.Logins() != 2 {
+		t.Errorf("logins %d, want 2", f.idp.Logins())
+	}
+}
+
+// Without authenticate_service_url, each host signs in by itself.
+func TestOIDCWithoutAuthenticateHost(t *testing.T) {
+	f := newOIDCFixture(t, func(s *web.Settings) { s.AuthenticateServiceURL = "" })
+	f.idp.AutoLogin("bob")
+	b := f.browser()
+	target := "http://" + appHost + "/"
+	last, chain := f.signIn(b, appHost, target)
+	if last.Header.Get("Location") != target {
+		t.Fatalf("ended with %d %q after %v\n%s", last.StatusCode, last.Header.Get("Location"), chain, last.body)
+	}
+	for _, u := range chain {
+		if strings.Contains(u, authHost) || strings.Contains(u, "pomerium_handoff") {
+			t.Errorf("visited %s", u)
+		}
+	}
+	if d := f.decide(appHost, b.cookie(target, cookieName)); !d.Allowed() {
+		t.Errorf("Check refuses the session: %s", d.Reason)
+	}
+}
+
+func TestRefreshWithoutProvider(t *testing.T) {
+	f := newFixture(t)
+	b := f.browser()
+	b.setSession(appHost, f.token(user, "engineering"))
+	r := b.post(appHost, "/.pomerium/refresh", form("_csrf", b.csrf(appHost, "/.pomerium/")))
+	if r.StatusCode != http.StatusBadRequest || !strings.Contains(r.body, "no identity provider") {
+		t.Errorf("refresh without a provider: %d\n%s", r.StatusCode, r.body)
+	}
+	if r := b.get(appHost, "/.pomerium/callback?code=x&state=y"); r.StatusCode != http.StatusNotFound {
+		t.Errorf("callback without a provider: %d", r.StatusCode)
+	}
+}
