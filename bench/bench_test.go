@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/extauthz/extauthz/internal/envoytest"
+)
+
+// TestSmoke runs the whole runner with tiny durations so it cannot rot: every
+// layer, workload and configuration is built, started, checked for
+// correctness and loaded for a moment, and the report and plot are written.
+// No target is asserted: these numbers mean nothing. Envoy parts skip without
+// an Envoy binary (fail under CI=true, like internal/envoytest); oauth2-proxy
+// is included only when bench/.bin already holds it, or when
+// BENCH_OAUTH2_PROXY=1 asks for it to be installed.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	cfg := DefaultConfig()
+	cfg.Rounds = 1
+	cfg.Duration = 300 * time.Millisecond
+	cfg.Warmup = 50 * time.Millisecond
+	cfg.GRPCStreams = 4
+	cfg.HTTPWorkers = 8
+	cfg.MaxInFlight = 64
+	cfg.MixedUsers, cfg.PerAdmin, cfg.Sessions, cfg.EnvoySessions = 50, 2, 300, 20
+	cfg.GoBench, cfg.Profile = false, false
+	// Other packages' tests run beside this one: never wait for quiet.
+	cfg.Repeats, cfg.Settle = 0, 0
+	cfg.OAuth2Proxy = "if-built"
+	if os.Getenv("BENCH_OAUTH2_PROXY") == "1" {
+		cfg.OAuth2Proxy = "install"
+	}
+	dir := t.TempDir()
+	cfg.Out = filepath.Join(dir, "benchmarks.md")
+	cfg.Command = "go test ./bench -run TestSmoke"
+	cfg.Log = testWriter{t}
+
+	timeout := 90 * time.Second
+	if cfg.OAuth2Proxy == "install" {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.GRPC) != 3 {
+		t.Errorf("gRPC layer measured %d workloads, want 3", len(res.GRPC))
+	}
+	for _, g := range res.GRPC {
+		if len(g.Ours.Max) != 1 || len(g.Noop.Fixed) != 1 || g.Ours.PeakRSS == 0 || g.Ours.Served == 0 {
+			t.Errorf("%s: incomplete: %+v %+v", g.Key, g.Ours, g.Noop)
+		}
+	}
+	if res.EnvoySkipped != "" {
+		if envoytest.InCI() {
+			t.Fatalf("CI=true but the Envoy layer was skipped: %s", res.EnvoySkipped)
+		}
+		t.Logf("Envoy layer skipped: %s", res.EnvoySkipped)
+	} else {
+		want := 4
+		if res.OAuth2Skipped != "" {
+			want = 3
+			t.Logf("oauth2-proxy skipped: %s", res.OAuth2Skipped)
+		}
+		if len(res.Envoy) != want {
+			t.Errorf("Envoy layer measured %d configurations, want %d", len(res.Envoy), want)
+		}
+		if _, err := os.Stat(res.PlotPath); err != nil {
+			t.Errorf("plot: %v", err)
+		}
+	}
+	md, err := os.ReadFile(cfg.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"# Benchmarks", "## Targets", "## gRPC layer", "## Envoy layer", "(a) mixed", "go test ./bench -run TestSmoke"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	if len(res.Targets) == 0 {
+		t.Error("no targets judged")
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// The Envoy configurations are derived from the bundled one and must decode
+// as valid v3 bootstraps with the intended filter chains.
+func TestEnvoyConfigs(t *testing.T) {
+	path, err := envoytest.BundledConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundled, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, err := withoutExtAuthz(bundled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o2p, err := withOAuth2Proxy(bundled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, src := range map[string][]byte{"none": none, "oauth2-proxy": o2p} {
+		b, err := envoytest.DecodeBootstrap(src)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := envoytest.ValidateDeep(b); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		hcms, err := envoytest.HCMs(b)
+		if err != nil || len(hcms) != 1 {
+			t.Fatalf("%s: HCMs = %d, %v", name, len(hcms), err)
+		}
+		ea, _, err := envoytest.ExtAuthzFilter(hcms[0].Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch name {
+		case "none":
+			if ea != nil {
+				t.Errorf("none: ext_authz is still there")
+			}
+		case "oauth2-proxy":
+			hs := ea.GetHttpService()
+			if hs == nil || hs.GetPathPrefix() != "/oauth2/auth" || hs.GetServerUri().GetCluster() != "oauth2_proxy" {
+				t.Errorf("oauth2-proxy: http_service = %v", hs)
+			}
+			var found bool
+			for _, c := range b.GetStaticResources().GetClusters() {
+				if c.GetName() == "extauthz_grpc" {
+					t.Error("oauth2-proxy: the gRPC cluster is still there")
+				}
+				if c.GetName() == "oauth2_proxy" {
+					found = true
+					if len(c.GetTypedExtensionProtocolOptions()) != 0 {
+						t.Error("oauth2-proxy: its cluster still asks for HTTP/2")
+					}
+					port := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetPortValue()
+					if port != envoytest.DefaultGRPCPort {
+						t.Errorf("oauth2-proxy: cluster port %d, want %d (mapped by envoytest)", port, envoytest.DefaultGRPCPort)
+					}
+				}
+			}
+			if !found {
+				t.Error("oauth2-proxy: no oauth2_proxy cluster")
+			}
+		}
+		// Only the ports envoytest knows: RewritePorts fails on any other.
+		if _, err := envoytest.RewritePorts(src, map[int]int{8080: 1, 9901: 2, 9191: 3, 9292: 4, 8081: 5}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestStatusCode(t *testing.T) {
+	for _, code := range []int32{0, 7, 16} {
+		b, err := proto.Marshal(&authv3.CheckResponse{Status: &status.Status{Code: code, Message: "x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := statusCode(b)
+		if err != nil || got != int64(code) {
+			t.Errorf("statusCode = %d, %v; want %d", got, err, code)
+		}
+	}
+	if got, err := statusCode(nil); got != 0 || err != nil {
+		t.Errorf("empty response: %d, %v", got, err)
+	}
+	if _, err := statusCode([]byte{0x0a, 0x05, 0x08}); err == nil {
+		t.Error("truncated response: no error")
+	}
+}
+
+func TestParseGoBench(t *testing.T) {
+	out := `goos: linux
+pkg: github.com/extauthz/extauthz/internal/check
+BenchmarkDecideWithAssertion/allowed-2         	  500000	      2100 ns/op	     320 B/op	       5 allocs/op
+BenchmarkSignAssertion-2   	   30000	     38000 ns/op	    5000 B/op	      60 allocs/op
+PASS
+`
+	got := parseGoBench(out)
+	if len(got) != 2 {
+		t.Fatalf("parsed %d lines", len(got))
+	}
+	if b := got[0]; b.Name != "BenchmarkDecideWithAssertion/allowed" || b.NsPerOp != 2100 || b.AllocsPerOp != 5 || b.BytesPerOp != 320 ||
+		b.Pkg != "github.com/extauthz/extauthz/internal/check" {
+		t.Errorf("parsed %+v", b)
+	}
+}
+
+func TestWorkloadAllowedAmong(t *testing.T) {
+	w := &workload{pool: make([][]byte, 10), allow: []bool{true, true, true, true, true, true, true, true, false, false}}
+	for n, want := range map[int]int{0: 0, 8: 8, 9: 8, 10: 8, 25: 8 + 8 + 5, 100: 80} {
+		if got := w.allowedAmong(n); got != want {
+			t.Errorf("allowedAmong(%d) = %d, want %d", n, got, want)
+		}
+	}
+}
+
+// The report renders from synthetic results, plot included.
+func TestReport(t *testing.T) {
+	s := func(rate float64, p50 time.Duration) sample {
+		return sample{Requests: 1000, Rate: rate, P50: p50, P99: 4 * p50, P999: 9 * p50, CPUPerOp: 20 * time.Microsecond, Target: rate / 2}
+	}
+	runs := func(name string, rate float64, p50 time.Duration) *serverRuns {
+		r := &serverRuns{Name: name, PeakRSS: 30 << 20, EndRSS: 28 << 20}
+		for range 3 {
+			r.add(loadMax, s(rate, p50))
+			r.add(loadFixed, s(rate/2, p50))
+			r.add(loadLow, s(rate/4, p50/2))
+		}
+		return r
+	}
+	res := &Results{Cfg: DefaultConfig(), Start: time.Now(), End: time.Now().Add(time.Minute), Machine: describeMachine(), EnvoyRate: 5000, EnvoyLowRate: 2500}
+	res.GRPC = []*grpcResult{{Key: "mixed", Name: "(a) mixed", Ours: runs("extauthz", 30000, 200*time.Microsecond), Noop: runs("no-op", 33000, 150*time.Microsecond), Rate: 15000}}
+	for i, k := range []string{cfgNone, cfgNoop, cfgOurs, cfgOAuth2} {
+		res.Envoy = append(res.Envoy, &envoyResult{Key: k, Name: envoyConfigNames[k], Runs: runs(k, 10000/float64(i+1), time.Duration(i+1)*300*time.Microsecond)})
+	}
+	res.GoBench = parseGoBench("BenchmarkDecideWithAssertion/allowed-2 100 2100 ns/op 320 B/op 12 allocs/op\n")
+	res.judge()
+	out := filepath.Join(t.TempDir(), "b.md")
+	if err := res.write(out, ""); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(out)
+	for _, want := range []string{"**PASS**", "**MISS**: allowed over by 2", "bench-latency.png", "(iv) Envoy + oauth2-proxy"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(filepath.Dir(out), "bench-latency.png")); err != nil || fi.Size() < 1000 {
+		t.Errorf("plot: %v", err)
+	}
+	if os.Getenv("BENCH_KEEP_REPORT") != "" {
+		_ = os.WriteFile(os.Getenv("BENCH_KEEP_REPORT"), md, 0o644)
+		png, _ := os.ReadFile(filepath.Join(filepath.Dir(out), "bench-latency.png"))
+		_ = os.WriteFile(os.Getenv("BENCH_KEEP_REPORT")+".png", png, 0o644)
+	}
+}

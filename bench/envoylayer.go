@@ -1,0 +1,534 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/extauthz/extauthz/internal/envoytest"
+	"github.com/extauthz/extauthz/internal/identity"
+)
+
+// The four Envoy configurations, all derived from the bundled envoy/envoy.yaml
+// by editing its YAML tree, so they share every listener, route, timeout,
+// access log and limit and differ only in the authorization step.
+const (
+	cfgNone   = "none"
+	cfgNoop   = "noop"
+	cfgOurs   = "ours"
+	cfgOAuth2 = "oauth2-proxy"
+)
+
+var envoyConfigNames = map[string]string{
+	cfgNone:   "(i) Envoy, no ext_authz",
+	cfgNoop:   "(ii) Envoy + no-op gRPC ext_authz",
+	cfgOurs:   "(iii) Envoy + extauthz (bundled config)",
+	cfgOAuth2: "(iv) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz)",
+}
+
+// withoutExtAuthz removes the ext_authz HTTP filter from the bundled config.
+// The per-route ext_authz settings stay: with no filter to read them they do
+// nothing.
+func withoutExtAuthz(bundled []byte) ([]byte, error) {
+	return editYAML(bundled, func(doc *yaml.Node) error {
+		filters, i, err := extAuthzFilter(doc)
+		if err != nil {
+			return err
+		}
+		filters.Content = append(filters.Content[:i], filters.Content[i+1:]...)
+		return nil
+	})
+}
+
+// oauth2ProxyExtAuthz is the ext_authz filter config for oauth2-proxy:
+// Envoy's HTTP ext_authz sends the request's method, path (after
+// path_prefix: /oauth2/auth/<path>), Host and Authorization to oauth2-proxy;
+// 200 allows, anything else is the answer. Failure handling is the bundled
+// config's.
+const oauth2ProxyExtAuthz = `
+"@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+transport_api_version: V3
+http_service:
+  server_uri: { uri: "http://oauth2-proxy", cluster: oauth2_proxy, timeout: 0.5s }
+  path_prefix: /oauth2/auth
+  authorization_response:
+    allowed_upstream_headers:
+      patterns:
+        - { prefix: x-auth-request-, ignore_case: true }
+failure_mode_allow: false
+status_on_error: { code: ServiceUnavailable }
+validate_mutations: true
+include_peer_certificate: false
+`
+
+// withOAuth2Proxy points the bundled config's ext_authz filter at
+// oauth2-proxy over HTTP: the filter's typed_config becomes an http_service,
+// and the extauthz_grpc cluster becomes the oauth2_proxy cluster on the same
+// port (so envoytest maps it like the sidecar's), with the same timeouts and
+// circuit breakers but HTTP/1.1 (oauth2-proxy does not speak h2c).
+func withOAuth2Proxy(bundled []byte) ([]byte, error) {
+	return editYAML(bundled, func(doc *yaml.Node) error {
+		filters, i, err := extAuthzFilter(doc)
+		if err != nil {
+			return err
+		}
+		var tc yaml.Node
+		if err := yaml.Unmarshal([]byte(oauth2ProxyExtAuthz), &tc); err != nil {
+			return err
+		}
+		if !setKey(filters.Content[i], "typed_config", tc.Content[0]) {
+			return errors.New("ext_authz filter has no typed_config")
+		}
+		clusters := findKey(doc, "clusters")
+		if clusters == nil || clusters.Kind != yaml.SequenceNode {
+			return errors.New("no clusters")
+		}
+		for _, c := range clusters.Content {
+			if v := mapValue(c, "name"); v == nil || v.Value != "extauthz_grpc" {
+				continue
+			}
+			mapValue(c, "name").Value = "oauth2_proxy"
+			deleteKey(c, "typed_extension_protocol_options")
+			if la := mapValue(c, "load_assignment"); la != nil {
+				if n := mapValue(la, "cluster_name"); n != nil {
+					n.Value = "oauth2_proxy"
+				}
+			}
+			return nil
+		}
+		return errors.New("no extauthz_grpc cluster")
+	})
+}
+
+func editYAML(src []byte, edit func(*yaml.Node) error) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return nil, err
+	}
+	if err := edit(&doc); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// extAuthzFilter finds the http_filters sequence and the ext_authz entry in it.
+func extAuthzFilter(doc *yaml.Node) (*yaml.Node, int, error) {
+	filters := findKey(doc, "http_filters")
+	if filters == nil || filters.Kind != yaml.SequenceNode {
+		return nil, 0, errors.New("no http_filters")
+	}
+	for i, f := range filters.Content {
+		if v := mapValue(f, "name"); v != nil && v.Value == envoytest.ExtAuthzFilterName {
+			return filters, i, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("no %s filter", envoytest.ExtAuthzFilterName)
+}
+
+// findKey returns the value of the first mapping key named key, depth first.
+func findKey(n *yaml.Node, key string) *yaml.Node {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, c := range n.Content {
+			if v := findKey(c, key); v != nil {
+				return v
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				return n.Content[i+1]
+			}
+			if v := findKey(n.Content[i+1], key); v != nil {
+				return v
+			}
+		}
+	}
+	return nil
+}
+
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func setKey(n *yaml.Node, key string, v *yaml.Node) bool {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			n.Content[i+1] = v
+			return true
+		}
+	}
+	return false
+}
+
+func deleteKey(n *yaml.Node, key string) {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			n.Content = append(n.Content[:i], n.Content[i+2:]...)
+			return
+		}
+	}
+}
+
+// envoyConf is one running configuration of the Envoy layer.
+type envoyConf struct {
+	Key, Name  string
+	envoy      *envoytest.Envoy
+	authorizer *proc // the ext_authz server behind Envoy; nil for (i)
+	// targets are the authenticated requests, rotated through; rejects are
+	// requests Envoy must refuse (401/403) when it authenticates.
+	targets    []vegeta.Target
+	rejects    []vegeta.Target
+	checksAuth bool
+	identity   string // the email the upstream must receive for targets[0]; "" when nothing passes one
+}
+
+// envoyRequests builds n authenticated requests for GET
+// http://app.localhost/orders/42: "Authorization: Pomerium <session token>"
+// for ours (and, ignored, for (i) and (ii)), or "Authorization: Bearer
+// <ID token>" of the same users for oauth2-proxy.
+func envoyTargets(url string, auths []string) []vegeta.Target {
+	ts := make([]vegeta.Target, len(auths))
+	for i, a := range auths {
+		h := http.Header{"Host": {appHost}, "Accept": {"application/json"}, "User-Agent": {"bench/1"}}
+		if a != "" {
+			h["Authorization"] = []string{a}
+		}
+		ts[i] = vegeta.Target{Method: "GET", URL: url + "/orders/42?view=full", Header: h}
+	}
+	return ts
+}
+
+// forge breaks a JWT's signature.
+func forge(token string) string {
+	i := strings.LastIndexByte(token, '.')
+	sig := []byte(token[i+1:])
+	if sig[0] == 'A' {
+		sig[0] = 'B'
+	} else {
+		sig[0] = 'A'
+	}
+	return token[:i+1] + string(sig)
+}
+
+// assertCorrect proves the configuration does its job before it is measured,
+// so a misconfigured peer cannot "win": an authenticated request reaches the
+// echo upstream (200 + X-Bench-Echo) carrying the expected identity, and when
+// the configuration authenticates, requests with no or a forged token are
+// refused with 401 or 403 without reaching it.
+func (c *envoyConf) assertCorrect() error {
+	client := c.envoy.Client()
+	do := func(t vegeta.Target) (*http.Response, string, error) {
+		req, err := t.Request()
+		if err != nil {
+			return nil, "", err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, "", err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return resp, string(body), nil
+	}
+	resp, body, err := do(c.targets[0])
+	if err != nil {
+		return fmt.Errorf("%s: authenticated request: %w", c.Name, err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("X-Bench-Echo") != "1" {
+		return fmt.Errorf("%s: authenticated request: %s %q, want 200 from the echo upstream", c.Name, resp.Status, body)
+	}
+	if got := strings.TrimSpace(strings.TrimPrefix(body, "ok")); got != c.identity {
+		return fmt.Errorf("%s: the upstream received identity %q, want %q", c.Name, got, c.identity)
+	}
+	if !c.checksAuth {
+		return nil
+	}
+	for _, r := range c.rejects {
+		resp, body, err := do(r)
+		if err != nil {
+			return fmt.Errorf("%s: unauthenticated request: %w", c.Name, err)
+		}
+		if (resp.StatusCode != 401 && resp.StatusCode != 403) || resp.Header.Get("X-Bench-Echo") != "" {
+			return fmt.Errorf("%s: request with Authorization %q: %s %q, want 401 or 403 from the authorizer",
+				c.Name, abbreviate(r.Header.Get("Authorization")), resp.Status, body)
+		}
+	}
+	return nil
+}
+
+func abbreviate(s string) string {
+	if len(s) > 24 {
+		return s[:24] + "..."
+	}
+	return s
+}
+
+func rotating(ts []vegeta.Target) vegeta.Targeter {
+	var i atomic.Uint64
+	return func(t *vegeta.Target) error {
+		*t = ts[(i.Add(1)-1)%uint64(len(ts))]
+		return nil
+	}
+}
+
+// attack runs vegeta and reduces its results to a sample: a 200 is a
+// success, anything else (or a transport error) an error.
+func attack(ts []vegeta.Target, pacer vegeta.ConstantPacer, workers, maxWorkers int, d time.Duration) sample {
+	// vegeta's own client, but one whose connections this run closes when it
+	// ends, so no run inherits hundreds of idle connections from the last.
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: maxWorkers,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	a := vegeta.NewAttacker(
+		vegeta.Workers(uint64(workers)), vegeta.MaxWorkers(uint64(maxWorkers)), vegeta.MaxBody(0), vegeta.Client(client),
+	)
+	var lat []time.Duration
+	s := sample{Target: float64(pacer.Freq)}
+	var first, last time.Time
+	for r := range a.Attack(rotating(ts), pacer, d, "") {
+		if first.IsZero() || r.Timestamp.Before(first) {
+			first = r.Timestamp
+		}
+		if end := r.Timestamp.Add(r.Latency); end.After(last) {
+			last = end
+		}
+		lat = append(lat, r.Latency)
+		s.Requests++
+		if r.Code != 200 {
+			s.Errors++
+		}
+	}
+	if !first.IsZero() {
+		s.Elapsed = last.Sub(first)
+	}
+	s.setLatencies([][]time.Duration{lat})
+	if s.Elapsed > 0 {
+		s.Rate = float64(s.Requests-s.Errors) / s.Elapsed.Seconds()
+	}
+	return s
+}
+
+// httpClosedLoop is maximum throughput: workers connections, each sending its
+// next request as soon as the previous answer arrives.
+func httpClosedLoop(ts []vegeta.Target, workers int, d time.Duration) sample {
+	return attack(ts, vegeta.ConstantPacer{}, workers, workers, d)
+}
+
+// httpConstant is vegeta's constant rate (open loop): requests leave on
+// schedule whatever the answers do, from up to maxInFlight connections.
+func httpConstant(ts []vegeta.Target, rate float64, workers, maxInFlight int, d time.Duration) sample {
+	return attack(ts, vegeta.ConstantPacer{Freq: int(rate + 0.5), Per: time.Second}, workers, maxInFlight, d)
+}
+
+// envoyStack is everything the Envoy layer runs: the echo upstream, the three
+// authorizers and one Envoy per configuration.
+type envoyStack struct {
+	scope   *scope
+	procs   []*proc
+	confs   []*envoyConf
+	version string
+}
+
+func (s *envoyStack) Close() {
+	s.scope.Close() // Envoys first: they hold connections to the rest
+	stopAll(s.procs...)
+}
+
+// startEnvoyStack starts the echo upstream, the no-op server, ours,
+// oauth2-proxy (when oauth2Bin is set) and an Envoy for each configuration,
+// with sessions authenticated users.
+func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, sessions int) (st *envoyStack, err error) {
+	st = &envoyStack{scope: newScope(env.logf)}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	bundledPath, err := envoytest.BundledConfig()
+	if err != nil {
+		return nil, err
+	}
+	bundled, err := os.ReadFile(bundledPath)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := envoytest.Binary()
+	if err != nil {
+		if envoytest.InCI() {
+			return nil, fmt.Errorf("CI=true but Envoy is required: %w", err)
+		}
+		return nil, fmt.Errorf("%w: %v", errNoEnvoy, err)
+	}
+	st.version = envoyVersion(bin)
+
+	echo, echoAddr, err := startEcho(env.bins.Echo)
+	if err != nil {
+		return nil, err
+	}
+	st.procs = append(st.procs, echo)
+	noop, noopAddr, err := startNoop(env.bins.Noop)
+	if err != nil {
+		return nil, err
+	}
+	st.procs = append(st.procs, noop)
+	ours, oursAddr, err := startOurs(env.bins.Ours, env.dir, env.sec, env.cfg.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	st.procs = append(st.procs, ours)
+
+	pomerium := make([]string, sessions)
+	for i := range pomerium {
+		tok, err := env.sec.mint(identity.Claims{Email: userEmail(i), Groups: []string{"engineering"}})
+		if err != nil {
+			return nil, err
+		}
+		pomerium[i] = "Pomerium " + tok
+	}
+	guest, err := env.sec.mint(identity.Claims{Email: guestEmail(0), Groups: []string{"contractors"}})
+	if err != nil {
+		return nil, err
+	}
+
+	noAuthz, err := withoutExtAuthz(bundled)
+	if err != nil {
+		return nil, fmt.Errorf("removing ext_authz from %s: %w", bundledPath, err)
+	}
+	type spec struct {
+		key        string
+		config     []byte // nil: the bundled file itself
+		grpcPort   int
+		authorizer *proc
+		auths      []string
+		rejects    []string
+		checksAuth bool
+		identity   string
+	}
+	unusedPort, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	specs := []spec{
+		{key: cfgNone, config: noAuthz, grpcPort: portOf(unusedPort), auths: pomerium},
+		{key: cfgNoop, grpcPort: portOf(noopAddr), authorizer: noop, auths: pomerium},
+		{key: cfgOurs, grpcPort: portOf(oursAddr), authorizer: ours, auths: pomerium, checksAuth: true,
+			identity: userEmail(0), rejects: []string{"", forge(pomerium[0]), "Pomerium " + guest}},
+	}
+	if oauth2Bin != "" {
+		iss, err := newOIDCIssuer(env.dir)
+		if err != nil {
+			return nil, err
+		}
+		o2p, o2pAddr, err := startOAuth2Proxy(oauth2Bin, iss)
+		if err != nil {
+			return nil, err
+		}
+		st.procs = append(st.procs, o2p)
+		bearer := make([]string, sessions)
+		for i := range bearer {
+			tok, err := iss.mint(userEmail(i))
+			if err != nil {
+				return nil, err
+			}
+			bearer[i] = "Bearer " + tok
+		}
+		cfg, err := withOAuth2Proxy(bundled)
+		if err != nil {
+			return nil, fmt.Errorf("pointing ext_authz of %s at oauth2-proxy: %w", bundledPath, err)
+		}
+		specs = append(specs, spec{key: cfgOAuth2, config: cfg, grpcPort: portOf(o2pAddr), authorizer: o2p,
+			auths: bearer, checksAuth: true, identity: userEmail(0), rejects: []string{"", forge(bearer[0])}})
+	}
+	// Envoys take a second or two to start: start them together.
+	confs := make([]*envoyConf, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, sp := range specs {
+		path := bundledPath
+		if sp.config != nil {
+			path = filepath.Join(env.dir, "envoy-"+sp.key+".yaml")
+			if err := os.WriteFile(path, sp.config, 0o600); err != nil {
+				return nil, err
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e, err := startEnvoy(st.scope, envoytest.Options{ConfigPath: path, GRPCPort: sp.grpcPort, UpstreamPort: portOf(echoAddr)})
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", envoyConfigNames[sp.key], err)
+				return
+			}
+			c := &envoyConf{Key: sp.key, Name: envoyConfigNames[sp.key], envoy: e, authorizer: sp.authorizer,
+				targets: envoyTargets(e.URL(), sp.auths), checksAuth: sp.checksAuth, identity: sp.identity}
+			for _, r := range sp.rejects {
+				c.rejects = append(c.rejects, envoyTargets(e.URL(), []string{r})...)
+			}
+			confs[i] = c
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, c := range confs {
+		if err := c.assertCorrect(); err != nil {
+			return nil, fmt.Errorf("%w\n--- envoy log tail ---\n%s", err, c.envoy.LogTail(20))
+		}
+		st.confs = append(st.confs, c)
+	}
+	return st, nil
+}
+
+func envoyVersion(bin string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := execOutput(ctx, bin, "--version")
+	if err != nil {
+		return "unknown"
+	}
+	// "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
+	s := strings.TrimSpace(out)
+	if i := strings.Index(s, "version:"); i >= 0 {
+		parts := strings.Split(strings.TrimSpace(s[i+len("version:"):]), "/")
+		if len(parts) > 1 {
+			return parts[1]
+		}
+	}
+	return s
+}

@@ -1,0 +1,480 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/extauthz/extauthz/internal/identity"
+)
+
+// A workload is a pool of pre-marshalled CheckRequests the load generator
+// rotates through, and which of them our server must allow.
+type workload struct {
+	Key, Name, Shape string
+	pool             [][]byte
+	allow            []bool // allow[i]: ours must allow pool[i]
+	allowPrefix      []int  // allowPrefix[i]: how many of pool[:i] ours must allow
+}
+
+// checkRequest is what Envoy sends for GET http://app.localhost/orders/42
+// on the bundled config's app route, with headers set as Envoy sets them.
+func checkRequest(i int, authorization string) ([]byte, error) {
+	h := map[string]string{
+		":authority":        appHost,
+		":method":           "GET",
+		":path":             "/orders/42?view=full",
+		":scheme":           "http",
+		"accept":            "application/json",
+		"user-agent":        "bench/1",
+		"x-forwarded-proto": "http",
+		"x-request-id":      "7b0e6f0a-0000-4000-8000-" + fmt.Sprintf("%012d", i),
+	}
+	if authorization != "" {
+		h["authorization"] = authorization
+	}
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(40000 + i%20000)}}}}},
+		Destination: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 8080}}}}},
+		Request: &authv3.AttributeContext_Request{
+			Time: timestamppb.Now(),
+			Http: &authv3.AttributeContext_HttpRequest{
+				Id: strconv.Itoa(1000000 + i), Method: "GET", Headers: h, Path: "/orders/42?view=full",
+				Host: appHost, Scheme: "http", Protocol: "HTTP/1.1",
+			},
+		},
+		ContextExtensions: map[string]string{"route": "app"},
+	}}
+	return proto.Marshal(req)
+}
+
+// mixedWorkload: 80% allowed (valid tokens of users in engineering), 10%
+// denied by policy (valid tokens of guests outside it), 10% without a token,
+// interleaved; users sessions of them distinct.
+func mixedWorkload(sec secrets, users int) (*workload, error) {
+	w := &workload{Key: "mixed", Name: "(a) mixed", Shape: fmt.Sprintf(
+		"80%% allowed (%d sessions of users in the route's group), 10%% denied by policy (%d sessions of guests), 10%% no token",
+		users, max(users/10, 1))}
+	guests := max(users/10, 1)
+	allowed := make([]string, users)
+	denied := make([]string, guests)
+	for i := range allowed {
+		tok, err := sec.mint(identity.Claims{Email: userEmail(i), Groups: []string{"engineering"}})
+		if err != nil {
+			return nil, err
+		}
+		allowed[i] = "Pomerium " + tok
+	}
+	for i := range denied {
+		tok, err := sec.mint(identity.Claims{Email: guestEmail(i), Groups: []string{"contractors"}})
+		if err != nil {
+			return nil, err
+		}
+		denied[i] = "Pomerium " + tok
+	}
+	n := 10 * users
+	for i := 0; i < n; i++ {
+		auth, ok := "", false
+		switch i % 10 {
+		case 8:
+			auth = denied[(i/10)%guests]
+		case 9:
+		default:
+			auth, ok = allowed[(i/10*8+i%10)%users], true
+		}
+		if err := w.add(i, auth, ok); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// impersonationWorkload: administrators acting as users (service-account
+// style tokens carrying impersonate_email and impersonate_groups); every
+// request is allowed as the impersonated user and audited.
+func impersonationWorkload(sec secrets, perAdmin int) (*workload, error) {
+	w := &workload{Key: "impersonated", Name: "(b) impersonated administrators", Shape: fmt.Sprintf(
+		"%d administrators each impersonating %d users: %d sessions, all allowed as the target", nAdmins, perAdmin, nAdmins*perAdmin)}
+	for i := 0; i < nAdmins*perAdmin; i++ {
+		tok, err := sec.mint(identity.Claims{Email: adminEmail(i % nAdmins), Groups: []string{"admins"},
+			ImpersonateEmail: userEmail(i), ImpersonateGroups: []string{"engineering"}})
+		if err != nil {
+			return nil, err
+		}
+		if err := w.add(i, "Pomerium "+tok, true); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// sessionsWorkload: n distinct sessions (distinct jti and email), each sent
+// once per pass, so no cache holds the working set unless it holds them all.
+func sessionsWorkload(sec secrets, n int) (*workload, error) {
+	w := &workload{Key: "sessions", Name: fmt.Sprintf("(c) %s distinct sessions", humanCount(n)), Shape: fmt.Sprintf(
+		"%d tokens with distinct jti and email, rotated through in order, all allowed", n)}
+	for i := 0; i < n; i++ {
+		tok, err := sec.mint(identity.Claims{Email: userEmail(i), Groups: []string{"engineering"}})
+		if err != nil {
+			return nil, err
+		}
+		if err := w.add(i, "Pomerium "+tok, true); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// allowedAmong is how many of the first n requests (pool rotated) ours must allow.
+func (w *workload) allowedAmong(n int) int {
+	if w.allowPrefix == nil {
+		w.allowPrefix = make([]int, len(w.allow)+1)
+		for i, a := range w.allow {
+			w.allowPrefix[i+1] = w.allowPrefix[i]
+			if a {
+				w.allowPrefix[i+1]++
+			}
+		}
+	}
+	full, rest := n/len(w.pool), n%len(w.pool)
+	return full*w.allowPrefix[len(w.pool)] + w.allowPrefix[rest]
+}
+
+func (w *workload) add(i int, auth string, allow bool) error {
+	b, err := checkRequest(i, auth)
+	if err != nil {
+		return err
+	}
+	w.pool = append(w.pool, b)
+	w.allow = append(w.allow, allow)
+	return nil
+}
+
+// rawMsg carries pre-marshalled request bytes out, and on the way back only
+// the response's google.rpc.Status code: the load generator spends no CPU on
+// proto (un)marshalling that the servers under test could have used.
+type rawMsg struct {
+	b    []byte
+	code int64
+}
+
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.(*rawMsg).b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	m := v.(*rawMsg)
+	var b []byte
+	if len(data) == 1 {
+		b = data[0].ReadOnlyData()
+	} else {
+		b = data.Materialize()
+	}
+	code, err := statusCode(b)
+	m.code = code
+	return err
+}
+
+// statusCode reads CheckResponse.status.code (field 1, then field 1) from a
+// marshalled CheckResponse; a missing status or code is OK (0).
+func statusCode(b []byte) (int64, error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType {
+			st, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return 0, protowire.ParseError(n)
+			}
+			var code int64
+			for len(st) > 0 {
+				num, typ, n := protowire.ConsumeTag(st)
+				if n < 0 {
+					return 0, protowire.ParseError(n)
+				}
+				st = st[n:]
+				if num == 1 && typ == protowire.VarintType {
+					v, n := protowire.ConsumeVarint(st)
+					if n < 0 {
+						return 0, protowire.ParseError(n)
+					}
+					code = int64(int32(v))
+					st = st[n:]
+					continue
+				}
+				n = protowire.ConsumeFieldValue(num, typ, st)
+				if n < 0 {
+					return 0, protowire.ParseError(n)
+				}
+				st = st[n:]
+			}
+			return code, nil
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return 0, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return 0, nil
+}
+
+// pacerTick is the open-loop pacer's shortest sleep.
+const pacerTick = 100 * time.Microsecond
+
+const checkMethod = "/envoy.service.auth.v3.Authorization/Check"
+
+var rawCall = grpc.ForceCodecV2(rawCodec{})
+
+// grpcClient is N HTTP/2 connections to one ext_authz server.
+type grpcClient struct {
+	conns []*grpc.ClientConn
+}
+
+func dialGRPC(addr string, n int) (*grpcClient, error) {
+	c := &grpcClient{}
+	for range n {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		cc.Connect()
+		c.conns = append(c.conns, cc)
+	}
+	return c, nil
+}
+
+func (c *grpcClient) Close() {
+	for _, cc := range c.conns {
+		_ = cc.Close()
+	}
+}
+
+// verify sends each of the first n requests of w once and checks the answers:
+// the floor must allow all, ours exactly those w.allow says.
+func (c *grpcClient) verify(w *workload, n int, floor bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n = min(n, len(w.pool))
+	for i := 0; i < n; i++ {
+		out := rawMsg{}
+		if err := c.conns[i%len(c.conns)].Invoke(ctx, checkMethod, &rawMsg{b: w.pool[i]}, &out, rawCall); err != nil {
+			return fmt.Errorf("request %d of %s: %w", i, w.Key, err)
+		}
+		want := floor || w.allow[i]
+		if got := out.code == 0; got != want {
+			return fmt.Errorf("request %d of %s: answered status code %d, want allowed=%v", i, w.Key, out.code, want)
+		}
+	}
+	return nil
+}
+
+// sample is one measured run.
+type sample struct {
+	Requests int           // answered
+	Errors   int           // transport errors or non-2xx (HTTP)
+	Allowed  int           // gRPC: status OK
+	Elapsed  time.Duration // from the first send to the last answer
+	P50      time.Duration
+	P99      time.Duration
+	P999     time.Duration
+	Max      time.Duration
+	Rate     float64       // answered per second
+	Target   float64       // the fixed rate asked for (0: closed loop)
+	CPU      time.Duration // CPU the measured server used during the run
+	CPUPerOp time.Duration
+	Foreign  float64 // CPUs other work on the machine used during the run, on average
+	Repeats  int     // runs thrown away before this one because other work disturbed them
+}
+
+// latencies merges per-worker latencies and fills the quantiles.
+func (s *sample) setLatencies(parts [][]time.Duration) {
+	var all []time.Duration
+	for _, p := range parts {
+		all = append(all, p...)
+	}
+	slices.Sort(all)
+	s.P50, s.P99, s.P999 = quantile(all, 0.50), quantile(all, 0.99), quantile(all, 0.999)
+	if len(all) > 0 {
+		s.Max = all[len(all)-1]
+	}
+}
+
+// quantile is the nearest-rank quantile of sorted values.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// closedLoop keeps workers calls in flight (workers spread over the
+// connections) for d, as fast as the server answers: maximum throughput.
+func (c *grpcClient) closedLoop(pool [][]byte, workers int, d time.Duration) sample {
+	var next atomic.Uint64
+	lats := make([][]time.Duration, workers)
+	errs := make([]int, workers)
+	allowed := make([]int, workers)
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cc := c.conns[w%len(c.conns)]
+			lat := make([]time.Duration, 0, 1<<14)
+			in, out := rawMsg{}, rawMsg{}
+			for {
+				t0 := time.Now()
+				if !t0.Before(deadline) {
+					break
+				}
+				in.b = pool[(next.Add(1)-1)%uint64(len(pool))]
+				err := cc.Invoke(ctx, checkMethod, &in, &out, rawCall)
+				lat = append(lat, time.Since(t0))
+				if err != nil {
+					errs[w]++
+					if ctx.Err() != nil {
+						break
+					}
+					continue
+				}
+				if out.code == 0 {
+					allowed[w]++
+				}
+			}
+			lats[w] = lat
+		}()
+	}
+	wg.Wait()
+	s := sample{Elapsed: time.Since(start)}
+	for w := range workers {
+		s.Requests += len(lats[w])
+		s.Errors += errs[w]
+		s.Allowed += allowed[w]
+	}
+	s.setLatencies(lats)
+	s.Rate = float64(s.Requests-s.Errors) / s.Elapsed.Seconds()
+	return s
+}
+
+// openLoop sends at a fixed rate for d whatever the answers do (open loop),
+// from up to maxInFlight concurrent calls. Latency runs from the moment a
+// request is handed to a caller, so time spent waiting for a free caller when
+// the server falls behind is counted, while the pacer's timer jitter is not.
+func (c *grpcClient) openLoop(pool [][]byte, rate float64, d time.Duration, maxInFlight int) sample {
+	total := int(rate * d.Seconds())
+	type item struct {
+		i    int
+		sent time.Time
+	}
+	work := make(chan item, min(total, 1<<20))
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	lats := make([][]time.Duration, maxInFlight)
+	errs := make([]int, maxInFlight)
+	allowed := make([]int, maxInFlight)
+	var wg sync.WaitGroup
+	for w := range maxInFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cc := c.conns[w%len(c.conns)]
+			in, out := rawMsg{}, rawMsg{}
+			for it := range work {
+				in.b = pool[it.i%len(pool)]
+				err := cc.Invoke(ctx, checkMethod, &in, &out, rawCall)
+				lats[w] = append(lats[w], time.Since(it.sent))
+				if err != nil {
+					errs[w]++
+				} else if out.code == 0 {
+					allowed[w]++
+				}
+			}
+		}()
+	}
+	// The pacer wakes up at most every pacerTick and hands out every request
+	// due by then: fewer wake-ups than one timer per request, and no request
+	// leaves early.
+	start := time.Now()
+	interval := float64(time.Second) / rate
+	for i := 0; i < total; {
+		now := time.Now()
+		due := min(int(float64(now.Sub(start))/interval)+1, total)
+		for ; i < due; i++ {
+			work <- item{i: i, sent: now}
+		}
+		if i < total {
+			next := start.Add(time.Duration(float64(i) * interval))
+			time.Sleep(max(time.Until(next), pacerTick))
+		}
+	}
+	close(work)
+	wg.Wait()
+	s := sample{Elapsed: time.Since(start), Target: rate}
+	for w := range maxInFlight {
+		s.Requests += len(lats[w])
+		s.Errors += errs[w]
+		s.Allowed += allowed[w]
+	}
+	s.setLatencies(lats)
+	s.Rate = float64(s.Requests-s.Errors) / s.Elapsed.Seconds()
+	return s
+}
+
+// measured runs f while reading p's CPU time (p may be nil) and how much CPU
+// other work on the machine used meanwhile.
+func measured(p *proc, f func() sample) (sample, error) {
+	var before procStat
+	var err error
+	if p != nil {
+		if before, err = readProcStat(p.Pid()); err != nil {
+			return sample{}, p.failure(err)
+		}
+	}
+	snap := takeCPUSnap()
+	s := f()
+	s.Foreign = foreignCores(snap, takeCPUSnap())
+	if p == nil {
+		return s, nil
+	}
+	after, err := readProcStat(p.Pid())
+	if err != nil {
+		return s, p.failure(err)
+	}
+	s.CPU = after.CPU - before.CPU
+	if ok := s.Requests - s.Errors; ok > 0 {
+		s.CPUPerOp = s.CPU / time.Duration(ok)
+	}
+	return s, nil
+}
+
+var errMisconfigured = errors.New("misconfigured")

@@ -1,0 +1,271 @@
+// Command bench measures extauthz against the floor and a real peer, through a
+// real Envoy, in one run, on loopback:
+//
+//	go run ./bench -out docs/benchmarks.md
+//
+// It builds extauthz, a no-op ext_authz server (bench/noop) and an echo
+// upstream (bench/echo), installs oauth2-proxy v7.15.6 into bench/.bin when it
+// is not there, and then measures two layers, interleaving the configurations
+// of each layer round by round and reporting the median of the rounds:
+//
+//   - gRPC layer: Check alone, ours against the no-op server, with a grpc-go
+//     load generator (N connections x M streams, closed loop for throughput,
+//     open loop at half of our throughput for latency) on three workloads:
+//     mixed, impersonated administrators, 100k distinct sessions. Peak RSS and
+//     CPU time of ours per workload come from /proc.
+//   - Envoy layer: Envoy 1.40 in front of an echo upstream, loaded over HTTP
+//     with vegeta (max rate for throughput, constant rate at half of the
+//     no-authorization floor's throughput for latency), with no ext_authz, the
+//     no-op ext_authz, ours with the bundled config, and oauth2-proxy.
+//
+// It also runs the in-process `go test -bench` benchmarks, judges the targets
+// of issue 10, and writes everything, with a latency plot, to -out.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/extauthz/extauthz/internal/envoytest"
+)
+
+// Config is everything a run can be told.
+type Config struct {
+	Rounds   int
+	Duration time.Duration // of each measured run
+	Warmup   time.Duration // unmeasured load before a server's first run
+
+	GRPCConns   int // gRPC connections per server
+	GRPCStreams int // concurrent streams per connection (closed loop)
+	MaxInFlight int // open loop: most calls or requests in flight
+	HTTPWorkers int // Envoy layer: concurrent HTTP/1.1 connections (closed loop)
+	// EnvoyLowShare adds Envoy-layer latency runs at this share of (i)'s
+	// maximum, below the 50% the targets use (0: none).
+	EnvoyLowShare float64
+
+	MixedUsers    int // (a): distinct allowed sessions (denied: a tenth of it)
+	PerAdmin      int // (b): users each administrator impersonates
+	Sessions      int // (c): distinct sessions
+	EnvoySessions int // Envoy layer: distinct users rotated through
+
+	// A run during which other work on the machine used more than MaxForeign
+	// CPUs is repeated, up to Repeats times.
+	MaxForeign float64
+	Repeats    int
+	// Settle is the longest wait, before each run, for the machine to be idle
+	// (0: do not wait).
+	Settle time.Duration
+
+	Layers      string // "grpc", "envoy" or both, comma-separated
+	Workloads   string // "mixed,impersonated,sessions" or a subset
+	OAuth2Proxy string // "install", "if-built" or "off"
+	LogLevel    string // ours
+
+	GoBench   bool   // run the in-process go test benchmarks
+	Benchtime string // their -benchtime ("" = go test's default)
+	Profile   bool   // profile BenchmarkCheck and include pprof -top
+
+	OursBin string // measure this extauthz binary instead of building ./cmd/extauthz
+
+	Out  string // markdown report ("" = stdout only)
+	Plot string // PNG latency plot ("" = next to Out as bench-latency.png)
+
+	Command string    // how this run was started, for the report
+	Log     io.Writer // progress (nil = discard)
+}
+
+// DefaultConfig is what `go run ./bench` does without flags.
+func DefaultConfig() Config {
+	return Config{
+		Rounds: 3, Duration: 5 * time.Second, Warmup: time.Second,
+		GRPCConns: 2, GRPCStreams: 32, MaxInFlight: 1024, HTTPWorkers: 64, EnvoyLowShare: 0.25,
+		MixedUsers: 1000, PerAdmin: 10, Sessions: 100_000, EnvoySessions: 1000,
+		MaxForeign: 0.25, Repeats: 2, Settle: 30 * time.Second,
+		Layers: "grpc,envoy", Workloads: "mixed,impersonated,sessions",
+		OAuth2Proxy: "install", LogLevel: "warn",
+		GoBench: true, Profile: true,
+	}
+}
+
+func main() {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "interleaved rounds per configuration (the median is reported)")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each measured run")
+	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured load before each server's first run")
+	fs.IntVar(&cfg.GRPCConns, "grpc-conns", cfg.GRPCConns, "gRPC layer: connections per server")
+	fs.IntVar(&cfg.GRPCStreams, "grpc-streams", cfg.GRPCStreams, "gRPC layer: concurrent streams per connection (closed loop)")
+	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", cfg.MaxInFlight, "fixed-rate runs: most requests in flight")
+	fs.IntVar(&cfg.HTTPWorkers, "http-workers", cfg.HTTPWorkers, "Envoy layer: concurrent connections (closed loop)")
+	fs.Float64Var(&cfg.EnvoyLowShare, "envoy-low-rate", cfg.EnvoyLowShare, "Envoy layer: also measure latency at this share of (i)'s maximum (0: no)")
+	fs.IntVar(&cfg.MixedUsers, "mixed-users", cfg.MixedUsers, "(a) mixed: distinct allowed sessions")
+	fs.IntVar(&cfg.PerAdmin, "per-admin", cfg.PerAdmin, "(b) impersonated: users each of the 10 administrators impersonates")
+	fs.IntVar(&cfg.Sessions, "sessions", cfg.Sessions, "(c): distinct sessions")
+	fs.IntVar(&cfg.EnvoySessions, "envoy-sessions", cfg.EnvoySessions, "Envoy layer: distinct users")
+	fs.Float64Var(&cfg.MaxForeign, "max-other-load", cfg.MaxForeign, "repeat a run during which other work used more CPUs than this")
+	fs.IntVar(&cfg.Repeats, "repeats", cfg.Repeats, "how many times a disturbed run may be repeated")
+	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "before each run, wait up to this long for the machine to be idle (0: no)")
+	fs.StringVar(&cfg.Layers, "layers", cfg.Layers, "layers to measure: grpc, envoy")
+	fs.StringVar(&cfg.Workloads, "workloads", cfg.Workloads, "gRPC workloads: mixed, impersonated, sessions")
+	fs.StringVar(&cfg.OAuth2Proxy, "oauth2-proxy", cfg.OAuth2Proxy, "install (into bench/.bin when missing), if-built, or off")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "extauthz log level")
+	fs.BoolVar(&cfg.GoBench, "gobench", cfg.GoBench, "run the in-process go test benchmarks")
+	fs.StringVar(&cfg.Benchtime, "benchtime", cfg.Benchtime, "their -benchtime")
+	fs.BoolVar(&cfg.Profile, "profile", cfg.Profile, "profile BenchmarkCheck and include pprof -top")
+	fs.StringVar(&cfg.OursBin, "extauthz-bin", cfg.OursBin, "measure this extauthz binary instead of building ./cmd/extauthz")
+	fs.StringVar(&cfg.Out, "out", cfg.Out, "write the markdown report here (e.g. docs/benchmarks.md)")
+	fs.StringVar(&cfg.Plot, "plot", cfg.Plot, "latency plot PNG (default: bench-latency.png next to -out)")
+	_ = fs.Parse(os.Args[1:])
+	cfg.Command = "go run ./bench " + strings.Join(os.Args[1:], " ")
+	cfg.Log = os.Stderr
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	res, err := Run(ctx, cfg)
+	if res != nil {
+		fmt.Print(res.Tables())
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if cfg.Out != "" {
+		fmt.Fprintf(os.Stderr, "wrote %s and %s\n", cfg.Out, res.PlotPath)
+	}
+}
+
+// runEnv is what the layers share during a run.
+type runEnv struct {
+	cfg  Config
+	root string
+	dir  string
+	bins binaries
+	sec  secrets
+	logf func(string, ...any)
+
+	repeated atomic.Int64 // runs thrown away because other work disturbed them
+}
+
+func (c Config) has(list, item string) bool {
+	for _, x := range strings.Split(list, ",") {
+		if strings.TrimSpace(x) == item {
+			return true
+		}
+	}
+	return false
+}
+
+// Run measures what cfg asks for and writes the report. On error it returns
+// what it measured so far.
+func Run(ctx context.Context, cfg Config) (*Results, error) {
+	if cfg.Rounds < 1 || cfg.Duration <= 0 || cfg.GRPCConns < 1 || cfg.GRPCStreams < 1 || cfg.HTTPWorkers < 1 || cfg.MaxInFlight < 1 {
+		return nil, errors.New("rounds, duration, connections, streams and workers must be positive")
+	}
+	logw := cfg.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	started := time.Now()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(logw, "[%6.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+	}
+	root, err := envoytest.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "extauthz-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	env := &runEnv{cfg: cfg, root: root, dir: dir, logf: logf}
+
+	res := &Results{Cfg: cfg, Start: started, Machine: describeMachine(), LoadStart: loadAvg()}
+	if cfg.OursBin == "" {
+		logf("building extauthz, bench/noop, bench/echo")
+	} else {
+		logf("building bench/noop, bench/echo; extauthz is %s", cfg.OursBin)
+	}
+	if env.bins, err = build(ctx, root, dir, cfg.OursBin == ""); err != nil {
+		return res, err
+	}
+	if cfg.OursBin != "" {
+		if env.bins.Ours, err = filepath.Abs(cfg.OursBin); err != nil {
+			return res, err
+		}
+	}
+	if env.sec, err = newSecrets(); err != nil {
+		return res, err
+	}
+
+	if cfg.GoBench {
+		logf("in-process benchmarks: %s", strings.Join(goBenchCommand(cfg.Benchtime), " "))
+		res.GoBenchCmd = strings.Join(goBenchCommand(cfg.Benchtime), " ")
+		if res.GoBench, _, err = runGoBench(ctx, root, cfg.Benchtime); err != nil {
+			return res, err
+		}
+		if cfg.Profile {
+			logf("profiling BenchmarkCheck")
+			if res.ProfileCmd, res.Profile, err = profileCheck(ctx, root, dir); err != nil {
+				return res, err
+			}
+		}
+	}
+
+	if cfg.has(cfg.Layers, "grpc") {
+		for _, key := range []string{"mixed", "impersonated", "sessions"} {
+			if !cfg.has(cfg.Workloads, key) {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			r, err := runGRPCWorkload(ctx, env, key)
+			if r != nil {
+				res.GRPC = append(res.GRPC, r)
+			}
+			if err != nil {
+				return res, fmt.Errorf("gRPC layer, %s: %w", key, err)
+			}
+		}
+	}
+
+	if cfg.has(cfg.Layers, "envoy") {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if err := runEnvoyLayer(ctx, env, res); err != nil {
+			if errors.Is(err, errNoEnvoy) {
+				res.EnvoySkipped = err.Error()
+				logf("Envoy layer skipped: %v", err)
+			} else {
+				return res, fmt.Errorf("Envoy layer: %w", err)
+			}
+		}
+	}
+
+	res.Repeated = int(env.repeated.Load())
+	res.End = time.Now()
+	res.LoadEnd = loadAvg()
+	res.judge()
+	if cfg.Out != "" {
+		if err := res.write(cfg.Out, cfg.Plot); err != nil {
+			return res, err
+		}
+	}
+	logf("done in %s", time.Since(started).Round(time.Second))
+	return res, nil
+}
+
+// outDir is where -out goes, for the plot's default place.
+func outDir(out string) string { return filepath.Dir(out) }

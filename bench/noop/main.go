@@ -1,0 +1,53 @@
+// Command noop is the floor of the benchmarks: an Envoy ext_authz v3 gRPC
+// server that answers every Check with OK and no headers, doing no work.
+// Anything ours costs above it is the price of authenticating.
+//
+//	noop -addr 127.0.0.1:9191
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+)
+
+type server struct{}
+
+// ok is shared by every answer: the response is never modified after it is
+// built, and grpc-go only reads it while marshalling.
+var ok = &authv3.CheckResponse{Status: &status.Status{Code: int32(codes.OK)}}
+
+func (server) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return ok, nil
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:9191", "listen address")
+	flag.Parse()
+	lis, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "noop:", err)
+		os.Exit(1)
+	}
+	// The same server options as extauthz serve, so only the handler differs.
+	g := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	authv3.RegisterAuthorizationServer(g, server{})
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-sig; g.Stop() }()
+	if err := g.Serve(lis); err != nil {
+		fmt.Fprintln(os.Stderr, "noop:", err)
+		os.Exit(1)
+	}
+}

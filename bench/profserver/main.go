@@ -1,0 +1,80 @@
+// Command profserver is extauthz's Check path with a CPU profile: the config
+// is loaded and compiled by the same packages `extauthz serve` uses
+// (config.Load, reload.Build, check.New, the same gRPC server options), and
+// the profile is written when it is stopped (SIGTERM or SIGINT). The runner
+// loads it like the real binary to show where our server's CPU goes, gRPC
+// transport included; the measurements themselves always use the real binary.
+//
+//	profserver -config extauthz.yaml -cpuprofile cpu.prof
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/extauthz/extauthz/internal/check"
+	"github.com/extauthz/extauthz/internal/config"
+	"github.com/extauthz/extauthz/internal/reload"
+)
+
+func main() {
+	cfgPath := flag.String("config", "", "extauthz config file")
+	profile := flag.String("cpuprofile", "cpu.prof", "where to write the CPU profile")
+	flag.Parse()
+	if err := run(*cfgPath, *profile); err != nil {
+		fmt.Fprintln(os.Stderr, "profserver:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfgPath, profile string) error {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	snap, _, err := reload.Build(cfg)
+	if err != nil {
+		return err
+	}
+	log, err := zap.Config{
+		Level: zap.NewAtomicLevelAt(zapcore.WarnLevel), Encoding: "json",
+		EncoderConfig: zap.NewProductionEncoderConfig(), OutputPaths: []string{"stderr"}, ErrorOutputPaths: []string{"stderr"},
+	}.Build()
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", cfg.GRPCAddress)
+	if err != nil {
+		return err
+	}
+	g := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	check.New(snap, log).Register(g)
+
+	f, err := os.Create(profile)
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-sig; g.Stop() }()
+	serveErr := g.Serve(lis)
+	pprof.StopCPUProfile()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return serveErr
+}
