@@ -9,8 +9,11 @@ import (
 	"github.com/extauthz/extauthz/internal/web"
 )
 
-// AssertionCacheSize bounds the signed assertions a snapshot keeps.
-const AssertionCacheSize = 100_000
+// AssertionCacheSize bounds the signed assertions a snapshot keeps: about
+// 8 MiB. An entry is reused for at most 2.5 minutes, so this covers 8192
+// sessions-on-a-route active within that window; beyond it a session pays one
+// ES256 signature (~40 µs) per request instead of none, while memory stays flat.
+const AssertionCacheSize = 8192
 
 // Build derives the Check snapshot and the page settings from a validated
 // config. The verifier accepts the current and the previous shared secrets and
