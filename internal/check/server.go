@@ -6,9 +6,6 @@ package check
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -21,6 +18,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/negotiate"
+	"github.com/extauthz/extauthz/internal/requestid"
 )
 
 // Server answers Envoy's Check calls. The zero value is not usable; see New.
@@ -161,30 +159,7 @@ func pathOnly(p string) string {
 	return p
 }
 
-// requestIDOf returns Envoy's x-request-id when it is a sane token, else a
-// fresh id; it ends up in bodies and logs, so it must not carry markup.
+// requestIDOf is Envoy's x-request-id (or the attribute id) when sane, else a fresh id.
 func requestIDOf(r *authv3.AttributeContext_HttpRequest) string {
-	for _, id := range []string{r.GetHeaders()["x-request-id"], r.GetId()} {
-		if validRequestID(id) {
-			return id
-		}
-	}
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return fmt.Sprintf("t%d", time.Now().UnixNano())
-	}
-	return hex.EncodeToString(b[:])
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
-			return false
-		}
-	}
-	return true
+	return requestid.Pick(r.GetHeaders()["x-request-id"], r.GetId())
 }

@@ -1,11 +1,8 @@
 package web
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/impersonation"
+	"github.com/extauthz/extauthz/internal/requestid"
 )
 
 // session is a verified session read from a request.
@@ -146,30 +144,9 @@ func csrfKey(secret string) []byte {
 
 type requestIDKey struct{}
 
-// requestIDOf returns Envoy's x-request-id when it is a sane token, else a
-// fresh id; it ends up in pages and logs, so it must not carry markup.
+// requestIDOf is Envoy's x-request-id when sane, else a fresh id.
 func requestIDOf(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); validRequestID(id) {
-		return id
-	}
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return fmt.Sprintf("t%d", time.Now().UnixNano())
-	}
-	return hex.EncodeToString(b[:])
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
-			return false
-		}
-	}
-	return true
+	return requestid.Pick(r.Header.Get("X-Request-Id"))
 }
 
 // requestID is the id prepare attached to the request.
