@@ -159,6 +159,9 @@ func TestBrowserSignInAs(t *testing.T) {
 		chromedp.Navigate(base+"/.pomerium/"),
 		chromedp.WaitVisible(chromedp.CSS(`.btn-banner`)),
 		chromedp.Click(chromedp.CSS(`.btn-banner`)),
+		// The old page has the preview form too: wait for the reloaded one,
+		// or the keys go to a node that is about to disappear.
+		chromedp.WaitNotPresent(chromedp.CSS(`.banner`)),
 		chromedp.WaitVisible(chromedp.ID("pv-email")),
 		chromedp.SendKeys(chromedp.ID("pv-email"), "carol@corp.example"),
 		chromedp.SendKeys(chromedp.ID("pv-groups"), "engineering"),
