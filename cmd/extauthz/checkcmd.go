@@ -2,18 +2,29 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"sort"
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// checkCommand sends one CheckRequest shaped as Envoy sends it and prints the answer.
+// Exit codes of check: like `kubectl auth can-i`, the answer is the code.
+const (
+	exitDenied   = 1 // any answer but OK
+	exitNotAsked = 3 // the server could not be asked
+)
+
+// checkCommand sends one CheckRequest shaped as Envoy sends it and prints the
+// answer; the exit code says allowed (0), denied (1) or not asked (3).
 func checkCommand(e *env, args []string) error {
 	fs := newFlagSet(e, "check")
 	addr := fs.String("addr", "127.0.0.1:9191", "ext_authz gRPC address")
@@ -52,16 +63,19 @@ func checkCommand(e *env, args []string) error {
 
 	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", *addr, err)
+		return &exitError{code: exitNotAsked, err: fmt.Errorf("connecting to %s: %w", *addr, err)}
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, req)
 	if err != nil {
-		return fmt.Errorf("check at %s: %w", *addr, err)
+		return &exitError{code: exitNotAsked, err: fmt.Errorf("check at %s: %w", *addr, err)}
 	}
 	printCheckResponse(e, resp)
+	if _, ok := resp.HttpResponse.(*authv3.CheckResponse_OkResponse); !ok || resp.GetStatus().GetCode() != 0 {
+		return &exitError{code: exitDenied}
+	}
 	return nil
 }
 
@@ -118,6 +132,7 @@ func printCheckResponse(e *env, resp *authv3.CheckResponse) {
 		for _, name := range r.OkResponse.GetHeadersToRemove() {
 			lines = append(lines, "  remove "+name)
 		}
+		printAssertedIdentity(w, r.OkResponse.GetHeaders())
 		if len(lines) > 0 {
 			fmt.Fprintln(w, "headers:")
 			for _, l := range lines {
@@ -151,4 +166,43 @@ func (l *listHeaderFlag) Set(v string) error {
 	}
 	*l = append(*l, [2]string{name, strings.TrimSpace(value)})
 	return nil
+}
+
+// printAssertedIdentity says who the upstream will see, and on an impersonated
+// allow the administrator behind it, read from the assertion's claims. The
+// assertion is not verified here: this is a debugging view of what the server
+// just sent, not a trust decision.
+func printAssertedIdentity(w io.Writer, headers []*corev3.HeaderValueOption) {
+	for _, h := range headers {
+		if h.GetHeader().GetKey() != "x-pomerium-jwt-assertion" {
+			continue
+		}
+		parts := strings.Split(h.GetHeader().GetValue(), ".")
+		if len(parts) != 3 {
+			return
+		}
+		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			return
+		}
+		var c struct {
+			Email  string   `json:"email"`
+			Groups []string `json:"groups"`
+			Act    *struct {
+				Email string `json:"email"`
+			} `json:"act"`
+		}
+		if json.Unmarshal(payload, &c) != nil {
+			return
+		}
+		fmt.Fprintf(w, "identity: %s", c.Email)
+		if len(c.Groups) > 0 {
+			fmt.Fprintf(w, " (groups %s)", strings.Join(c.Groups, ", "))
+		}
+		fmt.Fprintln(w)
+		if c.Act != nil {
+			fmt.Fprintf(w, "actor:    %s (impersonating)\n", c.Act.Email)
+		}
+		return
+	}
 }

@@ -6,6 +6,8 @@
 //	extauthz check [flags]                send one CheckRequest and print the answer
 //	extauthz explain --config FILE ...    what an identity could reach, without a token
 //	extauthz validate --config FILE       check a config, print every problem
+//	extauthz healthcheck [--config FILE]  exit 0 when a running sidecar is SERVING
+//	extauthz version                      the version this binary was built as
 package main
 
 import (
@@ -53,6 +55,8 @@ var commands = map[string]func(*env, []string) error{
 	"check":           checkCommand,
 	"explain":         explain,
 	"validate":        validate,
+	"healthcheck":     healthcheck,
+	"version":         versionCommand,
 }
 
 func run(e *env) int {
@@ -67,6 +71,9 @@ func run(e *env) int {
 	default:
 		cmd, ok := commands[e.args[1]]
 		if !ok {
+			if e.args[1] == "--version" || e.args[1] == "-version" {
+				return exitCode(e, name, versionCommand(e, nil))
+			}
 			if e.args[1] == "-h" || e.args[1] == "--help" || e.args[1] == "help" {
 				printUsage(e.stdout)
 				return exitOK
@@ -76,7 +83,13 @@ func run(e *env) int {
 		}
 		err = cmd(e, e.args[2:])
 	}
+	return exitCode(e, name, err)
+}
+
+// exitCode prints err as the contract wants it and returns the exit code.
+func exitCode(e *env, name string, err error) int {
 	var ue *usageError
+	var ee *exitError
 	switch {
 	case err == nil:
 		return exitOK
@@ -87,11 +100,32 @@ func run(e *env) int {
 		return exitUsage
 	case errors.Is(err, errReported):
 		return exitFailure
+	case errors.As(err, &ee):
+		if ee.err != nil {
+			fmt.Fprintf(e.stderr, "%s: %v\n", name, ee.err)
+		}
+		return ee.code
 	default:
 		fmt.Fprintf(e.stderr, "%s: %v\n", name, err)
 		return exitFailure
 	}
 }
+
+// exitError ends a command with a code of its own (check: 1 denied, 3 not
+// asked), printing err when there is one.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
 
 // errReported means the command already printed what went wrong.
 var errReported = errors.New("reported")
@@ -106,6 +140,8 @@ Commands:
   check            send one CheckRequest to a running server and print the answer
   explain          show what an identity could reach, without a token
   validate         check a config file and print every problem
+  healthcheck      ask a running sidecar's health service (exit 0 when serving)
+  version          print the version this binary was built as
 
 Run "extauthz <command> -h" for a command's flags.
 `)

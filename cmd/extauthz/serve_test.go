@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -181,10 +182,15 @@ func parseCheck(t *testing.T, out string) checkOutput {
 func runCheck(t *testing.T, addr string, args ...string) checkOutput {
 	t.Helper()
 	r := execBin(t, invocation{args: append([]string{"check", "--addr", addr}, args...)})
-	if r.code != exitOK || r.stderr != "" {
+	if r.code != exitOK && r.code != exitDenied || r.stderr != "" {
 		t.Fatalf("check failed\n%s", r)
 	}
-	return parseCheck(t, r.stdout)
+	c := parseCheck(t, r.stdout)
+	// The exit code is the answer: 0 allowed, 1 denied.
+	if allowed := c.decision == "ALLOW"; allowed != (r.code == exitOK) {
+		t.Fatalf("check printed %s but exited %d\n%s", c.decision, r.code, r)
+	}
+	return c
 }
 
 // verifyAssertion checks the ES256 x-pomerium-jwt-assertion against the key
@@ -280,6 +286,7 @@ func TestServeAndCheckEndToEnd(t *testing.T) {
 		wantHas      string            // in the reason or body
 		wantAssert   map[string]any    // a subset of the upstream assertion's claims
 		wantNoAssert bool
+		wantOut      string // in check's printout
 	}{
 		{
 			name: "an engineer's token is allowed and the engineer's identity goes upstream",
@@ -307,6 +314,7 @@ func TestServeAndCheckEndToEnd(t *testing.T) {
 			wantHeaders: map[string]string{"x-pomerium-claim-email": "bob@corp.example", "x-pomerium-claim-groups": "engineering"},
 			wantAssert: map[string]any{"email": "bob@corp.example", "groups": []any{"engineering"},
 				"act": map[string]any{"email": "alice@corp.example"}},
+			wantOut: "actor:    alice@corp.example (impersonating)",
 		},
 		{
 			name: "a non-administrator asking to impersonate is denied with 403",
@@ -404,6 +412,9 @@ func TestServeAndCheckEndToEnd(t *testing.T) {
 					if got, ok := c.headers[name]; !ok || got != want {
 						t.Errorf("header %s = %q (present %t), want %q\n%s", name, got, ok, want, c.raw)
 					}
+				}
+				if !strings.Contains(c.raw, tt.wantOut) {
+					t.Errorf("check's printout lacks %q\n%s", tt.wantOut, c.raw)
 				}
 				if tt.wantHas != "" && !strings.Contains(c.reason+"\n"+c.body, tt.wantHas) {
 					t.Errorf("neither reason nor body mentions %q\n%s", tt.wantHas, c.raw)
@@ -544,7 +555,7 @@ func TestCheckUsageAndFailures(t *testing.T) {
 			assertUsageError(t, execBin(t, invocation{args: tt.args}), tt.want)
 		})
 	}
-	t.Run("a server that is not there is a runtime failure, exit 1", func(t *testing.T) {
+	t.Run("a server that is not there could not be asked, exit 3", func(t *testing.T) {
 		t.Parallel()
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -553,10 +564,62 @@ func TestCheckUsageAndFailures(t *testing.T) {
 		addr := l.Addr().String()
 		l.Close()
 		r := execBin(t, invocation{args: []string{"check", "--addr", addr, "--url", "http://app.example.com/", "--timeout", "3s"}})
-		if r.code != exitFailure || r.stdout != "" || !strings.Contains(r.stderr, addr) {
-			t.Errorf("want exit 1 naming the address on stderr\n%s", r)
+		if r.code != exitNotAsked || r.stdout != "" || !strings.Contains(r.stderr, addr) {
+			t.Errorf("want exit 3 naming the address on stderr\n%s", r)
 		}
 	})
+}
+
+func TestHealthcheck(t *testing.T) {
+	secret := newSecret(t)
+	_, signingKey := newSigningKey(t)
+	s := startServe(t, nil, "--config", writeConfig(t, "h.yaml", e2eConfig(secret, signingKey)), "--log-format", "json")
+	s.waitServing(t)
+	t.Run("a serving sidecar answers SERVING, exit 0", func(t *testing.T) {
+		r := execBin(t, invocation{args: []string{"healthcheck", "--addr", s.grpc}})
+		if r.code != exitOK || !strings.Contains(r.stdout, "SERVING") {
+			t.Errorf("want exit 0 and SERVING\n%s", r)
+		}
+	})
+	t.Run("no sidecar at the address is exit 1 naming it", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		r := execBin(t, invocation{args: []string{"healthcheck", "--addr", addr, "--timeout", "2s"}})
+		if r.code != exitFailure || !strings.Contains(r.stderr, addr) {
+			t.Errorf("want exit 1 naming %s\n%s", addr, r)
+		}
+	})
+	t.Run("a draining sidecar is not SERVING, exit 1", func(t *testing.T) {
+		if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		// Between the signal and the exit, health says NOT_SERVING; after the
+		// exit nothing answers. Either way the probe must fail.
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			r := execBin(t, invocation{args: []string{"healthcheck", "--addr", s.grpc, "--timeout", "2s"}})
+			if r.code == exitFailure {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Error("healthcheck kept answering SERVING after SIGTERM")
+	})
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		t.Run(strings.Join(args, " ")+" prints the build's version and exits 0", func(t *testing.T) {
+			r := execBin(t, invocation{args: args})
+			if r.code != exitOK || !strings.HasPrefix(r.stdout, "extauthz ") || r.stderr != "" {
+				t.Errorf("want exit 0 and \"extauthz <version>\"\n%s", r)
+			}
+		})
+	}
 }
 
 func TestServeSignals(t *testing.T) {
@@ -706,8 +769,19 @@ func TestServeDemo(t *testing.T) {
 			cmd := exec.Command(sh, "-c", paste)
 			cmd.Env = baseEnv(nil)
 			res, err := cmd.CombinedOutput()
-			if err != nil {
+			// check's exit code is its answer: 0 allowed, 1 denied.
+			wantCode, code := 0, 0
+			if strings.HasPrefix(want, "DENY") {
+				wantCode = 1
+			}
+			var exitErr *exec.ExitError
+			if errors.As(err, &exitErr) {
+				code = exitErr.ExitCode()
+			} else if err != nil {
 				t.Fatalf("pasted command failed: %v\n%s\n%s", err, paste, res)
+			}
+			if code != wantCode {
+				t.Errorf("pasted command exited %d, want %d\n%s\n%s", code, wantCode, paste, res)
 			}
 			checkNoRace(t, string(res))
 			c := parseCheck(t, string(res))

@@ -13,14 +13,13 @@ package metrics
 
 import (
 	"net/http"
-	"runtime"
-	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/extauthz/extauthz/internal/buildinfo"
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
 )
@@ -186,7 +185,7 @@ func New() *Metrics {
 		Help: "1 when the last config load or reload succeeded, 0 when it was refused.",
 	})
 
-	version, goVersion := BuildVersion()
+	version, goVersion := buildinfo.Version(), buildinfo.GoVersion()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "extauthz_build_info",
 		Help:        "Always 1; the labels name the build.",
@@ -199,21 +198,6 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
-}
-
-// BuildVersion returns the main module's version ("(devel)" for a local
-// build) and the Go version the binary was built with.
-func BuildVersion() (version, goVersion string) {
-	version, goVersion = "unknown", runtime.Version()
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			version = bi.Main.Version
-		}
-		if bi.GoVersion != "" {
-			goVersion = bi.GoVersion
-		}
-	}
-	return version, goVersion
 }
 
 // Registry is the registry the collectors are on; tests gather from it.
