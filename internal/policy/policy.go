@@ -54,6 +54,7 @@ type Route struct {
 	// sorted copies for display
 	userList, groupList, domainList []string
 	denyReason                      string
+	clientDenial                    string
 
 	Public              bool
 	AnyAuthenticated    bool
@@ -173,6 +174,7 @@ func compileRoute(i int, s RouteSpec) (*Route, []fieldErr) {
 		return strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
 	}, "allowed_domains matched ")
 	r.denyReason = describeDenial(r.userList, r.groupList, r.domainList)
+	r.clientDenial = describeClientDenial(r.Name, r.From)
 	for _, d := range r.domainList {
 		if strings.ContainsAny(d, "@/ ") {
 			errs = append(errs, fieldErr{"allowed_domains", fmt.Errorf("%q is not a domain", d)})
