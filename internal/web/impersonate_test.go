@@ -350,7 +350,7 @@ func TestImpersonationBanner(t *testing.T) {
 		if d.ImpersonationExpiresAt == nil || !d.ImpersonationExpiresAt.Equal(f.now.Add(30*time.Minute)) {
 			t.Errorf("impersonation_expires_at %v", d.ImpersonationExpiresAt)
 		}
-		if want := expected(t, f, identity.Identity{Email: user, Groups: []string{"engineering"}}); !reflect.DeepEqual(d.Routes, want) {
+		if want := reachable(t, f, identity.Identity{Email: user, Groups: []string{"engineering"}}); !reflect.DeepEqual(d.Routes, want) {
 			t.Errorf("routes\n got %+v\nwant %+v", d.Routes, want)
 		}
 	})
