@@ -116,7 +116,7 @@ func TestThroughEnvoy(t *testing.T) {
 		{"a browser without a token is redirected to sign in", "app.localhost", "/a?b=c", []string{"Accept: " + browserAccept}, 302, ""},
 		{"curl without a token gets 401", "app.localhost", "/", nil, 401, "no Pomerium token"},
 		{"a bad token is 401", "app.localhost", "/", []string{"Authorization: Pomerium not.a.token"}, 401, "malformed"},
-		{"a policy deny is 403", "admin.localhost", "/", []string{"Authorization: Pomerium " + bob}, 403, "no rule matched"},
+		{"a policy deny is 403", "admin.localhost", "/", []string{"Authorization: Pomerium " + bob}, 403, `policy of route "admin"`},
 		{"an unknown host is 404", "nowhere.localhost", "/", []string{"Authorization: Pomerium " + bob}, 404, "no route"},
 	}
 	for _, d := range denials {

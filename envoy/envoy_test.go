@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -14,7 +15,9 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/extauthz/extauthz/internal/envoytest"
 )
@@ -46,7 +49,7 @@ func bootstrapFiles(t *testing.T) (root string, files []string) {
 		}
 	}
 	sort.Strings(files)
-	for _, want := range []string{"envoy/envoy.yaml", "examples/docker-compose/envoy.yaml"} {
+	for _, want := range []string{"envoy/envoy.yaml", "envoy/envoy-behind-lb.yaml", "examples/docker-compose/envoy.yaml"} {
 		if !slices.Contains(files, filepath.FromSlash(want)) {
 			t.Errorf("%s is missing or is not an Envoy bootstrap (found: %v)", want, files)
 		}
@@ -97,7 +100,13 @@ func TestBundledConfigHasDemoRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := envoytest.LoadBootstrap(filepath.Join(root, "envoy", "envoy.yaml"))
+	for _, f := range []string{"envoy.yaml", "envoy-behind-lb.yaml"} {
+		t.Run(f, func(t *testing.T) { checkDemoRoutes(t, filepath.Join(root, "envoy", f)) })
+	}
+}
+
+func checkDemoRoutes(t *testing.T, path string) {
+	b, err := envoytest.LoadBootstrap(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +143,164 @@ func TestBundledConfigHasDemoRoutes(t *testing.T) {
 			t.Errorf("cluster %s endpoints %v, want [%s]", cluster, eps, want)
 		}
 	}
+}
+
+// Forwarded headers: envoy.yaml (and the compose demo) are edge proxies that
+// trust none, so a client cannot claim https or an address; the behind-lb
+// config trusts exactly the balancer in front, and is otherwise envoy.yaml.
+func TestForwardedHeaderTrust(t *testing.T) {
+	root, err := envoytest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(t *testing.T, rel string) *bootstrapv3.Bootstrap {
+		t.Helper()
+		b, err := envoytest.LoadBootstrap(filepath.Join(root, filepath.FromSlash(rel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name, file string
+		hops       uint32
+	}{
+		{"the bundled edge config trusts no forwarded header", "envoy/envoy.yaml", 0},
+		{"the compose demo, an edge proxy, trusts no forwarded header", "examples/docker-compose/envoy.yaml", 0},
+		{"the config behind a load balancer trusts one hop", "envoy/envoy-behind-lb.yaml", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hcms, err := envoytest.HCMs(load(t, tc.file))
+			if err != nil || len(hcms) == 0 {
+				t.Fatalf("no HCM: %v", err)
+			}
+			for _, h := range hcms {
+				c := h.Config
+				if got := c.GetXffNumTrustedHops(); got != tc.hops {
+					t.Errorf("listener %s: xff_num_trusted_hops %d, want %d", h.Listener, got, tc.hops)
+				}
+				if !c.GetUseRemoteAddress().GetValue() || c.GetOriginalIpDetectionExtensions() != nil || c.GetInternalAddressConfig() != nil {
+					t.Errorf("listener %s: trusts forwarded headers some other way", h.Listener)
+				}
+			}
+		})
+	}
+	t.Run("the config behind a load balancer differs from envoy.yaml only in the trusted hops", func(t *testing.T) {
+		src, err := os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const edgeHops = "xff_num_trusted_hops: 0"
+		if strings.Count(string(src), edgeHops) != 1 {
+			t.Fatalf("envoy.yaml should say %q once", edgeHops)
+		}
+		// Both decoded the same way, so equal configs are equal messages.
+		edge, err := envoytest.DecodeBootstrap([]byte(strings.Replace(string(src), edgeHops, "xff_num_trusted_hops: 1", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lb := load(t, "envoy/envoy-behind-lb.yaml"); !proto.Equal(edge, lb) {
+			t.Error("envoy/envoy-behind-lb.yaml has drifted from envoy/envoy.yaml beyond xff_num_trusted_hops; copy the change across")
+		}
+	})
+}
+
+// The access log must never hold the query of a /.pomerium path (sign-in
+// handoffs, the provider's code and state); other paths keep theirs.
+func TestAccessLogLeavesOutPageQueries(t *testing.T) {
+	root, files := bootstrapFiles(t)
+	paths := []struct {
+		path      string
+		withQuery bool
+	}{
+		{"/.pomerium/callback?pomerium_handoff=h", false},
+		{"/.pomerium/sign_in?pomerium_redirect_uri=https%3A%2F%2Fapp", false},
+		{"/.pomerium?x=1", false},
+		{"/.pomerium/", false},
+		{"/headers?x=1", true},
+		{"/.pomeriumx?x=1", true},
+		{"/app/.pomerium/callback?x=1", true},
+		{"/.well-known/pomerium/jwks.json", true},
+	}
+	for _, f := range files {
+		b, err := envoytest.LoadBootstrap(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hcms, err := envoytest.HCMs(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range paths {
+			t.Run(fmt.Sprintf("%s logs %s once, query kept: %v", f, p.path, p.withQuery), func(t *testing.T) {
+				for _, h := range hcms {
+					formats, err := accessLogFormats(h.Config, p.path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(formats) != 1 {
+						t.Fatalf("listener %s: %d access log lines, want 1", h.Listener, len(formats))
+					}
+					if got := logsQuery(formats[0]); got != p.withQuery {
+						t.Errorf("listener %s: logs the query %v, want %v (format %q)", h.Listener, got, p.withQuery, formats[0])
+					}
+				}
+			})
+		}
+	}
+}
+
+// logsQuery reports whether a text format writes the request's query: any
+// operator that writes the path (%REQ(:PATH)%, %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%,
+// %PATH%, %PATH(WQ...)%) keeps it, except %PATH(NQ...)%.
+func logsQuery(format string) bool {
+	for _, m := range pathOperator.FindAllStringSubmatch(format, -1) {
+		op, args := m[1], strings.ToUpper(m[2])
+		switch {
+		case op == "REQ" && strings.Contains(args, "PATH"):
+			return true
+		case op == "PATH" && !strings.HasPrefix(args, "NQ"):
+			return true
+		}
+	}
+	return false
+}
+
+var pathOperator = regexp.MustCompile(`%(REQ|PATH)(?:\(([^)]*)\))?(?::\d+)?%`)
+
+// accessLogFormats returns the text format of every access logger of h that
+// writes a line for a request to path. It understands the filters the bundled
+// configs use and refuses any other, so the test cannot misjudge a config.
+func accessLogFormats(h *hcmv3.HttpConnectionManager, path string) ([]string, error) {
+	var formats []string
+	for i, al := range h.GetAccessLog() {
+		logs := true
+		if f := al.GetFilter(); f != nil {
+			hf := f.GetHeaderFilter()
+			if hf == nil {
+				return nil, fmt.Errorf("access_log[%d]: filter %T is not understood by this test; extend accessLogFormats", i, f.GetFilterSpecifier())
+			}
+			m := hf.GetHeader()
+			if m.GetName() != ":path" || m.GetStringMatch().GetSafeRegex() == nil {
+				return nil, fmt.Errorf("access_log[%d]: only a :path safe_regex header filter is understood by this test", i)
+			}
+			// Envoy's StringMatcher regex must match the whole value (RE2, as Go's regexp).
+			re, err := regexp.Compile(`^(?:` + m.GetStringMatch().GetSafeRegex().GetRegex() + `)$`)
+			if err != nil {
+				return nil, fmt.Errorf("access_log[%d]: %w", i, err)
+			}
+			logs = re.MatchString(path) != m.GetInvertMatch()
+		}
+		if !logs {
+			continue
+		}
+		var stdout streamv3.StdoutAccessLog
+		if err := al.GetTypedConfig().UnmarshalTo(&stdout); err != nil {
+			return nil, fmt.Errorf("access_log[%d]: only the stdout logger is understood by this test: %w", i, err)
+		}
+		formats = append(formats, stdout.GetLogFormat().GetTextFormatSource().GetInlineString())
+	}
+	return formats, nil
 }
 
 // Paths that must reach the sidecar's pages without a Check, and paths that

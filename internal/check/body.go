@@ -7,10 +7,27 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/negotiate"
 )
 
 func queryEscape(s string) string { return url.QueryEscape(s) }
+
+// clientReason is the reason a denied client is shown. A policy denial names
+// the route and that its policy denied, never whom the route allows
+// (contract section 8): that detail stays in d.Reason, for the audit log
+// (impersonated requests), the "denied" debug log, and administrators'
+// explain and preview. Every other denial (no or bad token, impersonation
+// refused, no route) is about the request itself and is shown as it is.
+func clientReason(d *decision.Decision) string {
+	if d.Status != decision.StatusForbidden || d.Impersonation.Denied != "" {
+		return d.Reason
+	}
+	if d.Route == nil {
+		return "access denied by the policy"
+	}
+	return d.Route.ClientDenial()
+}
 
 var denyPage = template.Must(template.New("deny").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">

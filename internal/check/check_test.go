@@ -301,7 +301,7 @@ func TestCheckDenials(t *testing.T) {
 		{"an expired token is 401 naming the reason", "https://app.example.com/", map[string]string{"authorization": "Pomerium " + expired}, "", 401, "token expired", [2]string{"www-authenticate", "Pomerium"}},
 		{"a browser with a bad Authorization header gets 401, not a redirect", "https://app.example.com/", map[string]string{"accept": browser, "authorization": "Pomerium garbage"}, "", 401, "malformed", [2]string{}},
 		{"a token for another host is 401", "https://other.app.example.com/", map[string]string{"authorization": "Pomerium " + bob}, "app", 401, "audience", [2]string{}},
-		{"a policy deny is 403 with the rule", "https://admin.example.com/", map[string]string{"authorization": "Pomerium " + bob}, "", 403, "needs one of users [alice@corp.example]", [2]string{}},
+		{"a policy deny is 403 naming the route", "https://admin.example.com/", map[string]string{"authorization": "Pomerium " + bob}, "", 403, `policy of route "admin"`, [2]string{}},
 		{"impersonation by a non-administrator is 403", "https://app.example.com/", map[string]string{"authorization": "Pomerium " + carol}, "", 403, "impersonation requires an administrator", [2]string{}},
 		{"an unknown host is 404", "https://nowhere.example.com/", map[string]string{"authorization": "Pomerium " + bob}, "", 404, "no route", [2]string{}},
 		{"an unknown route name is 404", "https://app.example.com/", nil, "ghost", 404, "ghost", [2]string{}},
@@ -348,7 +348,7 @@ func TestCheckDenials(t *testing.T) {
 		}{&body.Error, &body.RequestID}); err != nil {
 			t.Fatalf("body is not JSON: %v", err)
 		}
-		if body.RequestID != "req-123" || !strings.Contains(body.Error, "no rule matched") {
+		if body.RequestID != "req-123" || !strings.Contains(body.Error, `policy of route "admin"`) {
 			t.Errorf("body = %+v", body)
 		}
 	})

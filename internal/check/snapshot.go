@@ -153,7 +153,9 @@ func claimValue(id identity.Identity, claim string) (string, bool) {
 }
 
 // deny builds a denial: the status, a body in the client's format that names
-// the reason and the request id, and the headers the status needs.
+// the reason (see clientReason) and the request id, and the headers the status
+// needs. The gRPC status message keeps the detailed reason: Envoy never sends
+// it to the client, and operators read it in Envoy's debug log.
 func (s *Snapshot) deny(d *decision.Decision, format negotiate.Format, requestID string, r *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
 	status := int(d.Status)
 	code := codes.PermissionDenied
@@ -175,7 +177,7 @@ func (s *Snapshot) deny(d *decision.Decision, format negotiate.Format, requestID
 	if status == 0 {
 		status = 403
 	}
-	body := renderBody(format, status, d.Reason, requestID)
+	body := renderBody(format, status, clientReason(d), requestID)
 	add("content-type", format.ContentType())
 	add("cache-control", "no-store")
 	add("x-request-id", requestID)

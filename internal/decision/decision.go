@@ -40,7 +40,9 @@ type Request struct {
 // Decision is the outcome for one request.
 type Decision struct {
 	Status Status
-	// Reason explains the outcome; safe to show to the client.
+	// Reason explains the outcome. It holds no secret, but a policy
+	// denial's reason lists whom the route allows: Check shows that client
+	// only the route (policy.Route.ClientDenial).
 	Reason string
 	Route  *policy.Route
 	// Token and Source are the carrier that was read, if any.

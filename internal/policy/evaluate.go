@@ -11,8 +11,16 @@ import (
 type Verdict struct {
 	Allowed bool
 	// Reason names the rule that decided, in words an operator can act on.
+	// A denial's reason lists whom the route allows: it is for
+	// administrators (explain, the preview panel) and the logs, never for the
+	// client that was denied, which gets ClientDenial.
 	Reason string
 }
+
+// ClientDenial is what a client the route's policy denied is told: the route
+// and that its policy denied, never whom it allows (contract section 8), so a
+// 403 cannot be used to learn the policy.
+func (r *Route) ClientDenial() string { return r.clientDenial }
 
 // Evaluate applies the route's allow rules to an authenticated identity. Public
 // routes are decided before any token is read, so they are not handled here.
@@ -41,6 +49,14 @@ func (r *Route) Evaluate(id identity.Identity) Verdict {
 		}
 	}
 	return Verdict{Reason: r.denyReason}
+}
+
+// describeClientDenial names the route by its name, else by its from.
+func describeClientDenial(name, from string) string {
+	if name != "" {
+		return fmt.Sprintf("access denied: the policy of route %q does not allow this request", name)
+	}
+	return fmt.Sprintf("access denied: the policy of the route for %s does not allow this request", from)
 }
 
 // describeDenial names what the route would have accepted, leaving out empty rules.

@@ -81,3 +81,36 @@ func TestEvaluate(t *testing.T) {
 		})
 	}
 }
+
+// What a denied client is told names the route, never whom it allows.
+func TestClientDenial(t *testing.T) {
+	p := compile(t,
+		policy.RouteSpec{Name: "payroll", From: "https://pay.example.com", AllowedUsers: []string{"cfo@corp.example"},
+			AllowedGroups: []string{"finance"}, AllowedDomains: []string{"auditor.example"}},
+		policy.RouteSpec{From: "https://unnamed.example.com", AllowedGroups: []string{"finance"}},
+	)
+	tests := []struct {
+		name  string
+		route *policy.Route
+		want  string
+	}{
+		{"a named route is named", p.Routes[0], `access denied: the policy of route "payroll" does not allow this request`},
+		{"an unnamed route is named by its from", p.Routes[1], "access denied: the policy of the route for https://unnamed.example.com does not allow this request"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.route.ClientDenial()
+			if got != tc.want {
+				t.Fatalf("ClientDenial() = %q, want %q", got, tc.want)
+			}
+			for _, secret := range []string{"cfo@corp.example", "finance", "auditor.example"} {
+				if strings.Contains(got, secret) {
+					t.Errorf("ClientDenial() discloses %q", secret)
+				}
+			}
+			if v := tc.route.Evaluate(identity.Identity{Email: "eve@evil.example"}); v.Allowed || !strings.Contains(v.Reason, "finance") {
+				t.Errorf("Evaluate no longer gives operators the detail: %+v", v)
+			}
+		})
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 
+	"golang.org/x/net/idna"
+
 	"github.com/extauthz/extauthz/internal/identity"
 )
 
@@ -35,7 +37,8 @@ type RouteSpec struct {
 type Route struct {
 	Name string
 	From string // as configured, for display
-	// Host is lower-case without port; a leading "*." matches any one or more labels.
+	// Host is lower-case ASCII without port (a Unicode host in its IDNA form,
+	// as browsers send it); a leading "*." matches any one or more labels.
 	Host     string
 	wildcard bool
 
@@ -51,6 +54,7 @@ type Route struct {
 	// sorted copies for display
 	userList, groupList, domainList []string
 	denyReason                      string
+	clientDenial                    string
 
 	Public              bool
 	AnyAuthenticated    bool
@@ -170,6 +174,7 @@ func compileRoute(i int, s RouteSpec) (*Route, []fieldErr) {
 		return strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
 	}, "allowed_domains matched ")
 	r.denyReason = describeDenial(r.userList, r.groupList, r.domainList)
+	r.clientDenial = describeClientDenial(r.Name, r.From)
 	for _, d := range r.domainList {
 		if strings.ContainsAny(d, "@/ ") {
 			errs = append(errs, fieldErr{"allowed_domains", fmt.Errorf("%q is not a domain", d)})
@@ -233,7 +238,43 @@ func parseFrom(from string) (string, error) {
 	if strings.Contains(host[min(len(host), 1):], "*") || (strings.HasPrefix(host, "*") && !strings.HasPrefix(host, "*.")) {
 		return "", fmt.Errorf("%q: a wildcard is only allowed as the leading label (*.example.com)", from)
 	}
-	return host, nil
+	ascii, err := ASCIIHost(host)
+	if err != nil {
+		return "", fmt.Errorf("%q: the host is not a valid internationalized domain name: %w", from, err)
+	}
+	return ascii, nil
+}
+
+// hostProfile converts a Unicode host the way browsers do before they send it
+// (UTS #46 mapping, non-transitional, bidi and joiner rules, DNS lengths).
+var hostProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.VerifyDNSLength(true), idna.Transitional(false))
+
+// ASCIIHost returns host (without port) in the ASCII form a browser sends:
+// a host already in ASCII is returned as it is, lower-cased; a Unicode one
+// ("bücher.example", with a leading "*." kept) becomes its IDNA form
+// ("xn--bcher-kva.example"). A Unicode host IDNA refuses is an error.
+func ASCIIHost(host string) (string, error) {
+	if isASCII(host) {
+		return strings.ToLower(host), nil
+	}
+	prefix, rest := "", host
+	if strings.HasPrefix(rest, "*.") {
+		prefix, rest = "*.", rest[2:]
+	}
+	ascii, err := hostProfile.ToASCII(rest)
+	if err != nil {
+		return "", err
+	}
+	return prefix + ascii, nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func set(in []string, norm func(string) string, reasonPrefix string) (map[string]string, []string) {
@@ -267,9 +308,18 @@ func (p *Policy) Lookup(name string) (*Route, bool) {
 }
 
 // Match returns the first route whose host and path match. host may carry a
-// port; path may carry a query, which is ignored.
+// port; path may carry a query, which is ignored. A Unicode host (from
+// `extauthz explain --url`; browsers and Envoy send ASCII) is matched in its
+// IDNA form, like the routes' hosts.
 func (p *Policy) Match(host, path string) (*Route, bool) {
 	host = identity.HostWithoutPort(host)
+	if !isASCII(host) {
+		ascii, err := ASCIIHost(host)
+		if err != nil {
+			return nil, false
+		}
+		host = ascii
+	}
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
 		path = path[:i]
 	}

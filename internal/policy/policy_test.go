@@ -269,3 +269,66 @@ func TestSelect(t *testing.T) {
 		}
 	})
 }
+
+// Browsers send a Unicode host in its ASCII (IDNA) form, so a from written in
+// Unicode must match that form (contract section 8, "Host names").
+func TestUnicodeHosts(t *testing.T) {
+	p := compile(t,
+		policy.RouteSpec{Name: "books", From: "https://bücher.example"},
+		policy.RouteSpec{Name: "shop", From: "https://*.Ärger.example:8443"},
+		policy.RouteSpec{Name: "ascii", From: "https://xn--fa-hia.de"},
+	)
+	compiled := []struct{ name, route, host string }{
+		{"a Unicode from is compiled to its IDNA form", "books", "xn--bcher-kva.example"},
+		{"a Unicode wildcard from keeps its wildcard and is compiled to IDNA", "shop", ".xn--rger-koa.example"},
+		{"an ASCII from written in IDNA stays as written", "ascii", "xn--fa-hia.de"},
+	}
+	for _, tc := range compiled {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := p.Lookup(tc.route)
+			if r.Host != tc.host {
+				t.Fatalf("Host = %q, want %q", r.Host, tc.host)
+			}
+		})
+	}
+	matches := []struct{ name, host, want string }{
+		{"the IDNA host a browser sends matches the Unicode from", "xn--bcher-kva.example", "books"},
+		{"the IDNA host with a port matches the Unicode from", "XN--BCHER-KVA.example:443", "books"},
+		{"the Unicode spelling of the host matches too", "Bücher.example", "books"},
+		{"a subdomain of a Unicode wildcard matches in IDNA", "a.xn--rger-koa.example", "shop"},
+		{"the Unicode spelling of an IDNA from matches it", "faß.de", "ascii"},
+		{"the transitional spelling of ß is another host", "fass.de", ""},
+		{"the host without the umlaut is another host", "bucher.example", ""},
+		{"a Unicode host IDNA refuses matches nothing", "a\u200db.example", ""},
+	}
+	for _, tc := range matches {
+		t.Run(tc.name, func(t *testing.T) {
+			r, ok := p.Match(tc.host, "/")
+			got := ""
+			if ok {
+				got = r.Name
+			}
+			if got != tc.want {
+				t.Fatalf("Match(%q) = %q, want %q", tc.host, got, tc.want)
+			}
+		})
+	}
+	refused := []struct{ name, from string }{
+		{"a Unicode host with a zero-width joiner is refused", "https://a\u200db.example"},
+		{"a Unicode host with a label starting with a hyphen is refused", "https://-bü.example"},
+		{"a Unicode host with an underscore is refused", "https://bü_x.example"},
+		{"a Unicode host mixing right-to-left and left-to-right is refused", "https://\u0663a.example"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := policy.Compile([]policy.RouteSpec{{From: tc.from, AllowAnyAuthenticatedUser: true}})
+			if err == nil {
+				t.Fatalf("Compile accepted %q", tc.from)
+			}
+			res := routeErrors(t, err)
+			if len(res) != 1 || res[0].Field != "from" || !strings.Contains(res[0].Error(), "not a valid internationalized domain name") {
+				t.Fatalf("errors = %v", err)
+			}
+		})
+	}
+}

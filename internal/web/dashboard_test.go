@@ -46,7 +46,7 @@ func TestDashboard(t *testing.T) {
 			if d.Impersonating || d.ImpersonatedEmail != "" || d.ImpersonatedGroups == nil || d.Administrator {
 				t.Errorf("impersonation fields %+v", d)
 			}
-			if want := expected(t, f, bob); !reflect.DeepEqual(d.Routes, want) {
+			if want := reachable(t, f, bob); !reflect.DeepEqual(d.Routes, want) {
 				t.Errorf("routes\n got %+v\nwant %+v", d.Routes, want)
 			}
 		})
@@ -77,7 +77,7 @@ func TestDashboard(t *testing.T) {
 		b := f.browser()
 		b.setSession(appHost, tok)
 		r := b.get(appHost, "/.pomerium/")
-		for _, want := range []string{"https://app.example.test", "allowed_groups matched engineering", "no rule matched: needs one of users [alice@corp.example]", "5 of 6 routes allowed"} {
+		for _, want := range []string{"https://app.example.test", "allowed_groups matched engineering", "allowed_domains matched corp.example", "The routes you can reach"} {
 			if !strings.Contains(r.body, want) {
 				t.Errorf("page lacks %q", want)
 			}
@@ -133,6 +133,105 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("status %d body %q", r.StatusCode, r.body)
 		}
 	})
+}
+
+// The dashboard shows a user who is not an administrator, and an
+// administrator while impersonating, only the routes the identity can reach
+// and the rule that let it in; an administrator acting as themselves keeps
+// the whole policy (contract section 8, "No policy disclosure").
+func TestDashboardDisclosesNoPolicy(t *testing.T) {
+	f := newFixture(t)
+	engineer := identity.Identity{Email: user, Groups: []string{"engineering"}}
+	// What the policy says about routes an engineer cannot reach.
+	undisclosed := []string{"admin.example.test", "support.example.test", "carol@partner.example", "needs one of", "no rule matched"}
+	adminTools := []string{"Sign in as another user", `action="/.pomerium/preview"`}
+
+	views := []struct {
+		name string
+		// session signs a browser in for the view.
+		session    func(b *browser)
+		wantRoutes []routeJSON
+		// present and absent are checked in the HTML and the text answers.
+		present, absent []string
+		adminForms      bool
+	}{
+		{
+			name:       "a user who is not an administrator sees only the routes they can reach, with the rule that let them in",
+			session:    func(b *browser) { b.setSession(appHost, f.token(user, "engineering")) },
+			wantRoutes: reachable(t, f, engineer),
+			present:    []string{"app.example.test", "allowed_groups matched engineering", "allowed_domains matched corp.example", "allow_any_authenticated_user"},
+			absent:     undisclosed,
+		},
+		{
+			name:       "an administrator sees every route, denied ones with the rule that would admit",
+			session:    func(b *browser) { b.setSession(appHost, f.token(admin)) },
+			wantRoutes: expected(t, f, identity.Identity{Email: admin}),
+			present:    []string{"admin.example.test", "support.example.test", "needs one of users [carol@partner.example]", "allowed_users matched " + admin},
+			adminForms: true,
+		},
+		{
+			name: "an administrator impersonating sees the impersonated identity's view and the way back",
+			session: func(b *browser) {
+				b.setSession(appHost, f.token(admin))
+				if r := b.impersonate(appHost, form("email", user, "groups", "engineering", "reason", "ticket 9")); r.StatusCode != http.StatusSeeOther {
+					t.Fatalf("impersonating: status %d: %s", r.StatusCode, r.body)
+				}
+			},
+			wantRoutes: reachable(t, f, engineer),
+			present:    []string{"app.example.test", "allowed_groups matched engineering"},
+			absent:     undisclosed,
+		},
+		{
+			name: "a user who is not an administrator holding an impersonation sees only the public routes",
+			session: func(b *browser) {
+				c := f.claims(user, "engineering")
+				c.ImpersonateEmail = admin
+				b.setSession(appHost, f.mint(c))
+			},
+			// Check refuses every route that reads a token; public routes
+			// are decided before.
+			wantRoutes: []routeJSON{{Route: "public", From: "https://public.example.test", Allowed: true, Reason: "allow_public_unauthenticated_access"}},
+			present:    []string{"public.example.test", "allow_public_unauthenticated_access", "impersonation requires an administrator"},
+			absent:     append([]string{"https://app.example.test", "https://wiki.example.test"}, undisclosed...),
+		},
+	}
+	for _, v := range views {
+		t.Run(v.name, func(t *testing.T) {
+			b := f.browser()
+			v.session(b)
+
+			d := decodeDashboard(t, b.get(appHost, "/.pomerium/", "Accept", "application/json"))
+			if !reflect.DeepEqual(d.Routes, v.wantRoutes) {
+				t.Errorf("JSON routes\n got %+v\nwant %+v", d.Routes, v.wantRoutes)
+			}
+
+			html := b.get(appHost, "/.pomerium/")
+			text := b.get(appHost, "/.pomerium/", "Accept", "*/*")
+			for _, page := range []response{html, text} {
+				if page.StatusCode != http.StatusOK {
+					t.Fatalf("status %d: %s", page.StatusCode, page.body)
+				}
+				for _, want := range v.present {
+					if !strings.Contains(page.body, want) {
+						t.Errorf("%s lacks %q", page.Header.Get("Content-Type"), want)
+					}
+				}
+				for _, hidden := range v.absent {
+					if strings.Contains(page.body, hidden) {
+						t.Errorf("%s discloses %q", page.Header.Get("Content-Type"), hidden)
+					}
+				}
+			}
+			for _, form := range adminTools {
+				if strings.Contains(html.body, form) != v.adminForms {
+					t.Errorf("the administrator form %q shown: %v, want %v", form, !v.adminForms, v.adminForms)
+				}
+			}
+			if strings.Contains(html.body, `class="banner`) && !strings.Contains(html.body, "Stop impersonating") {
+				t.Error("the impersonation banner has no way back")
+			}
+		})
+	}
 }
 
 func TestDashboardWithoutSession(t *testing.T) {

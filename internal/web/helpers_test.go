@@ -351,6 +351,19 @@ func expected(t *testing.T, f *fixture, id identity.Identity) []routeJSON {
 	return rows
 }
 
+// reachable is the part of expected a non-administrator is shown: the
+// allowed rows only.
+func reachable(t *testing.T, f *fixture, id identity.Identity) []routeJSON {
+	t.Helper()
+	rows := []routeJSON{}
+	for _, r := range expected(t, f, id) {
+		if r.Allowed {
+			rows = append(rows, r)
+		}
+	}
+	return rows
+}
+
 // auditEntries returns the audit log entries with message event.
 func (f *fixture) audit(event string) []observer.LoggedEntry {
 	return f.logs.FilterLoggerName("audit").FilterMessage(event).All()

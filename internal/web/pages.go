@@ -46,6 +46,21 @@ func routeRows(pol *policy.Policy, id identity.Identity, denied string) []routeR
 	return rows
 }
 
+// reachableRows keeps the rows whose route is allowed, in policy order: all
+// that a non-administrator, or an administrator impersonating, is shown of
+// the policy (contract section 8, "No policy disclosure"). An allowed row's
+// reason names the rule that let the identity in, which is about them; a
+// denied row's reason lists whom the route allows, which is not.
+func reachableRows(rows []routeRow) []routeRow {
+	out := make([]routeRow, 0, len(rows))
+	for _, r := range rows {
+		if r.Allowed {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 func countAllowed(rows []routeRow) int {
 	n := 0
 	for _, r := range rows {
@@ -96,7 +111,15 @@ type dashboardView struct {
 	// Denied is why Check refuses this session's requests, when it does.
 	Denied string
 	// RoutesFor names whose access the routes table shows.
-	RoutesFor     string
+	RoutesFor string
+	// FullPolicy is set for an administrator acting as themselves: Routes
+	// then holds every route, denied ones with the rule that would admit.
+	// Otherwise Routes holds only the routes the identity can reach.
+	FullPolicy bool
+	// AdminTools shows the sign-in-as and preview forms: an administrator
+	// acting as themselves. While impersonating, the page is the
+	// impersonated identity's view, with the banner's way back.
+	AdminTools    bool
 	Routes        []routeRow
 	AllowedCount  int
 	Form          formValues
@@ -168,8 +191,13 @@ func (s *Server) dashboardView(st *state, r *http.Request, sess *session, now ti
 		v.Ended = whom(c.ImpersonateEmail, c.ImpersonateGroups)
 	}
 	v.Denied = out.Denied
+	v.FullPolicy = v.Admin && !out.Impersonating
+	v.AdminTools = v.FullPolicy
 	v.Routes = routeRows(st.set.Engine.Policy, out.Effective, out.Denied)
 	v.AllowedCount = countAllowed(v.Routes)
+	if !v.FullPolicy {
+		v.Routes = reachableRows(v.Routes)
+	}
 	return v
 }
 
@@ -269,7 +297,14 @@ func (v *dashboardView) text() string {
 		fmt.Fprintf(tw, "refused:\t%s\n", v.Denied)
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(&b, "\nroutes for %s:\n", v.RoutesFor)
+	if v.FullPolicy {
+		fmt.Fprintf(&b, "\nroutes for %s:\n", v.RoutesFor)
+	} else {
+		fmt.Fprintf(&b, "\nroutes %s can reach:\n", v.RoutesFor)
+		if len(v.Routes) == 0 {
+			b.WriteString("  none\n")
+		}
+	}
 	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	for _, r := range v.Routes {
 		verdict := "denied"
