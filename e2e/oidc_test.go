@@ -195,7 +195,7 @@ func TestOIDCThroughEnvoy(t *testing.T) {
 		t.Error("no assertion upstream")
 	}
 	if c := seen.Headers["cookie"]; strings.Contains(c, "_pomerium") {
-		t.Errorf("a sign-in cookie reached the app: %q", c)
+		t.Errorf("a sidecar cookie reached the app (Check removes them, contract section 5): %q", c)
 	}
 	var hosts []string
 	for _, u := range chain {
