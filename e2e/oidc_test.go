@@ -27,8 +27,8 @@ const oidcStackConfig = `shared_secret: %s
 signing_key: %s
 grpc_address: 127.0.0.1:%d
 http_address: 127.0.0.1:%d
-authenticate_service_url: http://authenticate.localhost:%d
-idp_provider_url: %s
+authenticate_service_url: http://authenticate.localhost:%[5]d
+idp_provider_url: %[6]s
 idp_client_id: extauthz
 idp_client_secret: e2e-client-secret
 cookie_secure: false
@@ -36,22 +36,27 @@ administrators: [alice@corp.example]
 jwt_claims_headers: [email, groups]
 policy:
   - name: app
-    from: http://app.localhost
+    from: http://app.localhost:%[5]d
     allowed_groups: [engineering]
   - name: admin
-    from: http://admin.localhost
+    from: http://admin.localhost:%[5]d
     allowed_groups: [admins]
   - name: wiki
-    from: http://wiki.localhost
+    from: http://wiki.localhost:%[5]d
     allowed_domains: [corp.example]
 `
 
-// TestOIDCThroughEnvoy signs a browser in through the real Envoy with the
-// bundled config: Check sends it to sign in, the authenticate host (Envoy's
-// catch-all virtual host) runs the flow against an OpenID provider on
-// loopback, the route host gets its session by handoff, and the app sees the
-// identity. A second route host needs no second login at the provider.
-func TestOIDCThroughEnvoy(t *testing.T) {
+// oidcStack is the sidecar on oidcStackConfig behind the real Envoy, with an
+// OpenID provider on loopback that knows alice (admins) and bob
+// (engineering).
+type oidcStack struct {
+	*stack
+	provider *oidctest.Provider
+	listen   int
+}
+
+func startOIDCStack(t *testing.T) *oidcStack {
+	t.Helper()
 	envoytest.RequireBinary(t)
 	listen, grpcPort, httpPort, upstreamPort := envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t)
 	provider := oidctest.Start(t, oidctest.Options{
@@ -63,7 +68,6 @@ func TestOIDCThroughEnvoy(t *testing.T) {
 			{ID: "bob-id", Name: "bob", Email: "bob@corp.example", Groups: []string{"engineering"}},
 		},
 	})
-	provider.AutoLogin("bob")
 
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
@@ -93,42 +97,84 @@ func TestOIDCThroughEnvoy(t *testing.T) {
 	t.Cleanup(s.stopSidecar)
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort), s)
 	s.envoy = envoytest.Start(t, envoytest.Options{ListenPort: listen, GRPCPort: grpcPort, HTTPPort: httpPort, UpstreamPort: upstreamPort})
+	return &oidcStack{stack: s, provider: provider, listen: listen}
+}
 
-	// A browser: cookies kept, *.localhost through Envoy, the provider direct.
+// oidcBrowser keeps cookies and does not follow redirects by itself.
+// *.localhost on Envoy's port goes to Envoy, ports listed in elsewhere to
+// their address, and everything else (the provider) direct.
+type oidcBrowser struct {
+	t      *testing.T
+	s      *oidcStack
+	jar    *cookiejar.Jar
+	client *http.Client
+}
+
+func (s *oidcStack) browser(t *testing.T, elsewhere map[string]string) *oidcBrowser {
 	jar, _ := cookiejar.New(nil)
-	envoyAddr := fmt.Sprintf("127.0.0.1:%d", listen)
+	envoyAddr := fmt.Sprintf("127.0.0.1:%d", s.listen)
 	var d net.Dialer
 	client := &http.Client{Jar: jar, Timeout: 20 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if host, _, _ := net.SplitHostPort(addr); strings.HasSuffix(host, ".localhost") {
+			host, port, _ := net.SplitHostPort(addr)
+			switch {
+			case elsewhere[port] != "":
+				addr = elsewhere[port]
+			case strings.HasSuffix(host, ".localhost"):
 				addr = envoyAddr
 			}
 			return d.DialContext(ctx, network, addr)
 		}},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &oidcBrowser{t: t, s: s, jar: jar, client: client}
+}
+
+// browse follows redirects from start like a browser until an answer that
+// is not a redirect, or until stop accepts the next URL (not visited); it
+// returns the last status and body and the URLs visited after start.
+func (b *oidcBrowser) browse(start string, stop func(*url.URL) bool) (int, string, []string) {
+	t := b.t
+	t.Helper()
+	next := start
+	var chain []string
+	for i := 0; i < 20; i++ {
+		req, _ := http.NewRequest(http.MethodGet, next, nil)
+		req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+		resp, err := b.client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v\nsidecar:\n%s", next, err, b.s.logs.String())
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode < 300 || resp.StatusCode > 399 || loc == "" {
+			return resp.StatusCode, string(body), chain
+		}
+		u, _ := resp.Request.URL.Parse(loc)
+		if stop != nil && stop(u) {
+			return resp.StatusCode, string(body), chain
+		}
+		next = u.String()
+		chain = append(chain, next)
+	}
+	t.Fatalf("too many redirects: %v", chain)
+	return 0, "", nil
+}
+
+// TestOIDCThroughEnvoy signs a browser in through the real Envoy with the
+// bundled config: Check sends it to sign in, the authenticate host (Envoy's
+// catch-all virtual host) runs the flow against an OpenID provider on
+// loopback, the route host gets its session by handoff, and the app sees the
+// identity. A second route host needs no second login at the provider.
+func TestOIDCThroughEnvoy(t *testing.T) {
+	st := startOIDCStack(t)
+	s, provider := st.stack, st.provider
+	provider.AutoLogin("bob")
+	b := st.browser(t, nil)
+	jar := b.jar
 	browse := func(start string) (int, string, []string) {
 		t.Helper()
-		next := start
-		var chain []string
-		for i := 0; i < 20; i++ {
-			req, _ := http.NewRequest(http.MethodGet, next, nil)
-			req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatalf("GET %s: %v\nsidecar:\n%s", next, err, s.logs.String())
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			loc := resp.Header.Get("Location")
-			if resp.StatusCode < 300 || resp.StatusCode > 399 || loc == "" {
-				return resp.StatusCode, string(body), chain
-			}
-			u, _ := resp.Request.URL.Parse(loc)
-			next = u.String()
-			chain = append(chain, next)
-		}
-		t.Fatalf("too many redirects: %v", chain)
-		return 0, "", nil
+		return b.browse(start, nil)
 	}
 
 	app := s.envoy.URLFor("app.localhost") + "/headers"
@@ -149,7 +195,7 @@ func TestOIDCThroughEnvoy(t *testing.T) {
 		t.Error("no assertion upstream")
 	}
 	if c := seen.Headers["cookie"]; strings.Contains(c, "_pomerium") {
-		t.Errorf("a sign-in cookie reached the app: %q", c)
+		t.Errorf("a sidecar cookie reached the app (Check removes them, contract section 5): %q", c)
 	}
 	var hosts []string
 	for _, u := range chain {

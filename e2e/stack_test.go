@@ -102,30 +102,32 @@ const stackConfig = `shared_secret: %s
 signing_key: %s
 grpc_address: 127.0.0.1:%d
 http_address: 127.0.0.1:%d
-authenticate_service_url: http://authenticate.localhost
+authenticate_service_url: http://authenticate.localhost:%[5]d
 cookie_secure: false
 administrators: [alice@corp.example]
 impersonation_protected: [security@corp.example]
 jwt_claims_headers: [email, groups]
 policy:
   - name: app
-    from: http://app.localhost
+    from: http://app.localhost:%[5]d
     allowed_groups: [engineering]
   - name: admin
-    from: http://admin.localhost
+    from: http://admin.localhost:%[5]d
     allowed_groups: [admins]
   - name: wiki
-    from: http://wiki.localhost
+    from: http://wiki.localhost:%[5]d
     allowed_domains: [corp.example]
   - name: public
-    from: http://public.localhost
+    from: http://public.localhost:%[5]d
     allow_public_unauthenticated_access: true
 `
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	envoytest.RequireBinary(t)
-	grpcPort, httpPort, upstreamPort := envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t)
+	// The listen port is picked here: the policy's from URLs carry it, the
+	// public port that sign-in redirects must use exactly.
+	listen, grpcPort, httpPort, upstreamPort := envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t)
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		t.Fatal(err)
@@ -140,7 +142,7 @@ func startStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(stackConfig, secret, encodedKey, grpcPort, httpPort)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(stackConfig, secret, encodedKey, grpcPort, httpPort, listen)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	startEcho(t, upstreamPort)
@@ -155,7 +157,7 @@ func startStack(t *testing.T) *stack {
 	t.Cleanup(s.stopSidecar)
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort), s)
 
-	s.envoy = envoytest.Start(t, envoytest.Options{GRPCPort: grpcPort, HTTPPort: httpPort, UpstreamPort: upstreamPort})
+	s.envoy = envoytest.Start(t, envoytest.Options{ListenPort: listen, GRPCPort: grpcPort, HTTPPort: httpPort, UpstreamPort: upstreamPort})
 	return s
 }
 

@@ -288,59 +288,6 @@ func isBidiControl(r rune) bool {
 	return r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069 || r == 0x200E || r == 0x200F || r == 0x061C
 }
 
-// safeRedirect returns where to send the browser after sign-in: raw when it
-// is a path on this site ("/..." but not "//..." nor "/\...") or an absolute
-// http(s) URL on the request's own host and port, else false. It is the only
-// guard against an open redirect through pomerium_redirect_uri.
-func safeRedirect(raw string, r *http.Request) (string, bool) {
-	if raw == "" || len(raw) > maxRedirectLen || !utf8.ValidString(raw) {
-		return "", false
-	}
-	for _, c := range raw {
-		// Browsers ignore tabs and newlines inside URLs and read "\" as "/".
-		if c < 0x20 || c == 0x7f || c == '\\' || unicode.IsSpace(c) {
-			return "", false
-		}
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", false
-	}
-	if strings.HasPrefix(raw, "/") {
-		if strings.HasPrefix(raw, "//") || u.Scheme != "" || u.Host != "" || u.User != nil {
-			return "", false
-		}
-		return raw, true
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Opaque != "" || u.User != nil || u.Host == "" {
-		return "", false
-	}
-	if !sameAuthority(u.Scheme, u.Host, requestScheme(r), r.Host) {
-		return "", false
-	}
-	return u.String(), true
-}
-
-// sameAuthority compares hosts case-insensitively and ports with each
-// scheme's default filled in.
-func sameAuthority(schemeA, hostA, schemeB, hostB string) bool {
-	ha, pa := splitHostPortDefault(schemeA, hostA)
-	hb, pb := splitHostPortDefault(schemeB, hostB)
-	return ha != "" && ha == hb && pa == pb
-}
-
-func splitHostPortDefault(scheme, authority string) (host, port string) {
-	u := url.URL{Host: authority}
-	host, port = strings.ToLower(u.Hostname()), u.Port()
-	if port == "" {
-		port = "80"
-		if scheme == "https" {
-			port = "443"
-		}
-	}
-	return host, port
-}
-
 // requestScheme is the scheme the browser used: Envoy sets x-forwarded-proto.
 func requestScheme(r *http.Request) string {
 	if r.TLS != nil {

@@ -288,22 +288,31 @@ func TestCSRF(t *testing.T) {
 		})
 	}
 
-	t.Run("the CSRF cookie is HttpOnly, SameSite=Lax and scoped to /.pomerium", func(t *testing.T) {
-		f := newFixture(t, func(s *web.Settings) { s.CookieSecure = true })
-		r := f.browser().get(appHost, "/.pomerium/sign_in")
-		var found bool
-		for _, c := range r.Cookies() {
-			if c.Name == "_pomerium_csrf" {
-				found = true
-				if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteLaxMode || c.Path != "/.pomerium" {
-					t.Errorf("cookie %+v", c)
+	for _, tc := range []struct {
+		name   string
+		secure bool
+		want   string
+	}{
+		{name: "the CSRF cookie is __Host- prefixed, Secure, HttpOnly, SameSite=Lax, Path=/ and host-only when cookies are secure", secure: true, want: "__Host-" + cookieName + "_csrf"},
+		{name: "the CSRF cookie has no prefix over plain HTTP", want: cookieName + "_csrf"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, func(s *web.Settings) { s.CookieSecure, s.CookieDomain = tc.secure, "example.test" })
+			r := f.browser().get(appHost, "/.pomerium/sign_in")
+			var found bool
+			for _, c := range r.Cookies() {
+				if c.Name == tc.want {
+					found = true
+					if !c.HttpOnly || c.Secure != tc.secure || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != "" {
+						t.Errorf("cookie %+v", c)
+					}
 				}
 			}
-		}
-		if !found {
-			t.Error("no CSRF cookie")
-		}
-	})
+			if !found {
+				t.Errorf("no CSRF cookie named %s in %v", tc.want, r.Header.Values("Set-Cookie"))
+			}
+		})
+	}
 
 	t.Run("every replica with the same secret accepts the other's CSRF token", func(t *testing.T) {
 		f := newFixture(t)

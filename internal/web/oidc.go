@@ -9,9 +9,9 @@ package web
 // session of its own, scoped to itself, through a handoff:
 //
 //  1. Check sends a browser without a session to /.pomerium/sign_in on the
-//     route host, which sets a random "binding" cookie (on the route host)
-//     and redirects to /.pomerium/sign_in on the authenticate host with the
-//     page to return to and the binding value.
+//     route host, which keeps a random secret in a "binding" cookie (on the
+//     route host) and redirects to /.pomerium/sign_in on the authenticate
+//     host with the page to return to and a keyed commitment to the secret.
 //  2. The authenticate host, if it has no (fresh enough) authenticate
 //     session, runs the authorization-code flow with PKCE (S256), state and
 //     nonce: a signed flow cookie remembers them, the provider signs the user
@@ -20,10 +20,13 @@ package web
 //     nonce, and sets the authenticate session.
 //  3. With an authenticate session, the authenticate host redirects to
 //     /.pomerium/callback on the route host with a handoff token: sealed,
-//     for that host only, valid 60 seconds, usable once, and bound to the
-//     binding cookie of step 1. Never a session token: the route host mints
-//     its own `_pomerium` session (aud = itself) from the handoff and sends
-//     the browser back to the page.
+//     for that route's origin only (scheme, host and port, checked against
+//     the policy by redirectGuard), valid 60 seconds, usable once (spent even
+//     when the rest of its checks fail), and carrying the commitment of step
+//     1, which the route host checks against the secret in the browser's
+//     binding cookie. Never a session token: the route host mints its own
+//     `_pomerium` session (aud = itself) from the handoff and sends the
+//     browser back to the page.
 //
 // A second route host repeats 1 and 3 only: no second sign-in at the
 // provider. When the route session expires, the same dance gives a new one
@@ -66,8 +69,6 @@ const (
 	// the provider longer ago than this is re-read (refresh token) before it
 	// gives a route host a session.
 	identityFreshFor = 5 * time.Minute
-	// maxUsedHandoffs bounds the set of used handoff ids.
-	maxUsedHandoffs = 1 << 16
 	// oidcTimeout bounds one page's conversation with the provider.
 	oidcTimeout = 12 * time.Second
 )
@@ -75,19 +76,21 @@ const (
 // oidcState is the identity-provider sign-in of one Settings.
 type oidcState struct {
 	client *idp.Client
-	// authURL is scheme://host of authenticate_service_url; nil when unset.
-	authURL       *url.URL
-	issuer        string
-	routeHosts    map[string]bool
-	routeSuffixes []string
-	keys          oidcKeys
-	cookieName    string
-	secure        bool
-	expire        time.Duration
-	csp           string
+	// authURL is scheme://host of authenticate_service_url, and authOrigin
+	// its origin; nil when unset.
+	authURL    *url.URL
+	authOrigin origin
+	issuer     string
+	// guard checks every target and handoff destination.
+	guard      *redirectGuard
+	keys       oidcKeys
+	cookieName string
+	secure     bool
+	expire     time.Duration
+	csp        string
 }
 
-func (s *Server) newOIDCState(set *Settings, cookieName string) *oidcState {
+func (s *Server) newOIDCState(set *Settings, cookieName string, guard *redirectGuard) *oidcState {
 	if set.IdpProviderURL == "" {
 		return nil
 	}
@@ -98,6 +101,7 @@ func (s *Server) newOIDCState(set *Settings, cookieName string) *oidcState {
 		secure:     set.CookieSecure,
 		expire:     set.CookieExpire,
 		issuer:     set.Issuer,
+		guard:      guard,
 	}
 	// A reload that keeps the provider keeps its discovery cache.
 	if prev := s.state.Load(); prev != nil && prev.oidc != nil && prev.oidc.client.Same(cfg) {
@@ -108,20 +112,21 @@ func (s *Server) newOIDCState(set *Settings, cookieName string) *oidcState {
 	if o.expire <= 0 {
 		o.expire = 14 * time.Hour
 	}
-	if u, err := url.Parse(set.AuthenticateServiceURL); err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https") {
-		o.authURL = &url.URL{Scheme: u.Scheme, Host: u.Host}
-		if o.issuer == "" {
-			o.issuer = identity.HostWithoutPort(u.Host)
+	if u, err := url.Parse(set.AuthenticateServiceURL); err == nil {
+		if ao, ok := originOf(u.Scheme, u.Host); ok {
+			o.authURL, o.authOrigin = &url.URL{Scheme: u.Scheme, Host: u.Host}, ao
+			if o.issuer == "" {
+				o.issuer = identity.HostWithoutPort(u.Host)
+			}
 		}
 	}
-	o.routeHosts, o.routeSuffixes = routeHostsOf(set)
 	// Forms post to this host, but the answer of some (refresh, sign-in)
 	// redirects on to the authenticate host and the provider: browsers
 	// apply form-action to those redirects too.
 	formAction := "'self'"
-	for _, origin := range []*url.URL{o.authURL, originOf(set.IdpProviderURL)} {
-		if origin != nil && cspSource.MatchString(origin.String()) {
-			formAction += " " + origin.String()
+	for _, src := range []*url.URL{o.authURL, schemeHostOf(set.IdpProviderURL)} {
+		if src != nil && cspSource.MatchString(src.String()) {
+			formAction += " " + src.String()
 		}
 	}
 	o.csp = strings.Replace(contentSecurityPolicy, "form-action 'self'", "form-action "+formAction, 1)
@@ -130,7 +135,7 @@ func (s *Server) newOIDCState(set *Settings, cookieName string) *oidcState {
 
 var cspSource = regexp.MustCompile(`^https?://[A-Za-z0-9.\-]+(:[0-9]+)?$`)
 
-func originOf(raw string) *url.URL {
+func schemeHostOf(raw string) *url.URL {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return nil
@@ -138,16 +143,21 @@ func originOf(raw string) *url.URL {
 	return &url.URL{Scheme: u.Scheme, Host: u.Host}
 }
 
-// onSignInHost reports whether r is on the host where the identity-provider
-// session lives.
+// onSignInHost reports whether r is on the origin where the
+// identity-provider session lives.
 func (o *oidcState) onSignInHost(r *http.Request) bool {
-	return o.authURL == nil || sameHost(o.authURL.Host, r.Host)
+	if o.authURL == nil {
+		return true
+	}
+	ro, ok := requestOrigin(r)
+	return ok && ro == o.authOrigin
 }
 
-// sameHost compares authorities by host, ports ignored, as cookies do.
-func sameHost(a, b string) bool {
-	ha := identity.HostWithoutPort(a)
-	return ha != "" && ha == identity.HostWithoutPort(b)
+// sameOrigin reports whether target is on the origin r was sent to.
+func sameOrigin(target *url.URL, r *http.Request) bool {
+	to, ok := originOf(target.Scheme, target.Host)
+	ro, okR := requestOrigin(r)
+	return ok && okR && to == ro
 }
 
 // signInBase is scheme://host of the authenticate host (this host when unset).
@@ -158,14 +168,21 @@ func (o *oidcState) signInBase(r *http.Request) string {
 	return requestScheme(r) + "://" + r.Host
 }
 
-func (o *oidcState) authCookieName() string           { return o.cookieName + "_authenticate" }
-func (o *oidcState) flowCookieName(sfx string) string { return o.cookieName + "_oidc_" + sfx }
-func (o *oidcState) bindCookieName(sfx string) string { return o.cookieName + "_signin_" + sfx }
+// The sign-in machinery's cookies, named as sidecarCookieName says.
+func (o *oidcState) authCookieName() string {
+	return sidecarCookieName(o.cookieName, o.secure, "_authenticate")
+}
+func (o *oidcState) flowCookieName(sfx string) string {
+	return sidecarCookieName(o.cookieName, o.secure, "_oidc_"+sfx)
+}
+func (o *oidcState) bindCookieName(sfx string) string {
+	return sidecarCookieName(o.cookieName, o.secure, "_signin_"+sfx)
+}
 
-// shortCookie is a host-only cookie of the sign-in machinery, sent back only
-// to /.pomerium/callback.
+// shortCookie is a host-only cookie of the sign-in machinery. Path=/ (as
+// __Host- requires): Check removes it before a request goes upstream.
 func (o *oidcState) shortCookie(name, value string, maxAge int) *http.Cookie {
-	return &http.Cookie{Name: name, Value: value, Path: pathCallback, MaxAge: maxAge, HttpOnly: true, Secure: o.secure, SameSite: http.SameSiteLaxMode}
+	return &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true, Secure: o.secure, SameSite: http.SameSiteLaxMode}
 }
 
 // redirect answers a GET with 302 and anything else (a form post) with 303.
@@ -237,7 +254,13 @@ func (s *Server) signInOIDC(st *state, w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.beginSignIn(st, w, r, target, q.Get(bindingParam), q.Get(refreshParam) != "")
+	// The binding is opaque here (a commitment only the route host can
+	// check); anything that does not look like one is no binding at all.
+	binding := q.Get(bindingParam)
+	if _, ok := cookieSuffix(binding); !ok {
+		binding = ""
+	}
+	s.beginSignIn(st, w, r, target, binding, q.Get(refreshParam) != "")
 }
 
 // oidcTarget checks pomerium_redirect_uri ("" is this host's dashboard); a
@@ -246,7 +269,7 @@ func (s *Server) oidcTarget(st *state, w http.ResponseWriter, r *http.Request, r
 	if raw == "" {
 		raw = pathDashboard
 	}
-	target, ok := st.oidc.redirectTarget(raw, r)
+	target, ok := st.redirects.target(raw, r)
 	if !ok {
 		s.refuseSignIn(st, w, r, http.StatusBadRequest,
 			"The page to return to after signing in is not allowed: only pages of the sites this proxy protects are. Sign in from the page you want to use.",
@@ -265,7 +288,7 @@ func (s *Server) beginSignIn(st *state, w http.ResponseWriter, r *http.Request, 
 		s.authenticate(st, w, r, target, binding, force)
 		return
 	}
-	if !sameHost(target.Host, r.Host) {
+	if !sameOrigin(target, r) {
 		// The handoff must land where the binding cookie is: start there.
 		v := url.Values{redirectParam: {target.String()}}
 		if force {
@@ -274,14 +297,18 @@ func (s *Server) beginSignIn(st *state, w http.ResponseWriter, r *http.Request, 
 		redirect(w, r, target.Scheme+"://"+target.Host+pathSignIn+"?"+v.Encode())
 		return
 	}
-	b, err := randomID()
+	// The secret stays in this browser, on this host; the authenticate host
+	// and the handoff carry only the commitment, which also names the cookie.
+	secret, err := randomID()
 	if err != nil {
 		s.internalError(st, w, r, err)
 		return
 	}
-	sfx, _ := cookieSuffix(b)
-	http.SetCookie(w, o.shortCookie(o.bindCookieName(sfx), b, int(flowLifetime/time.Second)))
-	v := url.Values{redirectParam: {target.String()}, bindingParam: {b}}
+	ro, _ := requestOrigin(r) // the target's, so already checked
+	commitment := o.keys.bindingCommitment(ro, secret)
+	sfx, _ := cookieSuffix(commitment)
+	http.SetCookie(w, o.shortCookie(o.bindCookieName(sfx), secret, int(flowLifetime/time.Second)))
+	v := url.Values{redirectParam: {target.String()}, bindingParam: {commitment}}
 	if force {
 		v.Set(refreshParam, "1")
 	}
@@ -432,8 +459,8 @@ func (s *Server) providerAnswer(st *state, w http.ResponseWriter, r *http.Reques
 		s.providerFailed(st, w, r, err, retry)
 		return
 	}
-	target, err := url.Parse(fc.Target)
-	if err != nil || !o.allowedHost(target.Host, r) {
+	target, ok := st.redirects.target(fc.Target, r)
+	if !ok {
 		s.refuseSignIn(st, w, r, http.StatusBadRequest, "The page to return to is no longer allowed. Sign in from the page you want to use.", signInLink(""), "target no longer allowed")
 		return
 	}
@@ -470,29 +497,44 @@ func (o *oidcState) takeFlow(w http.ResponseWriter, r *http.Request, state strin
 	return &fc, true
 }
 
-// finish gives target's host a session: directly when it is this host, else
-// by a handoff bound to the browser's binding cookie there.
+// finish gives target's origin a session: directly when it is this origin,
+// else by a handoff carrying the binding commitment of the browser there.
 func (s *Server) finish(st *state, w http.ResponseWriter, r *http.Request, as *authSession, target *url.URL, binding string) {
 	o := st.oidc
 	who := sessionIdentity{Subject: as.Subject, Email: as.Email, Groups: as.Groups}
-	if sameHost(target.Host, r.Host) {
+	if sameOrigin(target, r) {
 		s.issueRouteSession(st, w, r, who, target)
 		return
 	}
-	if binding == "" {
+	if binding == "" || o.authURL == nil {
 		// This sign-in did not start on the target host (someone opened the
-		// authenticate host directly): start it there, so that the handoff
-		// is bound to this browser.
+		// authenticate host directly), or there is no authenticate host and
+		// each host signs in by itself: start it there, so that a handoff,
+		// if any, is bound to this browser.
 		redirect(w, r, target.Scheme+"://"+target.Host+signInLink(target.String()))
 		return
 	}
+	if err := s.handoffs.Issue(r.Context(), as.Subject); err != nil {
+		if errors.Is(err, ErrHandoffRateLimited) {
+			w.Header().Set("Retry-After", "60")
+			s.refuseSignIn(st, w, r, http.StatusTooManyRequests,
+				"You have been signed in to sites here too many times in the last minute. Wait a minute, then try again.",
+				signInLink(target.String()), "handoff rate limit", zap.String("subject", as.Subject))
+			return
+		}
+		s.refuseSignIn(st, w, r, http.StatusServiceUnavailable,
+			"Sign-in cannot be completed right now. Try again in a minute; if it keeps failing, tell your administrator and quote the request id.",
+			signInLink(target.String()), "handoff ledger unavailable", zap.Error(err))
+		return
+	}
+	to, _ := originOf(target.Scheme, target.Host) // checked by the guard
 	now := s.now()
 	jti, err := identity.NewTokenID()
 	if err != nil {
 		s.internalError(st, w, r, err)
 		return
 	}
-	h := handoff{ID: jti, Issuer: identity.HostWithoutPort(r.Host), Audience: identity.HostWithoutPort(target.Host),
+	h := handoff{ID: jti, Issuer: identity.HostWithoutPort(r.Host), Audience: to.String(),
 		IssuedAt: now.Unix(), ExpiresAt: now.Add(handoffLifetime).Unix(),
 		Subject: as.Subject, Email: as.Email, Groups: as.Groups, Target: target.String(), Binding: binding}
 	plain, err := json.Marshal(h)
@@ -509,8 +551,11 @@ func (s *Server) finish(st *state, w http.ResponseWriter, r *http.Request, as *a
 }
 
 // acceptHandoff is /.pomerium/callback?pomerium_handoff= on a route host:
-// check the handoff (sealed, for this host, unexpired, bound to this
-// browser, unused) and set this host's own session.
+// check the handoff (sealed, from the authenticate host, for this origin,
+// unexpired, unused), spend it, then check that this browser holds the
+// secret it is bound to, and set this host's own session. A handoff is spent
+// before the binding is checked: one that reached the wrong browser first
+// (a crafted link, a leak) is of no use to anyone afterwards.
 func (s *Server) acceptHandoff(st *state, w http.ResponseWriter, r *http.Request, raw string) {
 	o := st.oidc
 	now := s.now()
@@ -522,16 +567,17 @@ func (s *Server) acceptHandoff(st *state, w http.ResponseWriter, r *http.Request
 			signInLink(""), "handoff does not open")
 		return
 	}
+	ro, okR := requestOrigin(r)
 	target, err := url.Parse(h.Target)
-	if err != nil || !sameHost(target.Host, r.Host) || !o.allowedHost(target.Host, r) || (target.Scheme != "http" && target.Scheme != "https") {
+	if !okR || err != nil || !sameOrigin(target, r) || !o.guard.allows(ro) || h.Audience != ro.String() {
 		s.refuseSignIn(st, w, r, http.StatusBadRequest, "This sign-in link was made for another site. Start again from the page you want to use.",
-			signInLink(""), "handoff target not on this host")
+			signInLink(""), "handoff target not on this origin")
 		return
 	}
 	retry := signInLink(target.String())
-	if h.Audience != identity.HostWithoutPort(r.Host) || (o.authURL != nil && h.Issuer != identity.HostWithoutPort(o.authURL.Host)) {
-		s.refuseSignIn(st, w, r, http.StatusBadRequest, "This sign-in link was made for another site. Start again.",
-			retry, "handoff audience or issuer mismatch")
+	if o.authURL == nil || h.Issuer != identity.HostWithoutPort(o.authURL.Host) {
+		s.refuseSignIn(st, w, r, http.StatusBadRequest, "This sign-in link was made by another site. Start again.",
+			retry, "handoff issuer mismatch")
 		return
 	}
 	iat, exp := time.Unix(h.IssuedAt, 0), time.Unix(h.ExpiresAt, 0)
@@ -540,11 +586,24 @@ func (s *Server) acceptHandoff(st *state, w http.ResponseWriter, r *http.Request
 			retry, "handoff expired", zap.Time("handoff_expires_at", exp))
 		return
 	}
-	sfx, okSfx := cookieSuffix(h.Binding)
+	if err := s.handoffs.Use(r.Context(), h.ID, exp.Add(handoffSkew)); err != nil {
+		if errors.Is(err, ErrHandoffUsed) {
+			s.refuseSignIn(st, w, r, http.StatusBadRequest, "This sign-in link was already used. Start again.",
+				retry, "handoff replayed", zap.String("handoff_id", h.ID))
+			return
+		}
+		s.refuseSignIn(st, w, r, http.StatusServiceUnavailable,
+			"This sign-in cannot be completed right now: it cannot be checked that the link was not used before. Try again in a minute.",
+			retry, "handoff ledger unavailable", zap.Error(err))
+		return
+	}
 	bound := false
-	if okSfx {
-		if c, err := r.Cookie(o.bindCookieName(sfx)); err == nil && hmac.Equal([]byte(c.Value), []byte(h.Binding)) {
-			bound = true
+	if sfx, ok := cookieSuffix(h.Binding); ok {
+		name := o.bindCookieName(sfx)
+		if c, err := r.Cookie(name); err == nil {
+			want := o.keys.bindingCommitment(ro, c.Value)
+			bound = hmac.Equal([]byte(want), []byte(h.Binding))
+			http.SetCookie(w, o.shortCookie(name, "", -1)) // single use
 		}
 	}
 	if !bound {
@@ -555,19 +614,9 @@ func (s *Server) acceptHandoff(st *state, w http.ResponseWriter, r *http.Request
 		}
 		s.refuseSignIn(st, w, r, http.StatusBadRequest,
 			"This sign-in did not start in this browser, or took longer than 10 minutes. Start again from the page you want to use.",
-			retry, "handoff not bound to this browser")
+			retry, "handoff not bound to this browser", zap.String("handoff_id", h.ID))
 		return
 	}
-	if err := s.handoffs.use(h.ID, exp.Add(handoffSkew), now); err != nil {
-		if errors.Is(err, errFull) {
-			s.refuseSignIn(st, w, r, http.StatusServiceUnavailable, "Too many sign-ins are in progress. Try again in a minute.", retry, "handoff set full")
-			return
-		}
-		s.refuseSignIn(st, w, r, http.StatusBadRequest, "This sign-in link was already used. Start again.",
-			retry, "handoff replayed", zap.String("handoff_id", h.ID))
-		return
-	}
-	http.SetCookie(w, o.shortCookie(o.bindCookieName(sfx), "", -1))
 	s.issueRouteSession(st, w, r, sessionIdentity{Subject: h.Subject, Email: h.Email, Groups: h.Groups}, target)
 }
 
@@ -734,14 +783,14 @@ func (o *oidcState) authCookie(as *authSession) (*http.Cookie, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Host-only, and only for the pages: never sent upstream, never to a
-	// route host.
-	return &http.Cookie{Name: name, Value: val, Path: "/.pomerium", Expires: time.Unix(as.Expires, 0),
+	// Host-only (never sent to a route host); Path=/ as __Host- requires,
+	// and Check removes it before a request goes upstream.
+	return &http.Cookie{Name: name, Value: val, Path: "/", Expires: time.Unix(as.Expires, 0),
 		HttpOnly: true, Secure: o.secure, SameSite: http.SameSiteLaxMode}, nil
 }
 
 func (o *oidcState) clearAuthSession(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: o.authCookieName(), Value: "", Path: "/.pomerium", MaxAge: -1,
+	http.SetCookie(w, &http.Cookie{Name: o.authCookieName(), Value: "", Path: "/", MaxAge: -1,
 		Expires: time.Unix(0, 0), HttpOnly: true, Secure: o.secure, SameSite: http.SameSiteLaxMode})
 }
 

@@ -1,9 +1,9 @@
 package web
 
 import (
-	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
-	"time"
 )
 
 // A reload that keeps the identity provider keeps its client (and so its
@@ -28,32 +28,6 @@ func TestReloadKeepsProviderClient(t *testing.T) {
 	s.Swap(&none)
 	if s.state.Load().oidc != nil {
 		t.Error("no provider, yet the identity-provider sign-in is on")
-	}
-}
-
-func TestUsedIDs(t *testing.T) {
-	now := time.Unix(1_000_000, 0)
-	u := newUsedIDs(2)
-	if err := u.use("a", now.Add(time.Minute), now); err != nil {
-		t.Fatal(err)
-	}
-	if err := u.use("a", now.Add(time.Minute), now); !errors.Is(err, errReplayed) {
-		t.Errorf("reuse: %v", err)
-	}
-	if err := u.use("b", now.Add(time.Minute), now); err != nil {
-		t.Fatal(err)
-	}
-	// Full of live ids: fail closed rather than forget one.
-	if err := u.use("c", now.Add(time.Minute), now); !errors.Is(err, errFull) {
-		t.Errorf("full set: %v", err)
-	}
-	if err := u.use("a", now.Add(time.Minute), now.Add(30*time.Second)); !errors.Is(err, errReplayed) {
-		t.Errorf("a live id was forgotten: %v", err)
-	}
-	// Expired ids make room.
-	later := now.Add(2 * time.Minute)
-	if err := u.use("c", later.Add(time.Minute), later); err != nil {
-		t.Errorf("after expiry: %v", err)
 	}
 }
 
@@ -90,5 +64,37 @@ func TestSealedAndSignedValues(t *testing.T) {
 	}
 	if verifySigned(k.auth, purposeAuth, "x"+s, &as) {
 		t.Error("an altered value verifies")
+	}
+}
+
+// The authenticate session cookie, set and cleared, is a __Host- cookie when
+// cookies are secure, and keeps its plain name otherwise.
+func TestAuthenticateSessionCookie(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		secure bool
+		want   string
+	}{
+		{name: "secure cookies get the __Host- prefix", secure: true, want: "__Host-_pomerium_authenticate"},
+		{name: "plain HTTP cookies keep the plain name", want: "_pomerium_authenticate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := &oidcState{keys: deriveKeys("a shared secret of sufficient length, 32+"), cookieName: "_pomerium", secure: tc.secure}
+			set, err := o.authCookie(&authSession{Subject: "bob", Expires: 2_000_000_000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := httptest.NewRecorder()
+			o.clearAuthSession(rec)
+			cleared := rec.Result().Cookies()
+			if len(cleared) != 1 {
+				t.Fatalf("clearing set %d cookies", len(cleared))
+			}
+			for _, c := range []*http.Cookie{set, cleared[0]} {
+				if c.Name != tc.want || c.Path != "/" || c.Domain != "" || c.Secure != tc.secure || !c.HttpOnly {
+					t.Errorf("cookie %+v", c)
+				}
+			}
+		})
 	}
 }

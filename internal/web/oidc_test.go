@@ -16,6 +16,7 @@ import (
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/oidctest"
+	"github.com/extauthz/extauthz/internal/policy"
 	"github.com/extauthz/extauthz/internal/web"
 )
 
@@ -52,13 +53,30 @@ func newOIDCFixture(t *testing.T, edit ...func(*web.Settings)) *oidcFixture {
 			{ID: bobID, Name: "bob", Email: user, Groups: []string{"engineering"}},
 		},
 	})
-	f := newFixture(t, append([]func(*web.Settings){func(s *web.Settings) {
+	f := newFixture(t, append([]func(*web.Settings){plainHTTPRoutes(t), func(s *web.Settings) {
 		s.AuthenticateServiceURL = "http://" + authHost
 		s.IdpProviderURL = p.Issuer
 		s.IdpClientID = clientID
 		s.IdpClientSecret = "extauthz-test-client-secret"
 	}}, edit...)...)
 	return &oidcFixture{fixture: f, idp: p}
+}
+
+// plainHTTPRoutes serves the test routes over plain HTTP, as the browsers
+// of these tests reach them: redirects and handoffs go only to a route's
+// exact origin, scheme included.
+func plainHTTPRoutes(t *testing.T) func(*web.Settings) {
+	return func(s *web.Settings) {
+		routes := slices.Clone(testRoutes)
+		for i := range routes {
+			routes[i].From = strings.Replace(routes[i].From, "https://", "http://", 1)
+		}
+		pol, err := policy.Compile(routes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Engine.Policy = pol
+	}
 }
 
 // oidcBrowser keeps cookies, reaches *.example.test at the pages under test
@@ -273,9 +291,6 @@ func TestOIDCSignInDance(t *testing.T) {
 	if b.cookie("http://"+authHost+"/.pomerium/", cookieName+"_authenticate") == "" {
 		t.Error("no authenticate session on the authenticate host")
 	}
-	if b.cookie("http://"+authHost+"/", cookieName+"_authenticate") != "" {
-		t.Error("the authenticate session is sent outside /.pomerium")
-	}
 	if b.cookie("http://"+appHost+"/.pomerium/", cookieName+"_authenticate") != "" {
 		t.Error("the authenticate session reached the route host")
 	}
@@ -471,6 +486,13 @@ func TestOIDCOpenRedirectRefused(t *testing.T) {
 			"ftp://app.example.test/",
 			" //evil.example.com",
 			"http://app%2eexample%2etest/",
+			// Another port or scheme of a route host or of the authenticate
+			// host: someone else's server, maybe.
+			"http://app.example.test:9000/",
+			"http://app.example.test:8080/",
+			"https://app.example.test/",
+			"http://wiki.example.test:1234/docs",
+			"http://authenticate.example.test:9000/.pomerium/",
 		} {
 			b := f.browser()
 			r := b.get(signInURL(host, target))
@@ -587,13 +609,55 @@ func (f *oidcFixture) handoffURL(b *oidcBrowser, target string) *url.URL {
 	return h
 }
 
+// handoffURLSeeing is handoffURL, calling see with every URL visited.
+func (f *oidcFixture) handoffURLSeeing(b *oidcBrowser, target string, see func(*url.URL)) *url.URL {
+	f.t.Helper()
+	var h *url.URL
+	last, chain := b.follow(b.get(signInURL(appHost, target)), func(u *url.URL) bool {
+		see(u)
+		if u.Query().Has("pomerium_handoff") {
+			h = u
+			return true
+		}
+		return false
+	})
+	if h == nil {
+		f.t.Fatalf("no handoff: %v\n%d %s", chain, last.StatusCode, last.body)
+	}
+	return h
+}
+
+// bindingSecret is the value of the one binding cookie b holds for the app.
+func bindingSecret(t *testing.T, b *oidcBrowser) string {
+	t.Helper()
+	u, _ := url.Parse("http://" + appHost + "/.pomerium/callback")
+	var found []string
+	for _, c := range b.jar.Cookies(u) {
+		if strings.HasPrefix(c.Name, cookieName+"_signin_") {
+			found = append(found, c.Value)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d binding cookies, want 1", len(found))
+	}
+	return found[0]
+}
+
+// copySecretAs sets a binding cookie named as if secret were the binding
+// sent to the authenticate host, holding secret: what a link's author
+// choosing the binding value would arrange in their own browser.
+func copySecretAs(b *oidcBrowser, secret string) {
+	u, _ := url.Parse("http://" + appHost + "/")
+	b.jar.SetCookies(u, []*http.Cookie{{Name: cookieName + "_signin_" + secret[:12], Value: secret, Path: "/"}})
+}
+
 // copyBinding gives to a fresh browser the binding cookie b holds for host.
 func copyBinding(from, to *oidcBrowser, host string) {
 	u, _ := url.Parse("http://" + host + "/.pomerium/callback")
 	src, _ := url.Parse("http://" + appHost + "/.pomerium/callback")
 	for _, c := range from.jar.Cookies(src) {
 		if strings.HasPrefix(c.Name, cookieName+"_signin_") {
-			to.jar.SetCookies(u, []*http.Cookie{{Name: c.Name, Value: c.Value, Path: "/.pomerium/callback"}})
+			to.jar.SetCookies(u, []*http.Cookie{{Name: c.Name, Value: c.Value, Path: "/"}})
 		}
 	}
 }
@@ -609,9 +673,7 @@ func TestOIDCHandoff(t *testing.T) {
 		if strings.Contains(h.RawQuery, user) || strings.Contains(h.RawQuery, "engineering") {
 			t.Errorf("the handoff shows the identity in the URL: %s", h)
 		}
-		// Another browser, without the binding cookie: login CSRF refused.
-		refusedPage(t, f.browser().get(h.String()), http.StatusBadRequest, "did not start in this browser")
-		// A copy of the binding alone does not make it reusable: first use wins.
+		// A copy of the binding does not make it reusable: first use wins.
 		thief := f.browser()
 		copyBinding(b, thief, appHost)
 		if r := b.get(h.String()); r.StatusCode != http.StatusFound || r.Header.Get("Location") != target {
@@ -621,6 +683,89 @@ func TestOIDCHandoff(t *testing.T) {
 		if thief.cookie(target, cookieName) != "" {
 			t.Error("a replayed handoff set a session")
 		}
+	})
+	t.Run("spent by a browser that did not start the sign-in", func(t *testing.T) {
+		b := f.browser()
+		h := f.handoffURL(b, target)
+		// Another browser, without the binding cookie: login CSRF refused...
+		refusedPage(t, f.browser().get(h.String()), http.StatusBadRequest, "did not start in this browser")
+		// ...and the handoff is spent: whoever got it first, nobody uses it after.
+		refusedPage(t, b.get(h.String()), http.StatusBadRequest, "already used")
+		if b.cookie(target, cookieName) != "" {
+			t.Error("a handoff refused once still signed in")
+		}
+	})
+	t.Run("the binding secret never leaves the browser that holds it", func(t *testing.T) {
+		b := f.browser()
+		var toAuth *url.URL
+		f.handoffURLSeeing(b, target, func(u *url.URL) {
+			if u.Host == authHost && u.Path == "/.pomerium/sign_in" {
+				toAuth = u
+			}
+		})
+		secret := bindingSecret(t, b)
+		if toAuth == nil || toAuth.Query().Get("pomerium_signin") == "" {
+			t.Fatalf("no binding sent to the authenticate host: %v", toAuth)
+		}
+		if strings.Contains(toAuth.String(), secret) {
+			t.Error("the binding secret travels in the URL to the authenticate host")
+		}
+	})
+	t.Run("a link carrying someone else's binding signs nobody in", func(t *testing.T) {
+		// The attacker starts a sign-in in their own browser and takes the
+		// link to the authenticate host, with their binding, to the victim.
+		attacker := f.browser()
+		first := attacker.get(signInURL(appHost, target))
+		crafted := first.Header.Get("Location")
+		if !strings.Contains(crafted, "pomerium_signin=") {
+			t.Fatalf("the route host did not send a binding: %q", crafted)
+		}
+		victim := f.browser()
+		f.signIn(victim, authHost, "http://"+authHost+"/.pomerium/") // signed in at the authenticate host
+		var h *url.URL
+		victim.follow(victim.get(crafted), func(u *url.URL) bool {
+			if u.Query().Has("pomerium_handoff") {
+				h = u
+				return false // the victim's browser follows it at once
+			}
+			return false
+		})
+		if h == nil {
+			t.Fatal("no handoff for the victim")
+		}
+		if victim.cookie(target, cookieName) != "" {
+			t.Error("the victim was signed in by a sign-in they did not start")
+		}
+		// The attacker holds the binding cookie, but the handoff is spent.
+		refusedPage(t, attacker.get(h.String()), http.StatusBadRequest, "already used")
+		if attacker.cookie(target, cookieName) != "" {
+			t.Error("the attacker redeemed the victim's handoff")
+		}
+	})
+	t.Run("a binding value that is not the commitment of the cookie is refused", func(t *testing.T) {
+		// The old design took the binding from the query as the cookie's
+		// value: a link's author could choose it. Now the route host only
+		// accepts a handoff carrying the commitment to its cookie's secret.
+		attacker := f.browser()
+		first := attacker.get(signInURL(appHost, target))
+		secret := bindingSecret(t, attacker)
+		loc, _ := url.Parse(first.Header.Get("Location"))
+		q := loc.Query()
+		q.Set("pomerium_signin", secret)
+		loc.RawQuery = q.Encode()
+		copySecretAs(attacker, secret) // a cookie named after the chosen value, holding it
+		var h *url.URL
+		attacker.follow(attacker.get(loc.String()), func(u *url.URL) bool {
+			if u.Query().Has("pomerium_handoff") {
+				h = u
+				return true
+			}
+			return false
+		})
+		if h == nil {
+			t.Fatal("no handoff")
+		}
+		refusedPage(t, attacker.get(h.String()), http.StatusBadRequest, "did not start in this browser")
 	})
 	t.Run("expired", func(t *testing.T) {
 		b := f.browser()
@@ -638,6 +783,17 @@ func TestOIDCHandoff(t *testing.T) {
 		bad := *h
 		bad.RawQuery = q.Encode()
 		refusedPage(t, b.get(bad.String()), http.StatusBadRequest, "not valid")
+	})
+	t.Run("another port of the same host", func(t *testing.T) {
+		b := f.browser()
+		h := f.handoffURL(b, target)
+		other := *h
+		other.Host = appHost + ":9000"
+		copyBinding(b, b, other.Host)
+		refusedPage(t, b.get(other.String()), http.StatusBadRequest, "another site")
+		if b.cookie("http://"+other.Host+"/", cookieName) != "" {
+			t.Error("a handoff for the app's public port signed in on another port")
+		}
 	})
 	t.Run("another host", func(t *testing.T) {
 		b := f.browser()
@@ -761,4 +917,94 @@ func TestRefreshWithoutProvider(t *testing.T) {
 	if r := b.get(appHost, "/.pomerium/callback?code=x&state=y"); r.StatusCode != http.StatusNotFound {
 		t.Errorf("callback without a provider: %d", r.StatusCode)
 	}
+}
+
+// One user signing in over and over is slowed down; nobody else is.
+func TestOIDCHandoffsBoundedPerUser(t *testing.T) {
+	f := newOIDCFixture(t)
+	f.idp.AutoLogin("bob")
+	bob := f.browser()
+	target := "http://" + appHost + "/"
+	f.signIn(bob, appHost, target)
+
+	limited := func(b *oidcBrowser) (response, bool) {
+		last, _ := b.follow(b.get(signInURL(appHost, target)), func(u *url.URL) bool { return u.Query().Has("pomerium_handoff") })
+		return last, last.StatusCode == http.StatusTooManyRequests
+	}
+	var last response
+	n := 1 // the sign-in above
+	for ; n <= web.HandoffsPerUserPerMinute; n++ {
+		var hit bool
+		if last, hit = limited(bob); hit {
+			break
+		}
+	}
+	if n != web.HandoffsPerUserPerMinute {
+		t.Fatalf("refused after %d handoffs, want %d", n, web.HandoffsPerUserPerMinute)
+	}
+	refusedPage(t, last, http.StatusTooManyRequests, "too many times in the last minute")
+	if last.Header.Get("Retry-After") == "" {
+		t.Error("no Retry-After")
+	}
+
+	t.Run("another user signs in meanwhile", func(t *testing.T) {
+		f.idp.AutoLogin("alice")
+		alice := f.browser()
+		end, chain := f.signIn(alice, appHost, target)
+		if end.StatusCode != http.StatusFound || end.Header.Get("Location") != target || alice.cookie(target, cookieName) == "" {
+			t.Fatalf("alice's sign-in ended with %d %q after %v\n%s", end.StatusCode, end.Header.Get("Location"), chain, end.body)
+		}
+	})
+	t.Run("the same user signs in again a minute later", func(t *testing.T) {
+		f.clock.Advance(time.Minute)
+		if last, _ := limited(bob); last.StatusCode != http.StatusFound || !strings.Contains(last.Header.Get("Location"), "pomerium_handoff=") {
+			t.Fatalf("no handoff a minute later: %d\n%s", last.StatusCode, last.body)
+		}
+	})
+}
+
+// With cookie_secure, the sign-in machinery's cookies are __Host- cookies:
+// Secure, Path=/, no Domain (even with cookie_domain set), HttpOnly.
+func TestOIDCCookiesAreHostCookiesWhenSecure(t *testing.T) {
+	f := newOIDCFixture(t, func(s *web.Settings) {
+		// Back to the https routes of testRoutes.
+		pol, err := policy.Compile(testRoutes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Engine.Policy = pol
+		s.AuthenticateServiceURL = "https://" + authHost
+		s.CookieSecure, s.CookieDomain = true, "example.test"
+	})
+	b := f.browser()
+	check := func(t *testing.T, r response, prefix string) {
+		t.Helper()
+		var found bool
+		for _, c := range r.Cookies() {
+			if !strings.HasPrefix(c.Name, prefix) {
+				continue
+			}
+			found = true
+			if !c.Secure || !c.HttpOnly || c.Path != "/" || c.Domain != "" || c.SameSite != http.SameSiteLaxMode {
+				t.Errorf("cookie %s: Secure %v HttpOnly %v Path %q Domain %q SameSite %v", c.Name, c.Secure, c.HttpOnly, c.Path, c.Domain, c.SameSite)
+			}
+		}
+		if !found {
+			t.Errorf("no cookie named %s… in %v", prefix, r.Header.Values("Set-Cookie"))
+		}
+	}
+	// The browser reaches the pages over plain HTTP; TLS ends in front.
+	first := b.get("http://"+appHost+"/.pomerium/sign_in?pomerium_redirect_uri="+url.QueryEscape("https://"+appHost+"/"), "X-Forwarded-Proto", "https")
+	t.Run("the binding cookie on the route host", func(t *testing.T) {
+		check(t, first, "__Host-"+cookieName+"_signin_")
+	})
+	loc, err := url.Parse(first.Header.Get("Location"))
+	if err != nil || loc.Host != authHost {
+		t.Fatalf("the route host sent the browser to %q", first.Header.Get("Location"))
+	}
+	loc.Scheme = "http"
+	second := b.get(loc.String(), "X-Forwarded-Proto", "https")
+	t.Run("the flow cookie on the authenticate host", func(t *testing.T) {
+		check(t, second, "__Host-"+cookieName+"_oidc_")
+	})
 }

@@ -8,11 +8,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 )
 
 // The sign-in machinery keeps its state in the browser, in values only this
@@ -26,14 +23,18 @@ import (
 //     token, are sealed with AES-256-GCM (key derived from the shared
 //     secret): authenticated like the signed values, and unreadable, so that
 //     neither the provider's refresh token nor an identity shows in a cookie
-//     dump or, for the handoff, in an access log line with the query string.
+//     dump or, for the handoff, in an access log line with the query string;
+//   - the binding that ties a handoff to the browser that started the
+//     sign-in is a random secret kept in a cookie on the route host; only a
+//     keyed commitment to it (HMAC over the route's origin and the secret)
+//     travels through the authenticate host and back in the handoff.
 //
 // Each key is derived under a label of its own, so a value made for one
 // purpose never verifies as another, nor as a session token.
 
 // keys derived from the shared secret.
 type oidcKeys struct {
-	flow, auth, refresh, handoff []byte
+	flow, auth, refresh, handoff, binding []byte
 }
 
 func deriveKeys(secret string) oidcKeys {
@@ -42,6 +43,7 @@ func deriveKeys(secret string) oidcKeys {
 		auth:    deriveKey(secret, "authenticate-session"),
 		refresh: deriveKey(secret, "refresh-token-aead"),
 		handoff: deriveKey(secret, "handoff-aead"),
+		binding: deriveKey(secret, "signin-binding"),
 	}
 }
 
@@ -167,7 +169,7 @@ type flowCookie struct {
 	Callback string `json:"c"`
 	// Target is where to go after sign-in (absolute, already checked).
 	Target string `json:"t"`
-	// Binding is the route host's sign-in binding for the handoff.
+	// Binding is the route host's commitment to its binding secret, for the handoff.
 	Binding string `json:"b,omitempty"`
 	Expires int64  `json:"e"`
 }
@@ -194,7 +196,7 @@ type authSession struct {
 type handoff struct {
 	ID        string   `json:"jti"`
 	Issuer    string   `json:"iss"`
-	Audience  string   `json:"aud"` // the route host, without port
+	Audience  string   `json:"aud"` // the route host's origin, scheme://host[:port]
 	IssuedAt  int64    `json:"iat"`
 	ExpiresAt int64    `json:"exp"`
 	Subject   string   `json:"sub"`
@@ -202,9 +204,11 @@ type handoff struct {
 	Groups    []string `json:"groups,omitempty"`
 	// Target is where the route host sends the browser (on that host).
 	Target string `json:"rd"`
-	// Binding must equal the value of the binding cookie the route host set
-	// when it sent this browser to sign in, so a handoff made for one browser
-	// cannot sign in another (login CSRF).
+	// Binding is the commitment to the secret in the binding cookie the
+	// route host set when it sent this browser to sign in: only the browser
+	// holding that secret redeems it, so a handoff made for one browser
+	// cannot sign in another (login CSRF), and a link's author, who never
+	// sees the secret of someone else's browser, cannot choose it.
 	Binding string `json:"bnd"`
 }
 
@@ -216,48 +220,12 @@ const (
 	maxCookieBytes = 4000 // name, value and attributes: browsers keep 4096
 )
 
-// usedIDs remembers the ids of handoff tokens already used until they
-// expire, so each signs in once.
-//
-// It is in memory: with several replicas behind one load balancer, a replayed
-// handoff could land on a replica that has not seen it. Run replicas with
-// sticky sessions for /.pomerium/callback, or share this set (a TTL store
-// keyed by jti) before relying on single use across replicas; the handoff's
-// 60-second lifetime and its browser binding bound the exposure meanwhile.
-type usedIDs struct {
-	mu  sync.Mutex
-	ids map[string]time.Time // id -> expiry
-	max int
-}
-
-func newUsedIDs(max int) *usedIDs { return &usedIDs{ids: make(map[string]time.Time), max: max} }
-
-var (
-	errReplayed = errors.New("already used")
-	errFull     = errors.New("too many sign-ins in progress")
-)
-
-// use records id as used until exp. It fails when id was used before, and
-// when the set is full of unexpired ids: it never forgets a live id to make
-// room, so it fails closed.
-func (u *usedIDs) use(id string, exp, now time.Time) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if e, ok := u.ids[id]; ok && now.Before(e) {
-		return errReplayed
-	}
-	if len(u.ids) >= u.max {
-		for k, e := range u.ids {
-			if !now.Before(e) {
-				delete(u.ids, k)
-			}
-		}
-		if len(u.ids) >= u.max {
-			return errFull
-		}
-	}
-	u.ids[id] = exp
-	return nil
+// bindingCommitment is what the route host at o sends to the authenticate
+// host, and gets back in the handoff, for the binding secret it keeps in the
+// browser: HMAC-SHA256 under a key of its own, over the origin and the
+// secret, so it names neither and fits no other route host.
+func (k oidcKeys) bindingCommitment(o origin, secret string) string {
+	return b64.EncodeToString(mac(k.binding, "extauthz signin binding\x00"+o.String(), secret))
 }
 
 // cookieFits reports whether a cookie is small enough for every browser.

@@ -559,7 +559,7 @@ func (s *Server) signInPage(st *state, w http.ResponseWriter, r *http.Request) {
 		s.signInOIDC(st, w, r)
 		return
 	}
-	redirect, _ := safeRedirect(r.URL.Query().Get(redirectParam), r)
+	redirect, _ := st.safeRedirect(r.URL.Query().Get(redirectParam), r)
 	v := s.signInView(st, r, s.now(), redirect)
 	if r.URL.Query().Get(signedOutParam) != "" {
 		v.Notice = "You are signed out."
@@ -575,7 +575,7 @@ func (s *Server) signIn(st *state, w http.ResponseWriter, r *http.Request) {
 	if raw == "" {
 		raw = r.URL.Query().Get(redirectParam)
 	}
-	redirect, ok := safeRedirect(raw, r)
+	redirect, ok := st.safeRedirect(raw, r)
 	if !ok {
 		redirect = ""
 	}

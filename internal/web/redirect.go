@@ -3,114 +3,205 @@ package web
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/extauthz/extauthz/internal/identity"
 )
 
-// redirectTarget checks pomerium_redirect_uri for the identity-provider
-// sign-in and returns it as an absolute URL. It is the guard that keeps
-// sign-in (which may end on another host, with a handoff token) from being an
-// open redirect. Allowed are:
-//
-//   - a path on this host: "/..." but never "//..." (another host) nor
-//     anything with a backslash, which browsers read as "/";
-//   - an absolute http or https URL without userinfo whose host (port
-//     ignored, as in route matching) is this host, the authenticate host, or
-//     the host of a policy route, a wildcard route allowing every host it
-//     matches.
-//
-// A page served over https never sends the browser to an http URL, and
-// anything not plainly text (control characters, spaces, percent-escapes in
-// the host) is refused rather than interpreted.
-func (o *oidcState) redirectTarget(raw string, r *http.Request) (*url.URL, bool) {
-	if raw == "" || len(raw) > maxRedirectLen || !utf8.ValidString(raw) {
-		return nil, false
+// origin is what a browser compares to decide whether two URLs are the same
+// site: a scheme, a lower-case host and a port (the scheme's default filled
+// in). Redirects and sign-in handoffs are checked against origins, never
+// against host names alone: another port of a route host may be someone
+// else's server (an upstream's own port, a shared machine), and a handoff
+// sent there is an account handed over.
+type origin struct{ scheme, host, port string }
+
+// originOf is the origin of scheme and authority ("host" or "host:port");
+// false when the authority is not plainly a host with an optional port.
+func originOf(scheme, authority string) (origin, bool) {
+	scheme = strings.ToLower(scheme)
+	if scheme != "http" && scheme != "https" || authority == "" || strings.ContainsAny(authority, "%@/\\?#") {
+		return origin{}, false
 	}
-	for _, c := range raw {
-		// Browsers ignore tabs and newlines inside URLs and read "\" as "/".
-		if c < 0x20 || c == 0x7f || c == '\\' || unicode.IsSpace(c) || isBidiControl(c) {
-			return nil, false
+	u := url.URL{Host: authority}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if host == "" || strings.HasPrefix(host, ".") || strings.HasSuffix(host, ".") {
+		return origin{}, false
+	}
+	// Hostname drops a ":" with nothing after it, and keeps a port it cannot
+	// read out of the host: both are refused rather than guessed at.
+	if strings.HasSuffix(authority, ":") || strings.Contains(host, ":") && !strings.HasPrefix(authority, "[") {
+		return origin{}, false
+	}
+	if port == "" {
+		port = defaultPort(scheme)
+	} else {
+		// Digits only (Port checked that), without a leading zero: spelled
+		// plainly, so that equal origins are equal strings.
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || port[0] == '0' {
+			return origin{}, false
 		}
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, false
-	}
-	scheme := requestScheme(r)
-	if strings.HasPrefix(raw, "/") {
-		if strings.HasPrefix(raw, "//") || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
-			return nil, false
-		}
-		u.Scheme, u.Host = scheme, r.Host
-		if !o.allowedHost(u.Host, r) {
-			return nil, false
-		}
-		return u, true
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Opaque != "" || u.User != nil || u.Host == "" {
-		return nil, false
-	}
-	// The raw text must spell the host plainly: "http://app%2elocalhost"
-	// or "http:/\app" are for browsers to interpret, not for us.
-	if !strings.HasPrefix(strings.ToLower(raw), u.Scheme+"://") || strings.ContainsAny(u.Host, "%@") {
-		return nil, false
-	}
-	if scheme == "https" && u.Scheme != "https" {
-		return nil, false
-	}
-	if !o.allowedHost(u.Host, r) {
-		return nil, false
-	}
-	return u, true
+	return origin{scheme: scheme, host: host, port: port}, true
 }
 
-// allowedHost reports whether authority (port ignored) may be sent to:
-// this request's host, the authenticate host, or a policy route's host.
-func (o *oidcState) allowedHost(authority string, r *http.Request) bool {
-	host := identity.HostWithoutPort(authority)
-	if host == "" || strings.HasPrefix(host, ".") || strings.HasSuffix(host, ".") {
-		return false
+func defaultPort(scheme string) string {
+	if scheme == "https" {
+		return "443"
 	}
-	if host == identity.HostWithoutPort(r.Host) {
+	return "80"
+}
+
+// requestOrigin is the origin the browser used for r: requestScheme and the
+// Host Envoy forwarded (its :authority, port included).
+func requestOrigin(r *http.Request) (origin, bool) {
+	return originOf(requestScheme(r), r.Host)
+}
+
+// String is scheme://host, with ":port" unless it is the scheme's default.
+func (o origin) String() string {
+	h := o.host
+	if strings.Contains(h, ":") {
+		h = "[" + h + "]"
+	}
+	if o.port != defaultPort(o.scheme) {
+		h += ":" + o.port
+	}
+	return o.scheme + "://" + h
+}
+
+// redirectGuard is the one check of every place the pages send a browser to
+// from a URL they were given: the page to return to after signing in (with a
+// pasted token or at the identity provider) and the route host a sign-in
+// handoff goes to. A target is allowed only when its origin is exactly one
+// of:
+//
+//   - a policy route's from: its scheme, its host, and its port (the
+//     scheme's default when the from has none: the public port, which is
+//     why the configs write it, http://app.localhost:8080); a wildcard from
+//     (*.example.com) matches the host by suffix, the scheme and port
+//     exactly;
+//   - authenticate_service_url's.
+//
+// A path ("/...") is on the request's own origin, which must itself be one
+// of these. The request's own origin is not trusted for being the request's:
+// Envoy may also route other ports or names here.
+type redirectGuard struct {
+	exact    map[origin]bool
+	wildcard []origin // host is the suffix, ".example.com"
+}
+
+// newRedirectGuard collects the allowed origins of set. A route whose from
+// does not parse allows nothing (config validation reports it).
+func newRedirectGuard(set *Settings) *redirectGuard {
+	g := &redirectGuard{exact: map[origin]bool{}}
+	if set.AuthenticateServiceURL != "" {
+		if u, err := url.Parse(set.AuthenticateServiceURL); err == nil {
+			if o, ok := originOf(u.Scheme, u.Host); ok {
+				g.exact[o] = true
+			}
+		}
+	}
+	if set.Engine == nil || set.Engine.Policy == nil {
+		return g
+	}
+	for _, rt := range set.Engine.Policy.Routes {
+		u, err := url.Parse(rt.From)
+		if err != nil || rt.Host == "" {
+			continue
+		}
+		o := origin{scheme: strings.ToLower(u.Scheme), port: u.Port()}
+		if o.scheme != "http" && o.scheme != "https" {
+			continue
+		}
+		if o.port == "" {
+			o.port = defaultPort(o.scheme)
+		} else if n, err := strconv.Atoi(o.port); err != nil || n < 1 || n > 65535 {
+			continue
+		} else {
+			o.port = strconv.Itoa(n)
+		}
+		// The route's host as the policy matches it (lower-case; a
+		// wildcard's is the suffix): the same name Check compares.
+		if o.host = rt.Host; strings.HasPrefix(o.host, ".") {
+			g.wildcard = append(g.wildcard, o)
+		} else {
+			g.exact[o] = true
+		}
+	}
+	return g
+}
+
+// allows reports whether o is a policy route's or the authenticate origin.
+func (g *redirectGuard) allows(o origin) bool {
+	if g.exact[o] {
 		return true
 	}
-	if o.authURL != nil && host == identity.HostWithoutPort(o.authURL.Host) {
-		return true
-	}
-	if o.routeHosts[host] {
-		return true
-	}
-	for _, suffix := range o.routeSuffixes {
-		if len(host) > len(suffix) && strings.HasSuffix(host, suffix) {
+	for _, w := range g.wildcard {
+		if o.scheme == w.scheme && o.port == w.port && len(o.host) > len(w.host) && strings.HasSuffix(o.host, w.host) {
 			return true
 		}
 	}
 	return false
 }
 
-// routeHostsOf lists the hosts of the policy routes: exact hosts, and the
-// suffixes (".example.com") of wildcard routes ("*.example.com").
-func routeHostsOf(set *Settings) (map[string]bool, []string) {
-	exact := map[string]bool{}
-	var suffixes []string
-	if set.Engine == nil || set.Engine.Policy == nil {
-		return exact, nil
+// target checks a URL the browser is to be sent to and returns it absolute.
+// Besides the origin, it refuses whatever a browser might read differently
+// from us: userinfo, backslashes (read as "/"), control characters, spaces
+// and bidirectional controls (browsers drop tabs and newlines inside URLs),
+// "//host", percent-escapes in the host, and any scheme but http and https.
+// A page served over https never sends the browser to http.
+func (g *redirectGuard) target(raw string, r *http.Request) (*url.URL, bool) {
+	if raw == "" || len(raw) > maxRedirectLen || !utf8.ValidString(raw) {
+		return nil, false
 	}
-	for _, rt := range set.Engine.Policy.Routes {
-		u, err := url.Parse(rt.From)
-		if err != nil {
-			continue
-		}
-		h := strings.ToLower(u.Hostname())
-		switch {
-		case strings.HasPrefix(h, "*."):
-			suffixes = append(suffixes, h[1:])
-		case h != "":
-			exact[h] = true
+	for _, c := range raw {
+		if c < 0x20 || c == 0x7f || c == '\\' || unicode.IsSpace(c) || isBidiControl(c) {
+			return nil, false
 		}
 	}
-	return exact, suffixes
+	u, err := url.Parse(raw)
+	if err != nil || u.User != nil || u.Opaque != "" {
+		return nil, false
+	}
+	scheme := requestScheme(r)
+	if strings.HasPrefix(raw, "/") {
+		if strings.HasPrefix(raw, "//") || u.Scheme != "" || u.Host != "" {
+			return nil, false
+		}
+		u.Scheme, u.Host = scheme, r.Host
+	} else {
+		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return nil, false
+		}
+		// The raw text must spell the authority plainly: "http://app%2elocalhost"
+		// or "http:/\app" are for browsers to interpret, not for us.
+		if !strings.HasPrefix(strings.ToLower(raw), u.Scheme+"://") || strings.ContainsAny(u.Host, "%@") {
+			return nil, false
+		}
+		if scheme == "https" && u.Scheme != "https" {
+			return nil, false
+		}
+	}
+	o, ok := originOf(u.Scheme, u.Host)
+	if !ok || !g.allows(o) {
+		return nil, false
+	}
+	return u, true
+}
+
+// safeRedirect is where the token sign-in page sends the browser after a
+// pasted token: the target as given when redirectGuard allows it (a path
+// stays a path), else false.
+func (st *state) safeRedirect(raw string, r *http.Request) (string, bool) {
+	u, ok := st.redirects.target(raw, r)
+	if !ok {
+		return "", false
+	}
+	if strings.HasPrefix(raw, "/") {
+		return raw, true
+	}
+	return u.String(), true
 }

@@ -11,7 +11,7 @@ import (
 )
 
 func TestSignIn(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, plainHTTPRoutes(t))
 
 	t.Run("the sign-in page explains how to get a token and offers a paste form", func(t *testing.T) {
 		r := f.browser().get(appHost, "/.pomerium/sign_in?pomerium_redirect_uri=%2Fdocs")
@@ -154,7 +154,7 @@ func TestSessionCookieAttributes(t *testing.T) {
 	page := b.get(appHost, "/.pomerium/sign_in")
 	var csrfCookie *http.Cookie
 	for _, c := range page.Cookies() {
-		if c.Name == "_pomerium_csrf" {
+		if c.Name == "__Host-_pomerium_csrf" {
 			csrfCookie = c
 		}
 	}

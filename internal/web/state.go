@@ -26,7 +26,7 @@ const (
 const (
 	defaultCookieName         = "_pomerium"
 	defaultMaxDuration        = 30 * time.Minute
-	csrfCookieName            = "_pomerium_csrf"
+	hostCookiePrefix          = "__Host-"
 	csrfFieldName             = "_csrf"
 	csrfMaxAge                = 12 * 60 * 60 // seconds; a page left open longer needs a reload
 	contentSecurityPolicy     = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -49,9 +49,24 @@ type state struct {
 	pages       http.Handler
 	// csp is the Content-Security-Policy of the pages.
 	csp string
+	// redirects checks every URL the pages send a browser to.
+	redirects *redirectGuard
 	// oidc is the browser sign-in against the identity provider; nil when
 	// none is configured.
 	oidc *oidcState
+}
+
+// sidecarCookieName names one of the sidecar's own cookies (CSRF, sign-in
+// flow, binding, authenticate session): the session cookie's name and a
+// suffix, behind the __Host- prefix when cookies are secure. With that prefix
+// browsers accept the cookie only with Secure, Path=/ and no Domain, so no
+// other host of the domain can set or shadow it. Check removes every one of
+// them before a request goes upstream (identity.IsSidecarCookie).
+func sidecarCookieName(session string, secure bool, suffix string) string {
+	if secure {
+		return hostCookiePrefix + session + suffix
+	}
+	return session + suffix
 }
 
 func (s *Server) newState(set *Settings) *state {
@@ -62,7 +77,8 @@ func (s *Server) newState(set *Settings) *state {
 	if st.maxDuration <= 0 {
 		st.maxDuration = defaultMaxDuration
 	}
-	st.oidc = s.newOIDCState(set, st.cookieName)
+	st.redirects = newRedirectGuard(set)
+	st.oidc = s.newOIDCState(set, st.cookieName, st.redirects)
 	st.csp = contentSecurityPolicy
 	if st.oidc != nil {
 		st.csp = st.oidc.csp
@@ -81,9 +97,9 @@ func (s *Server) newState(set *Settings) *state {
 	mux.HandleFunc("POST "+pathRefresh, page(s.refresh))
 	mux.HandleFunc("/.pomerium/", page(s.notFound))
 	protect := csrf.Protect(csrfKey(set.Secret),
-		csrf.CookieName(csrfCookieName),
+		csrf.CookieName(sidecarCookieName(st.cookieName, set.CookieSecure, "_csrf")),
 		csrf.FieldName(csrfFieldName),
-		csrf.Path("/.pomerium"),
+		csrf.Path("/"), // host-only (no Domain), as __Host- requires
 		csrf.HttpOnly(true),
 		csrf.Secure(set.CookieSecure),
 		csrf.SameSite(csrf.SameSiteLaxMode),

@@ -64,8 +64,8 @@ type Server struct {
 	// Metrics, when set, serves /metrics.
 	Metrics http.Handler
 
-	// handoffs remembers the handoff tokens already used, across reloads.
-	handoffs *usedIDs
+	// handoffs keeps sign-in handoffs single-use, across reloads.
+	handoffs HandoffLedger
 }
 
 // New returns a Server using s.
@@ -73,7 +73,8 @@ func New(s *Settings, log *zap.Logger) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	srv := &Server{log: log, audit: log.Named("audit"), now: time.Now, mux: http.NewServeMux(), handoffs: newUsedIDs(maxUsedHandoffs)}
+	srv := &Server{log: log, audit: log.Named("audit"), now: time.Now, mux: http.NewServeMux()}
+	srv.handoffs = NewMemoryHandoffLedger(func() time.Time { return srv.now() })
 	srv.Swap(s)
 	srv.routes()
 	return srv
