@@ -76,6 +76,7 @@ func startEcho(t *testing.T, port int) {
 type stack struct {
 	envoy   *envoytest.Envoy
 	secret  string
+	config  string // the sidecar's config file, which serve reloads on change
 	sidecar *exec.Cmd
 	logs    *syncBuffer
 	done    chan struct{}
@@ -147,7 +148,7 @@ func startStack(t *testing.T) *stack {
 	}
 	startEcho(t, upstreamPort)
 
-	s := &stack{secret: secret, logs: &syncBuffer{}, done: make(chan struct{})}
+	s := &stack{secret: secret, config: cfgPath, logs: &syncBuffer{}, done: make(chan struct{})}
 	s.sidecar = exec.Command(binary, "serve", "--config", cfgPath, "--log-format", "json")
 	s.sidecar.Stdout, s.sidecar.Stderr = s.logs, s.logs
 	if err := s.sidecar.Start(); err != nil {

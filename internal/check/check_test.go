@@ -408,7 +408,8 @@ func TestCheckImpersonation(t *testing.T) {
 		for _, e := range entries {
 			m := e.ContextMap()
 			if m["actor_email"] != "alice@corp.example" || m["impersonated_email"] != "bob@corp.example" ||
-				m["impersonation_reason"] != "ticket 42" || m["request_id"] != "req-123" || m["token_id"] != "jti-1" {
+				m["impersonation_reason"] != "ticket 42" || m["request_id"] != "req-123" || m["token_id"] != "jti-1" ||
+				m["sid"] != "jti-1" {
 				t.Errorf("audit entry %v", m)
 			}
 			switch m["decision"] {

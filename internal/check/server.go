@@ -147,6 +147,8 @@ func (s *Server) writeAudit(d *decision.Decision, in *decision.Request, requestI
 		zap.Int("status", int(d.Status)),
 		zap.String("reason", d.Reason),
 		zap.String("token_id", d.Claims.ID),
+		// The id revoked_token_ids takes to end this whole session.
+		zap.String("sid", d.Claims.SessionID()),
 		zap.String("request_id", requestID),
 	)
 }

@@ -264,6 +264,8 @@ func tokenCases() []checkCase {
 		tok("iss of another issuer", jws(hs256, claims(map[string]any{"iss": "evil.example"}), secret)),
 		tok("iss missing", jws(hs256, claims(map[string]any{"iss": nil}), secret)),
 		tok("a revoked jti", jws(hs256, claims(map[string]any{"jti": "revoked-jti"}), secret)),
+		tok("a revoked sid under a fresh jti", jws(hs256, claims(map[string]any{"sid": "revoked-jti", "jti": "fresh-jti"}), secret)),
+		tok("sid as a number", jws(hs256, claims(map[string]any{"sid": 7}), secret)),
 		tok("groups as a string", jws(hs256, claims(map[string]any{"groups": "engineering"}), secret)),
 		tok("email as an array", jws(hs256, claims(map[string]any{"email": []string{"alice@corp.example"}}), secret)),
 	}

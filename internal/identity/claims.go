@@ -23,6 +23,13 @@ const (
 type Claims struct {
 	jwt.RegisteredClaims
 
+	// SID is the session id (contract section 8): the jti of the first
+	// session cookie a route host issued, kept by every re-issue (start or
+	// stop impersonating, refresh), so that revoking it ends every token
+	// descended from that sign-in, whatever its own jti. Read it with
+	// SessionID, which falls back to the jti.
+	SID string `json:"sid,omitempty"`
+
 	Email  string   `json:"email,omitempty"`
 	User   string   `json:"user,omitempty"`
 	Groups []string `json:"groups,omitempty"`
@@ -37,6 +44,18 @@ type Claims struct {
 // Impersonating reports whether the token asks to act as someone else.
 func (c *Claims) Impersonating() bool {
 	return c.ImpersonateEmail != "" || len(c.ImpersonateGroups) > 0
+}
+
+// SessionID is the id revoked_token_ids matches to end this token's whole
+// session: its sid, else its jti (a token minted without sid, such as a
+// service-account token, is a session of its own). A token with neither, as
+// the original pomerium-cli minted them, has no session id: it can only be
+// revoked by user or by rotating the shared secret.
+func (c *Claims) SessionID() string {
+	if c.SID != "" {
+		return c.SID
+	}
+	return c.ID
 }
 
 // Holder is the identity of whoever holds the token, ignoring any impersonation.

@@ -72,7 +72,8 @@ type VerifierOptions struct {
 	Issuer string
 	// Leeway for time claims; capped at MaxLeeway.
 	Leeway time.Duration
-	// RevokedIDs are jti values refused however valid the token.
+	// RevokedIDs are token ids refused however valid the token: a token is
+	// refused when its jti or its sid is listed (contract section 8).
 	RevokedIDs []string
 	// MaxLifetime, when positive, refuses tokens whose exp - iat exceeds it.
 	MaxLifetime time.Duration
@@ -174,7 +175,7 @@ func (v *Verifier) parse(token string) (*Claims, error) {
 	if claims.ExpiresAt == nil {
 		return nil, errMissingExpiry
 	}
-	if _, ok := v.revoked[claims.ID]; ok && claims.ID != "" {
+	if v.isRevoked(claims.ID) || v.isRevoked(claims.SID) {
 		return nil, &TokenError{Reason: ReasonRevoked}
 	}
 	if v.maxLifetime > 0 {
@@ -186,6 +187,17 @@ func (v *Verifier) parse(token string) (*Claims, error) {
 		}
 	}
 	return claims, nil
+}
+
+// isRevoked reports whether id is listed in revoked_token_ids. Revocation
+// is checked once per distinct token, before it is cached: a reload that
+// revokes more ids builds a new Verifier, with an empty cache.
+func (v *Verifier) isRevoked(id string) bool {
+	if id == "" {
+		return false
+	}
+	_, ok := v.revoked[id]
+	return ok
 }
 
 // checkTime applies exp, nbf and iat at now with the leeway, with the same

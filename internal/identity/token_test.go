@@ -190,6 +190,21 @@ func TestVerify(t *testing.T) {
 			opts: identity.VerifierOptions{RevokedIDs: []string{"token-2"}}, token: valid},
 		{name: "an empty revoked id does not refuse tokens without jti",
 			opts: identity.VerifierOptions{RevokedIDs: []string{""}}, token: hs256(t, with(map[string]any{"jti": nil}))},
+		{name: "a token whose sid is revoked is refused whatever its jti",
+			opts:  identity.VerifierOptions{RevokedIDs: []string{"session-1"}},
+			token: hs256(t, with(map[string]any{"sid": "session-1", "jti": "token-7"})), reason: identity.ReasonRevoked},
+		{name: "a token whose jti is revoked is refused even when it carries a sid",
+			opts:  identity.VerifierOptions{RevokedIDs: []string{"token-7"}},
+			token: hs256(t, with(map[string]any{"sid": "session-1", "jti": "token-7"})), reason: identity.ReasonRevoked},
+		{name: "a token whose sid and jti are not revoked is accepted",
+			opts:  identity.VerifierOptions{RevokedIDs: []string{"session-2", "token-8"}},
+			token: hs256(t, with(map[string]any{"sid": "session-1", "jti": "token-7"}))},
+		{name: "a token without sid is refused when its jti, its session id, is revoked",
+			opts: identity.VerifierOptions{RevokedIDs: []string{"token-1"}}, token: valid, reason: identity.ReasonRevoked},
+		{name: "an empty revoked id does not refuse tokens with neither jti nor sid",
+			opts: identity.VerifierOptions{RevokedIDs: []string{""}}, token: hs256(t, with(map[string]any{"jti": nil, "sid": ""}))},
+		{name: "a sid that is not a string is refused as malformed",
+			opts: leeway, token: hs256(t, with(map[string]any{"sid": 42})), reason: identity.ReasonMalformed},
 
 		{name: "a token whose lifetime exceeds the maximum is refused",
 			opts:  identity.VerifierOptions{MaxLifetime: time.Hour},
@@ -347,6 +362,7 @@ func TestMint(t *testing.T) {
 			ImpersonateAccess: identity.AccessReadOnly,
 			ImpersonateExp:    jwt.NewNumericDate(now.Add(30 * time.Minute)),
 			ImpersonateReason: "ticket 42",
+			SID:               "session-1",
 		}
 	}
 	minimal := func() *identity.Claims {
@@ -410,7 +426,7 @@ func TestMint(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, k := range []string{"iss", "sub", "aud", "exp", "nbf", "iat", "email", "user", "groups",
-			"impersonate_email", "impersonate_groups", "impersonate_access", "impersonate_exp", "impersonate_reason", "jti"} {
+			"impersonate_email", "impersonate_groups", "impersonate_access", "impersonate_exp", "impersonate_reason", "jti", "sid"} {
 			if _, ok := payload[k]; !ok {
 				t.Errorf("claim %q missing from %v", k, payload)
 			}
@@ -540,6 +556,22 @@ func TestClaimHelpers(t *testing.T) {
 			t.Fatalf("SplitList of blanks = %q, want nil", got)
 		}
 	})
+	sessions := []struct {
+		name string
+		c    identity.Claims
+		want string
+	}{
+		{"a token with a sid belongs to that session", identity.Claims{SID: "s-1", RegisteredClaims: jwt.RegisteredClaims{ID: "j-2"}}, "s-1"},
+		{"a token without sid uses its jti as its session id", identity.Claims{RegisteredClaims: jwt.RegisteredClaims{ID: "j-2"}}, "j-2"},
+		{"a token with neither sid nor jti has no session id", identity.Claims{}, ""},
+	}
+	for _, tc := range sessions {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.c.SessionID(); got != tc.want {
+				t.Fatalf("SessionID() = %q, want %q", got, tc.want)
+			}
+		})
+	}
 	t.Run("a token with only impersonate_groups is impersonating", func(t *testing.T) {
 		c := &identity.Claims{ImpersonateGroups: []string{"eng"}}
 		if !c.Impersonating() {

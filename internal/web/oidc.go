@@ -631,11 +631,28 @@ type sessionIdentity struct {
 // email, groups; aud = this host; exp = now + cookie_expire), sets it and
 // sends the browser to target. Like every fresh sign-in, it carries no
 // impersonation.
+//
+// Its sid (contract section 8) is its own jti: this host's session starts
+// here. When the browser still holds a valid session cookie of this host for
+// the same subject (a refresh), the new token continues that session and
+// keeps its sid, so a revoked session cannot be laundered by refreshing it;
+// a revoked sid does not verify, so the browser then starts a new session.
 func (s *Server) issueRouteSession(st *state, w http.ResponseWriter, r *http.Request, who sessionIdentity, target *url.URL) {
 	o := st.oidc
 	now := s.now()
 	host := identity.HostWithoutPort(r.Host)
 	c := &identity.Claims{Email: who.Email, User: who.Subject, Groups: who.Groups}
+	jti, err := identity.NewTokenID()
+	if err != nil {
+		s.internalError(st, w, r, err)
+		return
+	}
+	c.ID, c.SID = jti, jti
+	issued := issuedSignIn
+	prev := st.continuedSession(r, who, now)
+	if prev != nil {
+		c.SID, issued = prev.Claims.SessionID(), issuedRefresh
+	}
 	c.Issuer = o.issuer
 	if c.Issuer == "" {
 		c.Issuer = host
@@ -670,10 +687,28 @@ func (s *Server) issueRouteSession(st *state, w http.ResponseWriter, r *http.Req
 			"", "minted session refused by the verifier", zap.Error(err))
 		return
 	}
-	st.setSession(w, tok, exp)
-	s.log.Info("session issued", zap.String("email", who.Email), zap.String("host", host),
-		zap.String("token_id", c.ID), zap.Time("expires_at", exp), zap.String("request_id", requestID(r)))
+	s.issueSession(st, w, r, tok, c, issued)
+	if prev != nil && prev.Claims.Impersonating() && !prev.Outcome.Ended {
+		// The refreshed session replaces an impersonating one, as in the
+		// original: the impersonation ends here, with this token.
+		p := prev.Claims
+		s.auditImpersonation(impersonationStoppedEvent, r, p, p.ImpersonateEmail, p.ImpersonateGroups,
+			accessOf(st, p.ImpersonateAccess), p.ImpersonateReason, zap.String("token_id", c.ID), zap.String("sid", c.SID),
+			zap.String("because", "session refreshed"))
+	}
 	redirect(w, r, target.String())
+}
+
+// continuedSession is the session that a new route session for who
+// continues: the valid session cookie this browser holds on this host for
+// the same subject (a refresh, or signing in again before it expired); nil
+// when there is none, so that a new session starts.
+func (st *state) continuedSession(r *http.Request, who sessionIdentity, now time.Time) *session {
+	prev, _ := st.loadSession(r, now)
+	if prev == nil || !prev.fromCookie() || who.Subject == "" || prev.Claims.Subject != who.Subject {
+		return nil
+	}
+	return prev
 }
 
 // refresh is POST /.pomerium/refresh: re-read the identity from the provider
@@ -693,11 +728,9 @@ func (s *Server) refresh(st *state, w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if sess, _ := st.loadSession(r, s.now()); sess != nil && sess.Claims.Impersonating() {
-		c := sess.Claims
-		s.auditImpersonation(impersonationStoppedEvent, r, c, c.ImpersonateEmail, c.ImpersonateGroups,
-			accessOf(st, c.ImpersonateAccess), c.ImpersonateReason, zap.String("token_id", c.ID), zap.String("because", "session refreshed"))
-	}
+	// The session, and the end of any impersonation, are recorded when the
+	// refreshed token is issued (issueRouteSession): it keeps this session's
+	// sid.
 	s.beginSignIn(st, w, r, target, "", true)
 }
 

@@ -368,11 +368,11 @@ func (s *Server) dashboard(st *state, w http.ResponseWriter, r *http.Request) {
 		// and record the end once, at that transition. A token carried in a
 		// header cannot be rewritten; Check audits each request made with it.
 		c := sess.Claims
-		tok, _, err := st.reissue(c, withoutImpersonation)
+		tok, next, err := st.reissue(c, withoutImpersonation)
 		if err != nil {
 			s.log.Error("re-issuing the session after an impersonation ended", zap.Error(err), zap.String("request_id", requestID(r)))
 		} else {
-			st.setSession(w, tok, c.ExpiresAt.Time)
+			s.issueSession(st, w, r, tok, next, issuedImpersonationEnded)
 			v.Reissued = true
 			var ended time.Time
 			if c.ImpersonateExp != nil {
@@ -380,7 +380,7 @@ func (s *Server) dashboard(st *state, w http.ResponseWriter, r *http.Request) {
 			}
 			s.auditImpersonation(impersonationEndedEvent, r, c, c.ImpersonateEmail, c.ImpersonateGroups,
 				accessOf(st, c.ImpersonateAccess), c.ImpersonateReason,
-				zap.Time("impersonation_expires_at", ended), zap.String("token_id", c.ID))
+				zap.Time("impersonation_expires_at", ended), zap.String("token_id", next.ID), zap.String("sid", next.SID))
 		}
 	}
 	s.showDashboard(w, r, http.StatusOK, v)
@@ -434,14 +434,14 @@ func (s *Server) impersonate(st *state, w http.ResponseWriter, r *http.Request) 
 	// cookie everywhere, exactly as in Check.
 	if form.Stop() {
 		if c.Impersonating() {
-			tok, _, err := st.reissue(c, withoutImpersonation)
+			tok, next, err := st.reissue(c, withoutImpersonation)
 			if err != nil {
 				s.internalError(st, w, r, err)
 				return
 			}
-			st.setSession(w, tok, c.ExpiresAt.Time)
+			s.issueSession(st, w, r, tok, next, issuedImpersonationStopped)
 			s.auditImpersonation(impersonationStoppedEvent, r, c, c.ImpersonateEmail, c.ImpersonateGroups,
-				accessOf(st, c.ImpersonateAccess), c.ImpersonateReason, zap.String("token_id", c.ID))
+				accessOf(st, c.ImpersonateAccess), c.ImpersonateReason, zap.String("token_id", next.ID), zap.String("sid", next.SID))
 		}
 		http.Redirect(w, r, pathDashboard, http.StatusSeeOther)
 		return
@@ -471,9 +471,9 @@ func (s *Server) impersonate(st *state, w http.ResponseWriter, r *http.Request) 
 		s.internalError(st, w, r, err)
 		return
 	}
-	st.setSession(w, tok, exp)
+	s.issueSession(st, w, r, tok, next, issuedImpersonationStarted)
 	s.auditImpersonation(impersonationStartedEvent, r, c, form.Email, form.Groups, form.Access, form.Reason,
-		zap.Time("impersonation_expires_at", next.ImpersonateExp.Time), zap.String("token_id", next.ID))
+		zap.Time("impersonation_expires_at", next.ImpersonateExp.Time), zap.String("token_id", next.ID), zap.String("sid", next.SID))
 	http.Redirect(w, r, pathDashboard, http.StatusSeeOther)
 }
 
@@ -607,7 +607,9 @@ func (s *Server) signIn(st *state, w http.ResponseWriter, r *http.Request) {
 		retry(http.StatusBadRequest, "This token is too large to keep in a browser cookie; use it in an Authorization header instead.")
 		return
 	}
-	st.setSession(w, token, claims.ExpiresAt.Time)
+	// The pasted token itself becomes the cookie, so this host's session id
+	// is its session id: its sid, else its jti (see identity.Claims.SessionID).
+	s.issueSession(st, w, r, token, claims, issuedPastedToken)
 	if redirect == "" {
 		redirect = pathDashboard
 	}

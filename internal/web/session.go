@@ -65,11 +65,25 @@ func requestHeader(r *http.Request) func(string) string {
 }
 
 // reissue mints a session with the same claims as c (same iss, sub, aud,
-// exp, nbf, iat, email, user, groups), a new jti, and edit applied. The
-// token is bounded so that it fits a browser cookie.
+// exp, nbf, iat, email, user, groups), a new jti, the same session id, and
+// edit applied. The token is bounded so that it fits a browser cookie.
+//
+// Keeping the session id is what makes revocation stick: revoked_token_ids
+// matches the sid, so revoking a stolen session refuses every token
+// re-issued from it, whatever its jti. c was verified, so its session id is
+// not revoked. A token with neither sid nor jti (the original pomerium-cli's)
+// has no session id to keep: the re-issued token starts one, its own jti.
 func (st *state) reissue(c *identity.Claims, edit func(*identity.Claims)) (string, *identity.Claims, error) {
 	n := *c
-	n.ID = ""
+	id, err := identity.NewTokenID()
+	if err != nil {
+		return "", nil, err
+	}
+	n.ID = id
+	n.SID = c.SessionID()
+	if n.SID == "" {
+		n.SID = id
+	}
 	edit(&n)
 	tok, err := identity.Mint(&n, st.set.Secret)
 	if err != nil {
@@ -120,6 +134,40 @@ func (st *state) setSession(w http.ResponseWriter, token string, expires time.Ti
 	http.SetCookie(w, st.sessionCookie(token, expires))
 }
 
+// Why a session token was issued: the why of session_issued entries.
+const (
+	sessionIssuedEvent = "session_issued"
+
+	issuedSignIn               = "sign_in"
+	issuedPastedToken          = "pasted_token"
+	issuedRefresh              = "refresh"
+	issuedImpersonationStarted = "impersonation_started"
+	issuedImpersonationStopped = "impersonation_stopped"
+	issuedImpersonationEnded   = "impersonation_ended"
+)
+
+// issueSession sets token, whose verified or minted claims are c, as the
+// session cookie, and records it in the audit log: every token the pages put
+// in a browser is logged once, with its jti and session id (what
+// revoked_token_ids takes) and never its value.
+func (s *Server) issueSession(st *state, w http.ResponseWriter, r *http.Request, token string, c *identity.Claims, why string) {
+	st.setSession(w, token, c.ExpiresAt.Time)
+	fields := []zap.Field{
+		zap.String("jti", c.ID),
+		zap.String("sid", c.SessionID()),
+		zap.String("email", c.Email),
+		zap.String("why", why),
+		zap.String("host", identity.HostWithoutPort(r.Host)),
+		zap.Time("expires_at", c.ExpiresAt.Time),
+		zap.String("request_id", requestID(r)),
+	}
+	if c.Impersonating() {
+		fields = append(fields, zap.String("impersonated_email", c.ImpersonateEmail),
+			zap.Strings("impersonated_groups", c.ImpersonateGroups))
+	}
+	s.audit.Info(sessionIssuedEvent, fields...)
+}
+
 // clearSession expires the session cookie with the same Domain and Path it
 // was set with. With a cookie_domain, a host-only cookie of the same name
 // (from before the domain was configured) is cleared too.
@@ -158,7 +206,8 @@ func requestID(r *http.Request) string {
 }
 
 // auditImpersonation writes one audit entry about an impersonation. It never
-// logs a token; token_id is the jti of the session involved.
+// logs a token; the caller names the session involved in extra (token_id:
+// the jti of the token that now carries the change, and its sid).
 func (s *Server) auditImpersonation(event string, r *http.Request, actor *identity.Claims, email string, groups []string, access, reason string, extra ...zap.Field) {
 	fields := append([]zap.Field{
 		zap.String("actor_email", actor.Email),
