@@ -171,6 +171,13 @@ func (p *Provider) SetGroups(username string, groups []string) {
 	}
 }
 
+// AddUser creates an account, as anyone may at providers with open sign-up.
+func (p *Provider) AddUser(u User) {
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	p.store.users = append(p.store.users, u)
+}
+
 // SetEmailVerified changes what the ID token and userinfo of a user say in
 // email_verified (see User.EmailVerified), as when the address is changed
 // at the provider and not verified yet.
@@ -219,7 +226,10 @@ func (p *Provider) login(w http.ResponseWriter, r *http.Request) {
 		p.mu.Unlock()
 		if username == "" && !deny {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			_ = loginPage.Execute(w, map[string]any{"ID": id, "Users": p.store.users})
+			p.store.mu.Lock()
+			users := slices.Clone(p.store.users)
+			p.store.mu.Unlock()
+			_ = loginPage.Execute(w, map[string]any{"ID": id, "Users": users})
 			return
 		}
 	case http.MethodPost:
