@@ -96,6 +96,14 @@ policy:
 		}
 	})
 
+	t.Run("idp_allow_unverified_email is accepted beside an identity provider", func(t *testing.T) {
+		path := writeConfig(t, "unverified.yaml", good+"idp_provider_url: https://login.microsoftonline.com/tenant/v2.0\nidp_client_id: extauthz\nidp_allow_unverified_email: true\n")
+		r := execBin(t, invocation{args: []string{"validate", "--config", path}})
+		if r.code != exitOK || !strings.Contains(r.stdout, path+": ok") {
+			t.Fatalf("want exit 0 and ok\n%s", r)
+		}
+	})
+
 	t.Run("SHARED_SECRET in the environment completes a config that lacks shared_secret", func(t *testing.T) {
 		path := writeConfig(t, "nosecret.yaml", strings.Replace(good, "shared_secret: "+testSecret+"\n", "", 1))
 		r := execBin(t, invocation{args: []string{"validate", "--config", path}, env: map[string]string{"SHARED_SECRET": testSecret}})

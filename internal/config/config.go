@@ -97,6 +97,10 @@ type Config struct {
 	IdpClientID     string   `yaml:"idp_client_id"`
 	IdpClientSecret string   `yaml:"idp_client_secret"`
 	IdpScopes       []string `yaml:"idp_scopes"`
+	// IdpAllowUnverifiedEmail accepts ID tokens whose email_verified is
+	// absent or not true. Off by default: policies and administrators are
+	// keyed on the address, which is only the user's when verified.
+	IdpAllowUnverifiedEmail bool `yaml:"idp_allow_unverified_email"`
 
 	CookieName string `yaml:"cookie_name"`
 	// CookieSecure is nil when unset; read it with CookieSecureOrDefault.
@@ -329,6 +333,9 @@ func (c *Config) Describe() string {
 	}
 	if c.IdpProviderURL != "" {
 		line("identity provider: %s (client %s, scopes %v)", c.IdpProviderURL, c.IdpClientID, c.IdpScopes)
+		if c.IdpAllowUnverifiedEmail {
+			line("unverified email addresses: accepted (idp_allow_unverified_email)")
+		}
 	}
 	line("cookie: %s, secure %t, expires after %s, domain %q", c.CookieName, c.CookieSecureOrDefault(), c.ExpireDuration(), c.CookieDomain)
 	if len(c.ClaimHeaders) > 0 {

@@ -40,6 +40,7 @@ func TestDefaultsFillWhatIsUnset(t *testing.T) {
 		{"impersonation defaults to read_write", c.ImpersonationDefaultAccess, "read_write"},
 		{"impersonation lasts 30 minutes", c.ImpersonationMaxDuration.Std(), 30 * time.Minute},
 		{"impersonation requires a reason", c.ImpersonationRequireReasonOrDefault(), true},
+		{"unverified email addresses are refused", c.IdpAllowUnverifiedEmail, false},
 		{"drain waits 10 seconds", c.DrainTimeout.Std(), 10 * time.Second},
 		{"service accounts have no lifetime limit", c.MaxServiceAccountLifetime.Std(), time.Duration(0)},
 		{"there is no issuer", c.Issuer, ""},
@@ -81,17 +82,25 @@ drain_timeout: 1s
 grpc_address: ":0"
 http_address: ":0"
 authenticate_service_url: https://Authenticate.Corp.Example:8443/path
+idp_provider_url: https://idp.corp.example
+idp_client_id: extauthz
+idp_allow_unverified_email: true
 `, nil)
 	if c.CookieName != "_session" || c.CookieSecureOrDefault() || c.ExpireDuration() != time.Hour ||
-		c.ImpersonationRequireReasonOrDefault() || c.ImpersonationDefaultAccess != "read_only" || c.DrainTimeout.Std() != time.Second {
+		c.ImpersonationRequireReasonOrDefault() || c.ImpersonationDefaultAccess != "read_only" || c.DrainTimeout.Std() != time.Second ||
+		!c.IdpAllowUnverifiedEmail {
 		t.Errorf("explicit values were not kept: %+v", c)
 	}
 	if c.Issuer != "authenticate.corp.example" {
 		t.Errorf("Issuer = %q, want the lower-case host without port", c.Issuer)
 	}
+	if !strings.Contains(c.Describe(), "unverified email addresses: accepted") {
+		t.Errorf("the description does not say unverified addresses are accepted:\n%s", c.Describe())
+	}
 }
 
 func TestEnvironmentOverridesKeys(t *testing.T) {
+	const idpKeys = "idp_provider_url: https://idp.corp.example\nidp_client_id: extauthz\n"
 	routes := base64.StdEncoding.EncodeToString([]byte("- name: env\n  from: http://env.example\n  allowed_users: [a@b.c]\n"))
 	tests := []struct {
 		name  string
@@ -113,6 +122,10 @@ func TestEnvironmentOverridesKeys(t *testing.T) {
 			func(c *Config) bool { return c.ExpireDuration() == 90*time.Minute }},
 		{"a boolean variable accepts false", "", map[string]string{"COOKIE_SECURE": "false"},
 			func(c *Config) bool { return !c.CookieSecureOrDefault() }},
+		{"IDP_ALLOW_UNVERIFIED_EMAIL turns the email check off", idpKeys, map[string]string{"IDP_ALLOW_UNVERIFIED_EMAIL": "true"},
+			func(c *Config) bool { return c.IdpAllowUnverifiedEmail }},
+		{"IDP_ALLOW_UNVERIFIED_EMAIL=false overrides the file's true", idpKeys + "idp_allow_unverified_email: true\n", map[string]string{"IDP_ALLOW_UNVERIFIED_EMAIL": "false"},
+			func(c *Config) bool { return !c.IdpAllowUnverifiedEmail }},
 		{"claim headers are comma-separated claims", "", map[string]string{"JWT_CLAIMS_HEADERS": "email, groups"},
 			func(c *Config) bool {
 				return slices.Equal(c.ClaimHeaders, []ClaimHeader{{"email", "x-pomerium-claim-email"}, {"groups", "x-pomerium-claim-groups"}}) &&
@@ -156,6 +169,8 @@ func TestInvalidEnvironmentValuesAreProblemsOfTheirVariable(t *testing.T) {
 			[]string{`env: ADMINISTRATORS: "bob" is not an email`}},
 		{"a bad boolean names its variable", map[string]string{"COOKIE_SECURE": "sometimes"},
 			[]string{`env: COOKIE_SECURE: must be true or false, found "sometimes"`}},
+		{"a bad IDP_ALLOW_UNVERIFIED_EMAIL names its variable", map[string]string{"IDP_ALLOW_UNVERIFIED_EMAIL": "yes please"},
+			[]string{`env: IDP_ALLOW_UNVERIFIED_EMAIL: must be true or false, found "yes please"`}},
 		{"a bad duration names its variable", map[string]string{"IMPERSONATION_MAX_DURATION": "1 hour"},
 			[]string{`env: IMPERSONATION_MAX_DURATION: must be a duration such as "30m" or "14h" (units h, m, s, ms), found "1 hour"`}},
 		{"a policy that is not base64 names POLICY", map[string]string{"POLICY": "- from: http://x"},

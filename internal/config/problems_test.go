@@ -182,6 +182,18 @@ func TestParseReportsEachProblemWhereItIs(t *testing.T) {
 			want: []string{`t.yaml:1:20: idp_client_secret: is set but idp_provider_url is not`},
 		},
 		{
+			name: "allowing unverified emails without an identity provider is reported",
+			src:  "idp_allow_unverified_email: true\n",
+			env:  withSecret,
+			want: []string{`t.yaml:1:29: idp_allow_unverified_email: is set but idp_provider_url is not`},
+		},
+		{
+			name: "allowing unverified emails takes a boolean",
+			src:  "idp_provider_url: https://idp.example\nidp_client_id: x\nidp_allow_unverified_email: sometimes\n",
+			env:  withSecret,
+			want: []string{`t.yaml:3:29: idp_allow_unverified_email: must be true or false, found "sometimes"`},
+		},
+		{
 			name: "a scope with a space is reported at its entry",
 			src:  "idp_provider_url: https://idp.example\nidp_client_id: x\nidp_scopes: [\"open id\"]\n",
 			env:  withSecret,

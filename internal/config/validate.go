@@ -149,6 +149,9 @@ func (d *decoder) validate(c *Config) error {
 		if c.IdpClientSecret != "" {
 			d.atPath("idp_client_secret", "is set but idp_provider_url is not")
 		}
+		if c.IdpAllowUnverifiedEmail {
+			d.atPath("idp_allow_unverified_email", "is set but idp_provider_url is not")
+		}
 	}
 	for i, s := range c.IdpScopes {
 		if s == "" || strings.IndexFunc(s, notVisible) >= 0 {

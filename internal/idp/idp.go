@@ -2,6 +2,9 @@
 // identity provider at idp_provider_url (lazily, cached, with a timeout), the
 // authorization-code flow with PKCE (S256) and a nonce, verification of the
 // ID token, the refresh-token grant, and the provider's end-session endpoint.
+// It refuses an identity whose email address the provider does not confirm
+// as verified (see Config.AllowUnverifiedEmail): administrators and policies
+// are keyed on the address, so an unverified one could be anyone's.
 //
 // It does no HTTP serving and keeps no per-user state: internal/web owns the
 // handlers, the cookies and the sessions, and calls this package for the
@@ -48,6 +51,10 @@ type Config struct {
 	ClientID     string
 	ClientSecret string
 	Scopes       []string
+	// AllowUnverifiedEmail (idp_allow_unverified_email) accepts identities
+	// whose email_verified is absent or not true. The zero value refuses
+	// them: for providers that never send the claim (Entra ID) only.
+	AllowUnverifiedEmail bool
 }
 
 // Identity is who the provider says signed in.
@@ -56,6 +63,9 @@ type Identity struct {
 	Email   string
 	Name    string
 	Groups  []string
+	// EmailVerified is whether the provider confirmed Email as verified
+	// (see emailVerified for the spellings that count).
+	EmailVerified bool
 	// RefreshToken is empty when the provider did not grant one.
 	RefreshToken string
 }
@@ -76,6 +86,10 @@ const (
 	// Misconfigured: the provider refused our client (invalid_client,
 	// unauthorized_client) or the discovery document is unusable.
 	Misconfigured
+	// Unverified: the provider did not confirm that the email address is
+	// verified, and AllowUnverifiedEmail is off. Err is an
+	// *UnverifiedEmailError. Verify the address at the provider.
+	Unverified
 )
 
 // Error is a failure talking to the provider. Msg is safe to show; Err has
@@ -147,7 +161,8 @@ func (c *Client) Config() Config { return c.cfg }
 // reload keeps the discovery cache when the provider did not change.
 func (c *Client) Same(cfg Config) bool {
 	return c.cfg.ProviderURL == cfg.ProviderURL && c.cfg.ClientID == cfg.ClientID &&
-		c.cfg.ClientSecret == cfg.ClientSecret && slices.Equal(c.cfg.Scopes, cfg.Scopes)
+		c.cfg.ClientSecret == cfg.ClientSecret && slices.Equal(c.cfg.Scopes, cfg.Scopes) &&
+		c.cfg.AllowUnverifiedEmail == cfg.AllowUnverifiedEmail
 }
 
 func (c *Client) ctx(parent context.Context) (context.Context, context.CancelFunc) {
@@ -240,7 +255,8 @@ func (c *Client) AuthCodeURL(ctx context.Context, redirectURI string, f Flow) (s
 }
 
 // Exchange redeems code with the PKCE verifier, verifies the ID token
-// (signature, issuer, audience, expiry) and its nonce, and returns the identity.
+// (signature, issuer, audience, expiry) and its nonce, and returns the
+// identity: an Unverified error when its email address is not verified.
 func (c *Client) Exchange(ctx context.Context, redirectURI, code string, f Flow) (*Identity, error) {
 	d, err := c.discover(ctx)
 	if err != nil {
@@ -275,7 +291,8 @@ func (c *Client) Exchange(ctx context.Context, redirectURI, code string, f Flow)
 
 // Refresh uses a refresh token to read the identity again: from the new ID
 // token when the provider returns one, else from the userinfo endpoint. The
-// subject must not change. The returned RefreshToken is the provider's new
+// subject must not change, and the email address must still be verified
+// (an Unverified error otherwise). The returned RefreshToken is the provider's new
 // one when it rotated it, else refreshToken.
 func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (*Identity, error) {
 	d, err := c.discover(ctx)
@@ -300,7 +317,15 @@ func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (*Id
 			return nil, err
 		}
 	} else {
-		if id, err = c.userinfo(tctx, d, tok); err != nil {
+		ui, err := c.userinfo(tctx, d, tok)
+		if err != nil {
+			return nil, err
+		}
+		if id, err = fromClaims(*ui); err != nil {
+			return nil, err
+		}
+		v := verification(id, nil, ui)
+		if err := c.requireVerified(id, v, c.cfg.ProviderURL); err != nil {
 			return nil, err
 		}
 	}
@@ -336,13 +361,16 @@ func (c *Client) EndSessionURL(ctx context.Context) string {
 type claims struct {
 	Subject string `json:"sub"`
 	Email   string `json:"email"`
-	Name    string `json:"name"`
+	// EmailVerified is kept as sent: see emailVerified.
+	EmailVerified json.RawMessage `json:"email_verified"`
+	Name          string          `json:"name"`
 	// Groups is the "groups" claim: an array of strings, or one string.
 	Groups json.RawMessage `json:"groups"`
 }
 
-// identity reads the ID token's claims; what it lacks (email, name, groups)
-// is asked of the userinfo endpoint when the provider has one.
+// identity reads the ID token's claims; what it lacks (email, name, groups,
+// email_verified) is asked of the userinfo endpoint when the provider has
+// one. The email address must be verified (see verification).
 func (c *Client) identity(ctx context.Context, d *discovered, idt *oidc.IDToken, tok *oauth2.Token) (*Identity, error) {
 	var cl claims
 	if err := idt.Claims(&cl); err != nil {
@@ -355,23 +383,41 @@ func (c *Client) identity(ctx context.Context, d *discovered, idt *oidc.IDToken,
 	if id.Subject == "" {
 		return nil, &Error{Kind: Invalid, Msg: "the ID token has no subject (sub)"}
 	}
-	if (id.Email == "" || cl.Groups == nil) && d.provider.UserInfoEndpoint() != "" && tok.AccessToken != "" {
-		if ui, err := c.userinfo(ctx, d, tok); err == nil && ui.Subject == id.Subject {
+	_, decided := emailVerified(cl.EmailVerified)
+	// Without the ID token's word on the address, userinfo's is needed.
+	mustAsk := !decided && !c.cfg.AllowUnverifiedEmail
+	var answer *claims
+	if (id.Email == "" || cl.Groups == nil || !decided) && d.provider.UserInfoEndpoint() != "" && tok.AccessToken != "" {
+		ui, err := c.userinfo(ctx, d, tok)
+		var uid *Identity
+		if err == nil {
+			uid, err = fromClaims(*ui)
+		}
+		if err != nil && mustAsk {
+			return nil, err
+		}
+		// Otherwise userinfo only fills gaps: a failure leaves them.
+		if err == nil && uid.Subject == id.Subject {
+			answer = ui
 			if id.Email == "" {
-				id.Email = ui.Email
+				id.Email = uid.Email
 			}
 			if id.Name == "" {
-				id.Name = ui.Name
+				id.Name = uid.Name
 			}
 			if cl.Groups == nil {
-				id.Groups = ui.Groups
+				id.Groups = uid.Groups
 			}
 		}
+	}
+	if err := c.requireVerified(id, verification(id, cl.EmailVerified, answer), idt.Issuer); err != nil {
+		return nil, err
 	}
 	return id, nil
 }
 
-func (c *Client) userinfo(ctx context.Context, d *discovered, tok *oauth2.Token) (*Identity, error) {
+// userinfo asks the userinfo endpoint with the access token of tok.
+func (c *Client) userinfo(ctx context.Context, d *discovered, tok *oauth2.Token) (*claims, error) {
 	if d.provider.UserInfoEndpoint() == "" {
 		return nil, &Error{Kind: Invalid, Msg: "the identity provider returned no ID token on refresh and has no userinfo endpoint"}
 	}
@@ -383,7 +429,106 @@ func (c *Client) userinfo(ctx context.Context, d *discovered, tok *oauth2.Token)
 	if err := ui.Claims(&cl); err != nil {
 		return nil, &Error{Kind: Invalid, Msg: "the userinfo answer could not be read", Err: err}
 	}
-	return fromClaims(cl)
+	return &cl, nil
+}
+
+// emailVerified reads an email_verified claim as sent. Only the JSON boolean
+// true and the string "true" (as AWS Cognito sends it) count as verified;
+// everything else does not: false, "false", "True", "1", 1, "yes". Being
+// lenient here would let a provider's odd spelling of "no" sign someone in.
+// present is false when the claim is absent or null, so that another source
+// (userinfo) may be asked.
+func emailVerified(raw json.RawMessage) (verified, present bool) {
+	if len(raw) == 0 {
+		return false, false
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return false, true
+	}
+	switch v := v.(type) {
+	case nil:
+		return false, false
+	case bool:
+		return v, true
+	case string:
+		return v == "true", true
+	default:
+		return false, true
+	}
+}
+
+// verified is the outcome of verification, with what the log needs.
+type verified struct {
+	ok bool
+	// claim is email_verified as sent ("absent" when no source had it).
+	claim string
+	// source is where it was read: "ID token", "userinfo", or "" when none.
+	source string
+}
+
+// verification decides whether id.Email is verified. The ID token's
+// email_verified decides when present. Else userinfo's (ui; nil when not
+// asked) decides, but only when userinfo speaks of the same subject and the
+// same address: a verified address that is not the one signing in proves
+// nothing. A source that lacks the claim leaves the address unverified.
+func verification(id *Identity, token json.RawMessage, ui *claims) verified {
+	if ok, present := emailVerified(token); present {
+		return verified{ok: ok, claim: describeClaim(token), source: "ID token"}
+	}
+	if ui == nil {
+		return verified{claim: "absent"}
+	}
+	ok, present := emailVerified(ui.EmailVerified)
+	if !present {
+		return verified{claim: "absent", source: "userinfo"}
+	}
+	if ui.Subject != id.Subject || !strings.EqualFold(strings.TrimSpace(ui.Email), id.Email) {
+		return verified{claim: describeClaim(ui.EmailVerified) + " for another address", source: "userinfo"}
+	}
+	return verified{ok: ok, claim: describeClaim(ui.EmailVerified), source: "userinfo"}
+}
+
+// describeClaim renders a claim's JSON for the log, short.
+func describeClaim(raw json.RawMessage) string {
+	s := strings.TrimSpace(string(raw))
+	if len(s) > 40 {
+		s = s[:40] + "..."
+	}
+	return s
+}
+
+// UnverifiedEmailError is the detail of an Unverified error, for the log:
+// who signed in, at which provider, and what email_verified said. It holds
+// no token.
+type UnverifiedEmailError struct {
+	Issuer  string
+	Subject string
+	Email   string
+	// Claim is email_verified as sent (JSON), or "absent".
+	Claim string
+	// Source is where Claim was read: "ID token", "userinfo", or "".
+	Source string
+}
+
+func (e *UnverifiedEmailError) Error() string {
+	src := ""
+	if e.Source != "" {
+		src = " in the " + e.Source
+	}
+	return fmt.Sprintf("email_verified is %s%s, want true", e.Claim, src)
+}
+
+// requireVerified records v on id and refuses it, unless the configuration
+// accepts unverified addresses.
+func (c *Client) requireVerified(id *Identity, v verified, issuer string) error {
+	id.EmailVerified = v.ok
+	if v.ok || c.cfg.AllowUnverifiedEmail {
+		return nil
+	}
+	return &Error{Kind: Unverified,
+		Msg: "the identity provider did not confirm that the email address is verified",
+		Err: &UnverifiedEmailError{Issuer: issuer, Subject: id.Subject, Email: id.Email, Claim: v.claim, Source: v.source}}
 }
 
 func fromClaims(cl claims) (*Identity, error) {

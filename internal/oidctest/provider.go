@@ -8,6 +8,11 @@
 // choice it shows a small form listing the users, which a test (or a person)
 // submits. Every visit to the login step is counted (Logins): a second
 // sign-in that never reaches it is single sign-on.
+//
+// A user's email_verified is whatever a test needs, in the ID token and in
+// userinfo separately (User.EmailVerified), so that relying parties can be
+// tested against providers that send it as a boolean, as a string, or not at
+// all.
 package oidctest
 
 import (
@@ -39,7 +44,20 @@ type User struct {
 	Name   string // the username shown on the login form, and "name"
 	Email  string
 	Groups []string // the "groups" claim
+	// EmailVerified is the email_verified claim sent with the email, in the
+	// ID token and in userinfo, as it is: nil sends true (what most
+	// providers do), Absent leaves the claim out, and anything else (false,
+	// "true", "True", 1) is sent as given.
+	EmailVerified any
+	// UserinfoEmailVerified, when not nil, is userinfo's email_verified
+	// instead of EmailVerified (Absent leaves it out of userinfo only).
+	UserinfoEmailVerified any
 }
+
+// Absent, as a User's EmailVerified, leaves the claim out.
+var Absent any = absent{}
+
+type absent struct{}
 
 // Options configure a Provider.
 type Options struct {
@@ -153,6 +171,26 @@ func (p *Provider) SetGroups(username string, groups []string) {
 	}
 }
 
+// AddUser creates an account, as anyone may at providers with open sign-up.
+func (p *Provider) AddUser(u User) {
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	p.store.users = append(p.store.users, u)
+}
+
+// SetEmailVerified changes what the ID token and userinfo of a user say in
+// email_verified (see User.EmailVerified), as when the address is changed
+// at the provider and not verified yet.
+func (p *Provider) SetEmailVerified(username string, v any) {
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	for i := range p.store.users {
+		if p.store.users[i].Name == username {
+			p.store.users[i].EmailVerified, p.store.users[i].UserinfoEmailVerified = v, nil
+		}
+	}
+}
+
 // RevokeRefreshTokens ends every refresh token, as a provider does when an
 // administrator ends a user's sessions.
 func (p *Provider) RevokeRefreshTokens() {
@@ -188,7 +226,10 @@ func (p *Provider) login(w http.ResponseWriter, r *http.Request) {
 		p.mu.Unlock()
 		if username == "" && !deny {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			_ = loginPage.Execute(w, map[string]any{"ID": id, "Users": p.store.users})
+			p.store.mu.Lock()
+			users := slices.Clone(p.store.users)
+			p.store.mu.Unlock()
+			_ = loginPage.Execute(w, map[string]any{"ID": id, "Users": users})
 			return
 		}
 	case http.MethodPost:
@@ -507,7 +548,7 @@ func (s *storage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string,
 }
 
 func (s *storage) SetUserinfoFromRequest(_ context.Context, ui *oidc.UserInfo, req op.IDTokenRequest, scopes []string) error {
-	return s.setUserinfo(ui, req.GetSubject(), scopes)
+	return s.setUserinfo(ui, req.GetSubject(), scopes, true)
 }
 
 func (s *storage) SetUserinfoFromToken(_ context.Context, ui *oidc.UserInfo, tokenID, subject, _ string) error {
@@ -517,12 +558,13 @@ func (s *storage) SetUserinfoFromToken(_ context.Context, ui *oidc.UserInfo, tok
 	if !ok || time.Now().After(t.expires) || t.subject != subject {
 		return errors.New("access token invalid or expired")
 	}
-	return s.setUserinfo(ui, subject, t.scopes)
+	return s.setUserinfo(ui, subject, t.scopes, false)
 }
 
-// setUserinfo fills the claims of a user: sub always, email and name by
+// setUserinfo fills the claims of a user, for the ID token or for the
+// userinfo endpoint: sub always, email (with email_verified) and name by
 // scope, and groups always (as many providers send them without a scope).
-func (s *storage) setUserinfo(ui *oidc.UserInfo, subject string, scopes []string) error {
+func (s *storage) setUserinfo(ui *oidc.UserInfo, subject string, scopes []string, idToken bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, ok := s.user(subject)
@@ -533,7 +575,20 @@ func (s *storage) setUserinfo(ui *oidc.UserInfo, subject string, scopes []string
 	for _, sc := range scopes {
 		switch sc {
 		case oidc.ScopeEmail:
-			ui.Email, ui.EmailVerified = u.Email, true
+			ui.Email = u.Email
+			verified := u.EmailVerified
+			if !idToken && u.UserinfoEmailVerified != nil {
+				verified = u.UserinfoEmailVerified
+			}
+			switch verified {
+			case nil:
+				ui.AppendClaims("email_verified", true)
+			case Absent:
+			default:
+				// UserInfo.EmailVerified would leave out false (omitempty)
+				// and cannot say "true" as a string: send the claim raw.
+				ui.AppendClaims("email_verified", verified)
+			}
 		case oidc.ScopeProfile:
 			ui.Name, ui.PreferredUsername = u.Name, u.Name
 		}

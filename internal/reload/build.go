@@ -69,6 +69,7 @@ func Build(cfg *config.Config, retired ...*identity.SigningKey) (*check.Snapshot
 		IdpClientID:                cfg.IdpClientID,
 		IdpClientSecret:            cfg.IdpClientSecret,
 		IdpScopes:                  cfg.IdpScopes,
+		IdpAllowUnverifiedEmail:    cfg.IdpAllowUnverifiedEmail,
 	}
 	return snap, settings, nil
 }

@@ -94,7 +94,8 @@ func (s *Server) newOIDCState(set *Settings, cookieName string, guard *redirectG
 	if set.IdpProviderURL == "" {
 		return nil
 	}
-	cfg := idp.Config{ProviderURL: set.IdpProviderURL, ClientID: set.IdpClientID, ClientSecret: set.IdpClientSecret, Scopes: set.IdpScopes}
+	cfg := idp.Config{ProviderURL: set.IdpProviderURL, ClientID: set.IdpClientID, ClientSecret: set.IdpClientSecret, Scopes: set.IdpScopes,
+		AllowUnverifiedEmail: set.IdpAllowUnverifiedEmail}
 	o := &oidcState{
 		keys:       deriveKeys(set.Secret),
 		cookieName: cookieName,
@@ -232,6 +233,20 @@ func (s *Server) providerFailed(st *state, w http.ResponseWriter, r *http.Reques
 		s.refuseSignIn(st, w, r, http.StatusBadRequest,
 			"The identity provider's answer could not be verified: "+e.Msg+". Start again; if it keeps happening, tell your administrator and quote the request id.",
 			retry, "provider answer did not verify", detail)
+	case idp.Unverified:
+		// An address the provider does not vouch for may be anyone's,
+		// an administrator's included: never a session for it.
+		fields := []zap.Field{detail}
+		var ue *idp.UnverifiedEmailError
+		if errors.As(err, &ue) {
+			fields = []zap.Field{zap.String("issuer", ue.Issuer), zap.String("subject", ue.Subject),
+				zap.String("email", ue.Email), zap.String("email_verified", ue.Claim), zap.String("claim_source", ue.Source)}
+		}
+		s.refuseSignIn(st, w, r, http.StatusForbidden,
+			"Your identity provider did not confirm that your email address is verified, so it cannot be used to sign in here: an unverified address could be anyone's. "+
+				"Verify the address with your identity provider, then try again. If your provider never confirms addresses (Microsoft Entra ID does not send email_verified), "+
+				"your administrator can turn this check off with idp_allow_unverified_email: true (quote the request id when you ask).",
+			retry, "email not verified", fields...)
 	case idp.Misconfigured:
 		s.refuseSignIn(st, w, r, http.StatusBadGateway,
 			"Sign-in is misconfigured: "+e.Msg+". Tell your administrator and quote the request id.",
@@ -339,6 +354,12 @@ func (s *Server) authenticate(st *state, w http.ResponseWriter, r *http.Request,
 				}
 				s.log.Info("identity refreshed from the identity provider", zap.String("email", as.Email),
 					zap.Strings("groups", nonNil(as.Groups)), zap.String("request_id", requestID(r)))
+			case kind == idp.Unverified:
+				// The provider no longer vouches for the address: the
+				// authenticate session must not hand it to any host.
+				o.clearAuthSession(w)
+				s.providerFailed(st, w, r, err, signInLink(target.String()))
+				return
 			case kind == idp.Refused || kind == idp.Invalid:
 				// The provider ended the session (or the token is bad):
 				// sign in there again.

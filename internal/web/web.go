@@ -50,6 +50,10 @@ type Settings struct {
 	// IdpScopes are requested at sign-in; empty means openid, profile, email
 	// and offline_access.
 	IdpScopes []string
+	// IdpAllowUnverifiedEmail (idp_allow_unverified_email) signs in
+	// identities whose email_verified is not true; false refuses them with
+	// a page that names the key.
+	IdpAllowUnverifiedEmail bool
 }
 
 // Server is the HTTP side of the sidecar.
