@@ -55,18 +55,23 @@ type oidcStack struct {
 	listen   int
 }
 
-func startOIDCStack(t *testing.T) *oidcStack {
+// startOIDCStack starts the stack; the provider knows users, alice and bob
+// when none are given.
+func startOIDCStack(t *testing.T, users ...oidctest.User) *oidcStack {
 	t.Helper()
 	envoytest.RequireBinary(t)
+	if len(users) == 0 {
+		users = []oidctest.User{
+			{ID: "alice-id", Name: "alice", Email: "alice@corp.example", Groups: []string{"admins"}},
+			{ID: "bob-id", Name: "bob", Email: "bob@corp.example", Groups: []string{"engineering"}},
+		}
+	}
 	listen, grpcPort, httpPort, upstreamPort := envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t)
 	provider := oidctest.Start(t, oidctest.Options{
 		ClientID:     "extauthz",
 		ClientSecret: "e2e-client-secret",
 		RedirectURIs: []string{fmt.Sprintf("http://authenticate.localhost:%d/.pomerium/callback", listen)},
-		Users: []oidctest.User{
-			{ID: "alice-id", Name: "alice", Email: "alice@corp.example", Groups: []string{"admins"}},
-			{ID: "bob-id", Name: "bob", Email: "bob@corp.example", Groups: []string{"engineering"}},
-		},
+		Users:        users,
 	})
 
 	raw := make([]byte, 32)

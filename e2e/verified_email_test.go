@@ -3,8 +3,6 @@ package e2e_test
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,82 +10,23 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/extauthz/extauthz/internal/envoytest"
-	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/oidctest"
 )
 
-// oidcEnv is the sidecar with an identity provider, behind the real Envoy.
-type oidcEnv struct {
-	*stack
-	provider *oidctest.Provider
-	listen   int
-}
-
-// startOIDCStack runs an OpenID provider with users, the sidecar on
-// oidcStackConfig (the routes' from written with Envoy's public port), the
-// echo upstream and Envoy on the bundled config.
-func startOIDCStack(t *testing.T, users ...oidctest.User) *oidcEnv {
-	t.Helper()
-	envoytest.RequireBinary(t)
-	listen, grpcPort, httpPort, upstreamPort := envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t)
-	provider := oidctest.Start(t, oidctest.Options{
-		ClientID:     "extauthz",
-		ClientSecret: "e2e-client-secret",
-		RedirectURIs: []string{fmt.Sprintf("http://authenticate.localhost:%d/.pomerium/callback", listen)},
-		Users:        users,
-	})
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
-	}
-	key, err := identity.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	encodedKey, err := identity.EncodeSigningKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(oidcStackConfig, base64.StdEncoding.EncodeToString(raw), encodedKey, grpcPort, httpPort, listen, provider.Issuer)
-	for _, host := range []string{"app", "admin", "wiki"} {
-		cfg = strings.Replace(cfg, "from: http://"+host+".localhost\n", fmt.Sprintf("from: http://%s.localhost:%d\n", host, listen), 1)
-	}
-	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startEcho(t, upstreamPort)
-	s := &stack{logs: &syncBuffer{}, done: make(chan struct{})}
-	s.sidecar = exec.Command(binary, "serve", "--config", cfgPath, "--log-format", "json")
-	s.sidecar.Stdout, s.sidecar.Stderr = s.logs, s.logs
-	if err := s.sidecar.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.sidecar.Wait(); close(s.done) }()
-	t.Cleanup(s.stopSidecar)
-	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort), s)
-	s.envoy = envoytest.Start(t, envoytest.Options{ListenPort: listen, GRPCPort: grpcPort, HTTPPort: httpPort, UpstreamPort: upstreamPort})
-	return &oidcEnv{stack: s, provider: provider, listen: listen}
-}
-
-// oidcBrowser keeps cookies, reaches *.localhost through Envoy and the
+// plainBrowser keeps cookies, reaches *.localhost through Envoy and the
 // provider directly, and follows redirects itself so that the chain is seen.
-type oidcBrowser struct {
+type plainBrowser struct {
 	t      *testing.T
-	env    *oidcEnv
+	env    *oidcStack
 	jar    *cookiejar.Jar
 	client *http.Client
 }
 
-func (e *oidcEnv) browser(t *testing.T) *oidcBrowser {
+func (e *oidcStack) plainBrowser(t *testing.T) *plainBrowser {
 	jar, _ := cookiejar.New(nil)
 	envoyAddr := fmt.Sprintf("127.0.0.1:%d", e.listen)
 	var d net.Dialer
@@ -98,13 +37,13 @@ func (e *oidcEnv) browser(t *testing.T) *oidcBrowser {
 		return d.DialContext(ctx, network, addr)
 	}}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &oidcBrowser{t: t, env: e, jar: jar, client: &http.Client{Jar: jar, Timeout: 20 * time.Second, Transport: tr,
+	return &plainBrowser{t: t, env: e, jar: jar, client: &http.Client{Jar: jar, Timeout: 20 * time.Second, Transport: tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
 // browse GETs start as a browser would and follows redirects; it returns the
 // last answer, its body and the URLs visited after start.
-func (b *oidcBrowser) browse(start string) (*http.Response, string, []string) {
+func (b *plainBrowser) browse(start string) (*http.Response, string, []string) {
 	b.t.Helper()
 	next := start
 	var chain []string
@@ -130,7 +69,7 @@ func (b *oidcBrowser) browse(start string) (*http.Response, string, []string) {
 }
 
 // sidecarLog returns the sidecar's JSON log entries whose msg is msg.
-func (e *oidcEnv) sidecarLog(msg string) []map[string]any {
+func (e *oidcStack) sidecarLog(msg string) []map[string]any {
 	var out []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(e.logs.String()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -158,7 +97,7 @@ func TestVerifiedEmailThroughEnvoy(t *testing.T) {
 
 	t.Run("an unverified account with an administrator's address does not sign in and gets the page", func(t *testing.T) {
 		e.provider.AutoLogin("mallory")
-		b := e.browser(t)
+		b := e.plainBrowser(t)
 		resp, body, chain := b.browse(wiki)
 		if resp.StatusCode != http.StatusForbidden {
 			t.Fatalf("answered %d after %v\n%s\nsidecar:\n%s", resp.StatusCode, chain, body, e.logs.String())
@@ -196,7 +135,7 @@ func TestVerifiedEmailThroughEnvoy(t *testing.T) {
 
 	t.Run("the administrator's verified account signs in", func(t *testing.T) {
 		e.provider.AutoLogin("alice")
-		resp, body, chain := e.browser(t).browse(e.envoy.URLFor("admin.localhost") + "/headers")
+		resp, body, chain := e.plainBrowser(t).browse(e.envoy.URLFor("admin.localhost") + "/headers")
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("answered %d after %v\n%s", resp.StatusCode, chain, body)
 		}
