@@ -57,15 +57,16 @@ func (c *AssertionCache) Get(key *identity.SigningKey, token, route string, a id
 	if ok && now.Before(e.reuseTill) {
 		return e.jws, nil
 	}
+	exp, err := a.Expiry(now)
+	if err != nil {
+		return "", err
+	}
 	jws, err := key.Sign(a, now)
 	if err != nil {
 		return "", err
 	}
-	exp := now.Add(identity.AssertionLifetime)
-	if !a.NotAfter.IsZero() && a.NotAfter.Before(exp) {
-		exp = a.NotAfter
-	}
-	// Reuse for half the remaining validity.
+	// Reuse for half the remaining validity: an entry is never served at or
+	// after its exp, which is never after the session's or the impersonation's end.
 	reuse := now.Add(exp.Sub(now) / 2)
 	sh.mu.Lock()
 	if len(sh.m) >= c.perShard {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,9 +35,17 @@ type fixture struct {
 	health healthpb.HealthClient
 	key    *identity.SigningKey
 	logs   *observer.ObservedLogs
+	srv    *check.Server
+	clock  atomic.Int64 // the server's now, in Unix nanoseconds
 }
 
-func newFixture(t *testing.T) *fixture {
+// setNow moves the server's clock.
+func (f *fixture) setNow(t time.Time) { f.clock.Store(t.UnixNano()) }
+
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith is newFixture with the snapshot changed by edit first.
+func newFixtureWith(t *testing.T, edit func(*check.Snapshot)) *fixture {
 	t.Helper()
 	no := false
 	pol, err := policy.Compile([]policy.RouteSpec{
@@ -65,9 +74,16 @@ func newFixture(t *testing.T) *fixture {
 		ClaimHeaders: []check.ClaimHeader{{Claim: "email", Header: "x-pomerium-claim-email"}, {Claim: "groups", Header: "x-pomerium-claim-groups"}},
 		Assertions:   check.NewAssertionCache(1000),
 	}
+	if edit != nil {
+		edit(snap)
+	}
 	core, logs := observer.New(zap.DebugLevel)
 	srv := check.New(snap, zap.New(core))
-	srv.SetClock(func() time.Time { return now })
+	f := &fixture{}
+	f.clock.Store(now.UnixNano())
+	// Read atomically: tests move the clock between Checks served on
+	// another goroutine.
+	srv.SetClock(func() time.Time { return time.Unix(0, f.clock.Load()).UTC() })
 	g := grpc.NewServer()
 	srv.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -81,8 +97,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &fixture{client: authv3.NewAuthorizationClient(conn), health: healthpb.NewHealthClient(conn), key: key,
-		logs: logs}
+	f.client, f.health, f.key, f.logs, f.srv = authv3.NewAuthorizationClient(conn), healthpb.NewHealthClient(conn), key, logs, srv
+	return f
 }
 
 func mint(t *testing.T, c identity.Claims) string {

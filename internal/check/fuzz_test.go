@@ -5,11 +5,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
@@ -189,7 +192,13 @@ func FuzzCheckRequest(f *testing.F) {
 			if src == identity.SourceNone {
 				t.Fatalf("route %s allowed without a token", got.Route.Name)
 			}
-			if _, err := verifier.Verify(tok, host, fuzzNow); err != nil {
+			var err error
+			if src == identity.SourceCookie {
+				_, _, err = verifier.VerifyCookies(headers["cookie"], "_pomerium", host, fuzzNow)
+			} else {
+				_, err = verifier.Verify(tok, host, fuzzNow)
+			}
+			if err != nil {
 				t.Fatalf("route %s allowed on a token that does not verify: %v", got.Route.Name, err)
 			}
 		}
@@ -201,8 +210,91 @@ func FuzzCheckRequest(f *testing.F) {
 			setOrRemoved[h] = true
 		}
 		for k := range headers {
-			if isPomeriumHeader(k) && !setOrRemoved[k] {
+			if (isPomeriumHeader(k) || srv.Snapshot().isClaimHeader(k)) && !setOrRemoved[k] {
 				t.Fatalf("client header %q survives the allow", k)
+			}
+		}
+	})
+}
+
+// FuzzRawHeaders feeds arbitrary header lines through Check twice: once as
+// Envoy sends them with encode_raw_headers (header_map, one entry per line,
+// raw bytes) and once joined into headers as requestHeaders reads them. The
+// two must get the same answer, nothing may panic, every answer must be
+// valid protobuf (UTF-8 strings), and no x-pomerium-* line survives an allow.
+func FuzzRawHeaders(f *testing.F) {
+	bob := fuzzToken(f, identity.Claims{Email: "bob@corp.example", User: "bob", Groups: []string{"engineering"}})
+	carol := fuzzToken(f, identity.Claims{Email: "carol@corp.example", Groups: []string{"engineering"}})
+	seeds := [][]string{
+		{"authorization", "Pomerium " + bob},
+		{"cookie", "a=1", "cookie", "_pomerium=" + bob, "x-pomerium-claim-email", "ceo@corp.example"},
+		{"cookie", "_pomerium=" + bob, "cookie", "_pomerium=" + carol},
+		{"cookie", "_pomerium=garbage", "cookie", "_pomerium=" + bob + "; legacy=caf\xe9"},
+		{"x_pomerium-claim-email", "x", "X-Pomerium_Jwt_Assertion", "y", "authorization", "Bearer Pomerium-" + bob},
+		{"authorization", "Pomerium garbage", "authorization", "Pomerium " + bob},
+		{"accept", "text/html", "cookie", "_pomerium="},
+	}
+	for _, s := range seeds {
+		f.Add("app.example.com", strings.Join(s, "\n"))
+	}
+	srv, _ := fuzzServer(f)
+	f.Fuzz(func(t *testing.T, host, lines string) {
+		parts := strings.Split(lines, "\n")
+		if len(parts) > 64 {
+			parts = parts[:64]
+		}
+		hm := &corev3.HeaderMap{}
+		for i := 0; i+1 < len(parts); i += 2 {
+			k := strings.ToLower(parts[i])
+			if k == "" || !utf8.ValidString(k) {
+				continue // header names reach us as proto strings: UTF-8
+			}
+			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: k, RawValue: []byte(parts[i+1])})
+		}
+		base := func() *authv3.CheckRequest {
+			return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+				Http: &authv3.AttributeContext_HttpRequest{Id: "1", Method: "GET", Host: host, Path: "/", Scheme: "https", Protocol: "HTTP/1.1"}}}}
+		}
+		raw := base()
+		raw.Attributes.Request.Http.HeaderMap = hm
+		joined := base()
+		joined.Attributes.Request.Http.Headers = requestHeaders(raw.Attributes.Request.Http)
+		for k, v := range joined.Attributes.Request.Http.Headers {
+			if !utf8.ValidString(v) {
+				// headers is a map of proto strings: Envoy would have
+				// sanitized it; compare on what Envoy can send.
+				joined.Attributes.Request.Http.Headers[k] = utf8Value(v)
+			}
+		}
+		rawResp, err := srv.Check(context.Background(), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := proto.Marshal(rawResp); err != nil {
+			t.Fatalf("the answer to header_map does not marshal: %v", err)
+		}
+		joinedResp, err := srv.Check(context.Background(), joined)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (rawResp.GetOkResponse() == nil) != (joinedResp.GetOkResponse() == nil) ||
+			rawResp.GetDeniedResponse().GetStatus().GetCode() != joinedResp.GetDeniedResponse().GetStatus().GetCode() {
+			t.Fatalf("header_map and headers disagree: %v vs %v", rawResp, joinedResp)
+		}
+		ok := rawResp.GetOkResponse()
+		if ok == nil {
+			return
+		}
+		handled := map[string]bool{}
+		for _, h := range ok.GetHeaders() {
+			handled[h.GetHeader().GetKey()] = true
+		}
+		for _, h := range ok.GetHeadersToRemove() {
+			handled[h] = true
+		}
+		for _, h := range hm.Headers {
+			if isPomeriumHeader(h.Key) && !handled[h.Key] {
+				t.Fatalf("client header %q survives the allow", h.Key)
 			}
 		}
 	})

@@ -71,7 +71,10 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	start := s.now()
 	snap := s.snap.Load()
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
-	requestID := requestIDOf(httpReq)
+	// From here on, headers are read only through this map, whichever field
+	// Envoy filled.
+	headers := requestHeaders(httpReq)
+	requestID := requestid.Pick(headers["x-request-id"], httpReq.GetId())
 	if httpReq == nil || httpReq.GetHost() == "" {
 		d := &decision.Decision{Status: 400, Reason: "malformed check request: no HTTP attributes"}
 		resp := snap.deny(d, negotiate.Text, requestID, nil)
@@ -80,7 +83,6 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		}
 		return resp, nil
 	}
-	headers := httpReq.GetHeaders()
 	header := func(name string) string { return headers[name] }
 	format := negotiate.Preferred(headers["accept"])
 	in := decision.Request{
@@ -98,7 +100,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	var resp *authv3.CheckResponse
 	if d.Allowed() {
 		var err error
-		resp, err = snap.allow(&d, httpReq, start)
+		resp, err = snap.allow(&d, httpReq, headers, start)
 		if err != nil {
 			// Fail closed: an assertion we cannot sign is never an allow.
 			s.log.Error("building allow response", zap.Error(err), zap.String("request_id", requestID))
@@ -159,9 +161,4 @@ func pathOnly(p string) string {
 		return p[:i]
 	}
 	return p
-}
-
-// requestIDOf is Envoy's x-request-id (or the attribute id) when sane, else a fresh id.
-func requestIDOf(r *authv3.AttributeContext_HttpRequest) string {
-	return requestid.Pick(r.GetHeaders()["x-request-id"], r.GetId())
 }

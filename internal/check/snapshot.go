@@ -39,9 +39,13 @@ type Snapshot struct {
 	Assertions   *AssertionCache
 }
 
-// allow builds the OK answer: identity headers set by overwrite, our
-// credentials and any client-sent x-pomerium-* headers removed.
-func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRequest, now time.Time) (*authv3.CheckResponse, error) {
+// allow builds the OK answer: identity headers set by overwrite, and removed
+// from what goes upstream: our credentials, the sidecar's cookies, every
+// client-sent x-pomerium-* header in any spelling and every configured claim
+// header the sidecar did not set (contract sections 5 and 8). The removal
+// runs on every allowed route, public and pass_identity_headers: false
+// included. headers are the request's, as requestHeaders read them.
+func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRequest, headers map[string]string, now time.Time) (*authv3.CheckResponse, error) {
 	route := d.Route
 	ok := &authv3.OkHttpResponse{}
 	set := make(map[string]bool, 4+len(s.ClaimHeaders))
@@ -62,7 +66,9 @@ func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRe
 		}
 		setHeader(HeaderAssertion, assertion)
 		for _, ch := range s.ClaimHeaders {
-			if v, ok := claimValue(d.Identity, ch.Claim); ok {
+			// A claim the token lacks leaves its header absent (and the
+			// client's copy removed below).
+			if v, ok := claimValue(d.Identity, ch.Claim); ok && v != "" {
 				setHeader(ch.Header, v)
 			}
 		}
@@ -70,17 +76,20 @@ func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRe
 	for _, h := range route.SetRequestHeaders {
 		setHeader(h.Name, h.Value)
 	}
-	headers := r.GetHeaders()
-	// The session cookie goes; other cookies stay.
-	if c, removed := identity.WithoutCookie(headers["cookie"], s.Engine.CookieName); removed && !set["cookie"] {
+	// The session cookie and the sidecar's own cookies go; other cookies stay.
+	cookieName := s.Engine.CookieName
+	if c, removed := identity.WithoutCookies(headers["cookie"], func(name string) bool {
+		return identity.IsSidecarCookie(name, cookieName)
+	}); removed && !set["cookie"] {
 		if c == "" {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, "cookie")
 		} else {
-			setHeader("cookie", c)
+			setHeader("cookie", utf8Value(c))
 		}
 	}
 	remove := func(name string) {
-		if !set[name] {
+		// Envoy matches names case-insensitively: never remove what we set.
+		if !set[strings.ToLower(name)] {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
 		}
 	}
@@ -88,7 +97,7 @@ func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRe
 		remove("authorization")
 	}
 	for name := range headers {
-		if isPomeriumHeader(name) {
+		if isPomeriumHeader(name) || s.isClaimHeader(name) {
 			remove(name)
 		}
 	}
@@ -101,15 +110,15 @@ func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRe
 	}, nil
 }
 
-// isPomeriumHeader matches x-pomerium-* in either spelling; Envoy is set to
-// reject underscores, but a config that drops that must not open a hole here.
-func isPomeriumHeader(name string) bool {
-	const n = len("x-pomerium-")
-	if len(name) <= n {
-		return false
+// isClaimHeader reports whether a request header is, in any spelling, one
+// that jwt_claims_headers names: those belong to the sidecar on every route.
+func (s *Snapshot) isClaimHeader(name string) bool {
+	for _, ch := range s.ClaimHeaders {
+		if sameHeaderName(name, ch.Header) {
+			return true
+		}
 	}
-	p := name[:n]
-	return strings.EqualFold(p, "x-pomerium-") || strings.EqualFold(p, "x_pomerium_")
+	return false
 }
 
 // AssertionFor returns the signed upstream assertion for an allowed decision on
@@ -123,12 +132,18 @@ func (s *Snapshot) AssertionFor(d *decision.Decision, host string, now time.Time
 	if a.Issuer == "" {
 		a.Issuer = host
 	}
+	// exp = min(iat + lifetime, the token's exp + leeway, impersonate_exp when
+	// impersonating) (contract section 8): a token accepted within its leeway
+	// still gets an assertion that expires after it is issued.
 	if d.Claims.ExpiresAt != nil {
 		a.NotAfter = d.Claims.ExpiresAt.Time
+		if s.Engine != nil && s.Engine.Verifier != nil {
+			a.NotAfter = a.NotAfter.Add(s.Engine.Verifier.Leeway())
+		}
 	}
 	if d.Impersonation.Impersonating {
 		a.Actor = &identity.Actor{Subject: d.Claims.Subject, Email: d.Claims.Email}
-		if exp := d.Claims.ImpersonateExp; exp != nil && exp.Time.Before(a.NotAfter) {
+		if exp := d.Claims.ImpersonateExp; exp != nil && (a.NotAfter.IsZero() || exp.Time.Before(a.NotAfter)) {
 			a.NotAfter = exp.Time
 		}
 	}

@@ -93,7 +93,14 @@ func (e *Engine) Decide(r Request, now time.Time) Decision {
 		d.Status, d.Reason = e.unauthenticated(r, d.Source), "no Pomerium token or session"
 		return d
 	}
-	claims, err := e.Verifier.Verify(d.Token, r.Host, now)
+	var claims *identity.Claims
+	var err error
+	if d.Source == identity.SourceCookie {
+		// Several session cookies: their order must not decide (contract section 4).
+		d.Token, claims, err = e.Verifier.VerifyCookies(r.Header(identity.HeaderCookie), e.CookieName, r.Host, now)
+	} else {
+		claims, err = e.Verifier.Verify(d.Token, r.Host, now)
+	}
 	if err != nil {
 		var te *identity.TokenError
 		d.Reason = identity.ReasonMalformed

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -31,6 +32,7 @@ const (
 	appHost    = "app.corp.example"
 	adminHost  = "admin.corp.example"
 	publicHost = "public.corp.example"
+	quietHost  = "quiet.corp.example"
 	issuer     = "authenticate.corp.example"
 )
 
@@ -41,6 +43,7 @@ authenticate_service_url: https://` + issuer + `
 revoked_token_ids: [revoked-jti]
 max_service_account_lifetime: 48h
 impersonation_protected: [security@corp.example, security-team]
+jwt_claims_headers: {X-Email: email, X-Pomerium-Claim-Groups: groups, X-Name: name}
 policy:
   - name: app
     from: https://` + appHost + `
@@ -51,6 +54,10 @@ policy:
   - name: public
     from: https://` + publicHost + `
     allow_public_unauthenticated_access: true
+  - name: quiet
+    from: https://` + quietHost + `
+    allow_any_authenticated_user: true
+    pass_identity_headers: false
 `
 }
 
@@ -274,7 +281,7 @@ func tokenCases() []checkCase {
 // identityCases: tokens that verify, but ask for more than they may.
 func identityCases() []checkCase {
 	signed := func(over map[string]any) string { return jws(hs256, claims(over), secret) }
-	return []checkCase{
+	cases := []checkCase{
 		{"identity: a non-administrator impersonating the administrator", req{host: adminHost, headers: pomerium(signed(map[string]any{
 			"impersonate_email": "alice@corp.example"}))}, 403},
 		{"identity: a non-administrator impersonating a group", req{host: appHost, headers: pomerium(signed(map[string]any{
@@ -304,6 +311,34 @@ func identityCases() []checkCase {
 		{"identity: a token for app presented on admin", req{host: adminHost, headers: pomerium(signed(map[string]any{
 			"email": "alice@corp.example", "aud": []string{appHost}}))}, 401},
 	}
+	// Look-alikes of the protected security@corp.example: upstream collations
+	// (MySQL *_ai_ci, NFKC) would map each to the protected user.
+	for what, target := range map[string]string{
+		"full-width letters":           "ｓｅｃｕｒｉｔｙ@corp.example",
+		"an accented e":                "sécurity@corp.example",
+		"a combining acute accent":     "se\u0301curity@corp.example",
+		"a Cyrillic е":                 "s\u0435curity@corp.example",
+		"a Cyrillic с and у":           "\u0441ec\u0443rity@corp.example",
+		"a Greek ο in the domain":      "security@c\u03bfrp.example",
+		"a full-width at sign":         "security＠corp.example",
+		"a zero-width space":           "secu\u200brity@corp.example",
+		"a soft hyphen":                "secu\u00adrity@corp.example",
+		"a trailing space":             "security@corp.example ",
+		"the Kelvin sign for k":        "\u212aeys@corp.example",
+		"a mathematical bold s":        "\U0001d42cecurity@corp.example",
+		"two at signs":                 "security@corp.example@evil.example",
+		"no at sign":                   "security",
+		"a NUL":                        "security@corp.example\x00",
+		"invalid UTF-8 (as U+FFFD)":    "secur\ufffdty@corp.example",
+		"a right-to-left override":     "\u202eelpmaxe.proc@ytiruces",
+		"an ideographic space":         "security\u3000@corp.example",
+		"a fraction slash in the host": "security@corp\u2044example",
+	} {
+		cases = append(cases, checkCase{"identity: an impersonation target with " + what + " (not a plain address)",
+			req{host: appHost, headers: pomerium(signed(map[string]any{"email": "alice@corp.example",
+				"impersonate_email": target, "impersonate_groups": []string{"engineering"}}))}, 403})
+	}
+	return cases
 }
 
 // headerCases: the carriers themselves, as Envoy passes them (lower-case
@@ -384,9 +419,71 @@ func requestCases() []checkCase {
 	}
 }
 
+// rawReq is a request as Envoy sends it with encode_raw_headers: every header
+// line in header_map, values as raw bytes, headers empty.
+func rawReq(host string, lines ...[2]string) req {
+	r := req{host: host}.build()
+	h := r.Attributes.Request.Http
+	hm := &corev3.HeaderMap{}
+	for _, k := range []string{":authority", ":path", ":method", ":scheme", "x-request-id", "accept", "user-agent"} {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: k, RawValue: []byte(h.Headers[k])})
+	}
+	for _, l := range lines {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: l[0], RawValue: []byte(l[1])})
+	}
+	h.Headers, h.HeaderMap = nil, hm
+	return req{raw: r}
+}
+
+// rawHeaderCases: header_map, as Envoy sends it with encode_raw_headers.
+func rawHeaderCases() []checkCase {
+	v := valid()
+	carol := jws(hs256, claims(map[string]any{"email": "carol@corp.example", "groups": []string{"engineering"}}), secret)
+	many := make([][2]string, 0, 2000)
+	for i := range 2000 {
+		many = append(many, [2]string{"x-junk", fmt.Sprintf("line %d", i)})
+	}
+	manyCookies := make([][2]string, 0, 300)
+	for i := range 300 {
+		manyCookies = append(manyCookies, [2]string{"cookie", fmt.Sprintf("c%d=v", i)})
+	}
+	raw := func(name string, want int, lines ...[2]string) checkCase {
+		return checkCase{"raw header_map: " + name, rawReq(appHost, lines...), want}
+	}
+	return []checkCase{
+		raw("no carrier at all", 401),
+		raw("a forged token in Authorization", 401, [2]string{"authorization", "Pomerium " + v[:len(v)-2] + "AA"}),
+		raw("a token with a non-UTF-8 byte appended", 401, [2]string{"authorization", "Pomerium " + v + "\xff"}),
+		raw("a non-UTF-8 scheme", 401, [2]string{"authorization", "Pom\xe9rium " + v}),
+		raw("a valid token on a second Authorization line after garbage", 401,
+			[2]string{"authorization", "Pomerium garbage"}, [2]string{"authorization", "Pomerium " + v}),
+		raw("two valid session cookies of different people on two lines", 401,
+			[2]string{"cookie", "_pomerium=" + v}, [2]string{"cookie", "_pomerium=" + carol}),
+		raw("nine session cookies", 401, func() [][2]string {
+			var out [][2]string
+			for range 9 {
+				out = append(out, [2]string{"cookie", "_pomerium=" + v})
+			}
+			return out
+		}()...),
+		raw("2000 junk lines", 401, many...),
+		raw("300 cookie lines without a session", 401, manyCookies...),
+		raw("a forged assertion and claim headers without a token", 401,
+			[2]string{"x-pomerium-jwt-assertion", v}, [2]string{"x_pomerium_claim_email", "alice@corp.example"}, [2]string{"x-email", "alice@corp.example"}),
+		raw("the underscore spelling x_pomerium_authorization is not a carrier", 401, [2]string{"x_pomerium_authorization", v}),
+		raw("an upper-case AUTHORIZATION key is read like Envoy's lower-case one", 403,
+			[2]string{"AUTHORIZATION", "Pomerium " + jws(hs256, claims(map[string]any{"groups": []string{"sales"}}), secret)}),
+		{"raw header_map: a request id with markup", func() req {
+			r := rawReq(appHost)
+			r.raw.Attributes.Request.Http.HeaderMap.Headers[4].RawValue = []byte("<script>alert(1)</script>")
+			return r
+		}(), 401},
+	}
+}
+
 func allCheckCases() []checkCase {
 	var all []checkCase
-	for _, group := range [][]checkCase{tokenCases(), identityCases(), headerCases(), requestCases()} {
+	for _, group := range [][]checkCase{tokenCases(), identityCases(), headerCases(), requestCases(), rawHeaderCases()} {
 		all = append(all, group...)
 	}
 	return all
@@ -456,5 +553,91 @@ func TestHostileCheckRequests(t *testing.T) {
 	}
 	if allows != 1 {
 		t.Errorf("extauthz_checks_total{decision=allow} = %v, want 1 (the sanity check only)", allows)
+	}
+}
+
+// TestHostileIdentityHeadersNeverReachUpstream: allowed requests carrying
+// forged identity headers, in every spelling an upstream might read as ours,
+// on every kind of route, sent as headers and as header_map. The sidecar must
+// remove each one or overwrite it from the token (contract section 8).
+func TestHostileIdentityHeadersNeverReachUpstream(t *testing.T) {
+	s := newServer(t)
+	bob := jws(hs256, claims(map[string]any{"aud": []string{appHost, quietHost, publicHost}}), secret)
+	forged := []string{
+		"x-pomerium-jwt-assertion", "x_pomerium_jwt_assertion", "x-pomerium_jwt_assertion", "x_pomerium-jwt-assertion",
+		"X-POMERIUM-JWT-ASSERTION", "x-pomerium-claim-email", "x_pomerium-claim-email", "x-pomerium-claim_email",
+		"x-pomerium-claim-groups", "X_Pomerium_Claim_Groups", "x-pomerium-claim-name", "x-pomerium-anything",
+		"x-email", "x_email", "X-EMAIL", "x-name", "x_name", "x-pomerium-",
+	}
+	routes := []struct {
+		name, host string
+		token      bool
+		ours       map[string]string // headers the sidecar sets from bob's token
+	}{
+		{"a route passing identity", appHost, true, map[string]string{"x-email": "bob@corp.example", "x-pomerium-claim-groups": "engineering"}},
+		{"a pass_identity_headers: false route", quietHost, true, nil},
+		{"a public route", publicHost, false, nil},
+	}
+	for _, r := range routes {
+		for _, asRaw := range []bool{false, true} {
+			how := "headers"
+			if asRaw {
+				how = "header_map"
+			}
+			t.Run("on "+r.name+" via "+how+" no forged identity header survives", func(t *testing.T) {
+				var cr *authv3.CheckRequest
+				sent := map[string]string{}
+				for _, h := range forged {
+					sent[h] = "forged"
+				}
+				if r.token {
+					sent["authorization"] = "Pomerium " + bob
+				}
+				if asRaw {
+					var lines [][2]string
+					for k, v := range sent {
+						lines = append(lines, [2]string{strings.ToLower(k), v})
+					}
+					cr = rawReq(r.host, lines...).build()
+				} else {
+					cr = req{host: r.host, headers: sent}.build()
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				resp, err := s.client.Check(ctx, cr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ok := resp.GetOkResponse()
+				if ok == nil {
+					t.Fatalf("not allowed: %v", resp)
+				}
+				set := map[string]string{}
+				for _, h := range ok.GetHeaders() {
+					set[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+				}
+				removed := map[string]bool{}
+				for _, h := range ok.GetHeadersToRemove() {
+					removed[strings.ToLower(h)] = true
+				}
+				for _, h := range forged {
+					k := strings.ToLower(h)
+					if v, isSet := set[k]; isSet {
+						if v == "forged" || (r.ours[k] != "" && v != r.ours[k]) {
+							t.Errorf("%s = %q upstream", h, v)
+						}
+						continue
+					}
+					if !removed[k] {
+						t.Errorf("forged %s reaches the upstream", h)
+					}
+				}
+				for k, want := range r.ours {
+					if set[k] != want {
+						t.Errorf("%s = %q, want %q from the token", k, set[k], want)
+					}
+				}
+			})
+		}
 	}
 }

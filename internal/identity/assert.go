@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -52,15 +53,43 @@ type Assertion struct {
 	Audience string // the request's host without port
 	Identity Identity
 	Actor    *Actor // set only when impersonating
-	// NotAfter caps the assertion's expiry, normally at the session's own exp.
+	// NotAfter caps the assertion's expiry: the token's exp plus the leeway
+	// it was accepted with, and impersonate_exp while impersonating.
 	NotAfter time.Time
 }
 
-// Sign renders a as an ES256 JWS with key's kid, issued at now.
-func (k *SigningKey) Sign(a Assertion, now time.Time) (string, error) {
+// ErrAssertionExpired is returned when an assertion would be born expired:
+// NotAfter is not after the signing time. Check never allows on it.
+var ErrAssertionExpired = errors.New("identity: the assertion would expire before it is issued")
+
+// Expiry is the exp of an assertion a issued at now (contract section 8):
+// min(iat + AssertionLifetime, NotAfter), in whole seconds as JWT carries
+// them, and always after iat. When NotAfter falls within iat's second the
+// exp is iat + 1 s, the smallest a JWT can say; when NotAfter is not after
+// now at all, the assertion is refused with ErrAssertionExpired.
+func (a Assertion) Expiry(now time.Time) (time.Time, error) {
 	exp := now.Add(AssertionLifetime)
-	if !a.NotAfter.IsZero() && a.NotAfter.Before(exp) {
-		exp = a.NotAfter
+	if !a.NotAfter.IsZero() {
+		if !a.NotAfter.After(now) {
+			return time.Time{}, ErrAssertionExpired
+		}
+		if a.NotAfter.Before(exp) {
+			exp = a.NotAfter
+		}
+	}
+	iat, sec := now.Unix(), exp.Unix()
+	if sec <= iat {
+		sec = iat + 1
+	}
+	return time.Unix(sec, 0), nil
+}
+
+// Sign renders a as an ES256 JWS with key's kid, issued at now, expiring at
+// a.Expiry(now).
+func (k *SigningKey) Sign(a Assertion, now time.Time) (string, error) {
+	exp, err := a.Expiry(now)
+	if err != nil {
+		return "", err
 	}
 	id, err := NewTokenID()
 	if err != nil {

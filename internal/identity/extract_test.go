@@ -1,7 +1,11 @@
 package identity_test
 
 import (
+	"errors"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/extauthz/extauthz/internal/identity"
 )
@@ -48,6 +52,8 @@ func TestExtractToken(t *testing.T) {
 			h: headers{"cookie": "_pomerium_csrf=nope"}, wantSrc: identity.SourceNone},
 		{name: "an empty session cookie is no token",
 			h: headers{"cookie": "_pomerium=; a=b"}, wantSrc: identity.SourceNone},
+		{name: "an empty session cookie does not hide a later one",
+			h: headers{"cookie": "_pomerium=; a=b; _pomerium=tok"}, want: "tok", wantSrc: identity.SourceCookie},
 
 		{name: "Authorization: Pomerium wins over every other carrier",
 			h:    headers{"authorization": "Pomerium first", "x-pomerium-authorization": "second", "cookie": "_pomerium=third"},
@@ -181,4 +187,161 @@ func TestWithoutCookie(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestIsSidecarCookie(t *testing.T) {
+	tests := []struct {
+		name, cookie, session string
+		want                  bool
+	}{
+		{"the session cookie itself is the sidecar's", "_pomerium", "_pomerium", true},
+		{"the session cookie with the __Host- prefix is the sidecar's", "__Host-_pomerium", "_pomerium", true},
+		{"the CSRF cookie is the sidecar's", "_pomerium_csrf", "_pomerium", true},
+		{"the secure CSRF cookie is the sidecar's", "__Host-_pomerium_csrf", "_pomerium", true},
+		{"the authenticate session cookie is the sidecar's", "_pomerium_authenticate", "_pomerium", true},
+		{"the secure authenticate session cookie is the sidecar's", "__Host-_pomerium_authenticate", "_pomerium", true},
+		{"a sign-in flow cookie is the sidecar's", "_pomerium_oidc_a1b2", "_pomerium", true},
+		{"a secure sign-in flow cookie is the sidecar's", "__Host-_pomerium_oidc_a1b2", "_pomerium", true},
+		{"a binding cookie is the sidecar's", "_pomerium_signin_a1b2", "_pomerium", true},
+		{"a secure binding cookie is the sidecar's", "__Host-_pomerium_signin_a1b2", "_pomerium", true},
+		{"a __host- prefix in another case is still read as the prefix", "__host-_pomerium_csrf", "_pomerium", true},
+		{"a configured cookie name is followed", "__Host-sess_csrf", "sess", true},
+		{"the default name is not ours under a configured name", "_pomerium_csrf", "sess", false},
+		{"an app's cookie is not the sidecar's", "theme", "_pomerium", false},
+		{"a cookie that only starts like the session cookie is not the sidecar's", "_pomerium2", "_pomerium", false},
+		{"an unknown suffix is not the sidecar's", "_pomerium_prefs", "_pomerium", false},
+		{"the session name in another case is not the sidecar's", "_POMERIUM", "_pomerium", false},
+		{"the bare __Host- prefix is not the sidecar's", "__Host-", "_pomerium", false},
+		{"a cookie named like the app's own __Host- cookie is not the sidecar's", "__Host-theme", "_pomerium", false},
+		{"no session cookie name matches nothing", "_pomerium", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := identity.IsSidecarCookie(tc.cookie, tc.session); got != tc.want {
+				t.Fatalf("IsSidecarCookie(%q, %q) = %v, want %v", tc.cookie, tc.session, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWithoutCookies(t *testing.T) {
+	sidecar := func(name string) bool { return identity.IsSidecarCookie(name, "_pomerium") }
+	tests := []struct {
+		name, header, want string
+		removed            bool
+	}{
+		{"every sidecar cookie goes and the app's stay in order",
+			"theme=dark; _pomerium=t; __Host-_pomerium_csrf=c; _pomerium_oidc_x=f; __Host-_pomerium_signin_x=b; _pomerium_authenticate=a; lang=en",
+			"theme=dark; lang=en", true},
+		{"a header of only sidecar cookies becomes empty", "_pomerium=t; _pomerium_csrf=c", "", true},
+		{"a header without sidecar cookies is returned untouched", "theme=dark;lang=en", "theme=dark;lang=en", false},
+		{"an empty header stays empty", "", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, removed := identity.WithoutCookies(tc.header, sidecar)
+			if got != tc.want || removed != tc.removed {
+				t.Fatalf("WithoutCookies(%q) = %q, %v; want %q, %v", tc.header, got, removed, tc.want, tc.removed)
+			}
+		})
+	}
+}
+
+// TestVerifyCookies: with several session cookies, the answer is the same in
+// every order of the cookies (contract section 4).
+func TestVerifyCookies(t *testing.T) {
+	v := newVerifier(t, identity.VerifierOptions{Secrets: []string{secret}, Issuer: testIssuer, Leeway: time.Minute})
+	tok := func(edit map[string]any) string { return hs256(t, with(edit)) }
+	bob := tok(map[string]any{"email": "bob@corp.example", "jti": "bob-1"})
+	bobLater := tok(map[string]any{"email": "Bob@Corp.Example", "jti": "bob-2", "iat": unix(0)})
+	carol := tok(map[string]any{"email": "carol@corp.example", "jti": "carol-1"})
+	adminAsBob := tok(map[string]any{"email": "admin@corp.example", "impersonate_email": "bob@corp.example",
+		"impersonate_groups": []string{"eng", "qa"}, "jti": "imp-1"})
+	adminAsBobGroupsReordered := tok(map[string]any{"email": "admin@corp.example", "impersonate_email": "bob@corp.example",
+		"impersonate_groups": []string{"qa", "eng"}, "jti": "imp-2"})
+	adminAsBobOtherGroups := tok(map[string]any{"email": "admin@corp.example", "impersonate_email": "bob@corp.example",
+		"impersonate_groups": []string{"eng"}, "jti": "imp-3"})
+	adminAsCarol := tok(map[string]any{"email": "admin@corp.example", "impersonate_email": "carol@corp.example", "jti": "imp-4"})
+	admin := tok(map[string]any{"email": "admin@corp.example", "jti": "admin-1"})
+	expired := tok(map[string]any{"email": "carol@corp.example", "exp": unix(-time.Hour), "jti": "old"})
+	forged := hs256(t, with(map[string]any{"email": "carol@corp.example"}))[:20] + "x.y.z"
+	otherHost := tok(map[string]any{"email": "carol@corp.example", "aud": []string{"other.example.com"}})
+
+	tests := []struct {
+		name    string
+		cookies []string
+		wantJTI string // "" when refused
+		reason  string // the refusal's reason
+	}{
+		{"one valid cookie is used", []string{bob}, "bob-1", ""},
+		{"an expired cookie beside a valid one is ignored", []string{expired, bob}, "bob-1", ""},
+		{"a forged cookie beside a valid one is ignored", []string{forged, bob}, "bob-1", ""},
+		{"a cookie for another host beside a valid one is ignored", []string{otherHost, bob}, "bob-1", ""},
+		{"two valid cookies of the same holder use the one issued last", []string{bob, bobLater}, "bob-2", ""},
+		{"the same cookie twice is one session", []string{bob, bob}, "bob-1", ""},
+		{"impersonated groups in another order are the same identity", []string{adminAsBob, adminAsBobGroupsReordered}, "imp-", ""},
+		{"valid cookies of two holders are a bad token", []string{bob, carol}, "", identity.ReasonCookiesDisagree},
+		{"valid cookies of two holders beside an invalid one are a bad token", []string{bob, expired, carol}, "", identity.ReasonCookiesDisagree},
+		{"an impersonating and a plain cookie of the same holder are a bad token", []string{admin, adminAsBob}, "", identity.ReasonCookiesDisagree},
+		{"cookies impersonating two emails are a bad token", []string{adminAsBob, adminAsCarol}, "", identity.ReasonCookiesDisagree},
+		{"cookies impersonating two sets of groups are a bad token", []string{adminAsBob, adminAsBobOtherGroups}, "", identity.ReasonCookiesDisagree},
+		{"only invalid cookies are refused", []string{expired, forged}, "", ""},
+		{"more cookies than any browser holds are refused", []string{bob, bob, bob, bob, bob, bob, bob, bob, bob}, "", identity.ReasonTooManyCookies},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var answers []string
+			for _, order := range permutations(tc.cookies) {
+				parts := []string{"theme=dark"}
+				for _, c := range order {
+					parts = append(parts, "_pomerium="+c)
+				}
+				got, claims, err := v.VerifyCookies(strings.Join(parts, "; "), "_pomerium", testHost, now)
+				answer := ""
+				switch {
+				case err != nil:
+					var te *identity.TokenError
+					if !errors.As(err, &te) {
+						t.Fatalf("error %v is not a *TokenError", err)
+					}
+					answer = "refused: " + te.Reason
+					if tc.wantJTI != "" {
+						t.Fatalf("order %d: refused (%v), want %s", len(answers), err, tc.wantJTI)
+					}
+					if tc.reason != "" && te.Reason != tc.reason {
+						t.Fatalf("reason = %q, want %q", te.Reason, tc.reason)
+					}
+				default:
+					answer = claims.ID
+					if tc.wantJTI == "" || !strings.HasPrefix(claims.ID, tc.wantJTI) {
+						t.Fatalf("accepted %s, want %q", claims.ID, tc.wantJTI)
+					}
+					if !slices.Contains(tc.cookies, got) {
+						t.Fatalf("the returned token is not one of the cookies")
+					}
+				}
+				answers = append(answers, answer)
+			}
+			for _, a := range answers[1:] {
+				if a != answers[0] {
+					t.Fatalf("the order of the cookies changes the answer: %q", answers)
+				}
+			}
+		})
+	}
+}
+
+// permutations returns every order of s (s is short).
+func permutations(s []string) [][]string {
+	if len(s) <= 1 || len(s) > 4 {
+		return [][]string{s}
+	}
+	var out [][]string
+	for i := range s {
+		rest := append(slices.Clone(s[:i]), s[i+1:]...)
+		for _, p := range permutations(rest) {
+			out = append(out, append([]string{s[i]}, p...))
+		}
+	}
+	return out
 }

@@ -20,19 +20,20 @@ type Rules struct {
 	protected map[string]struct{}
 	// DefaultAccess applies to tokens that state no impersonate_access.
 	DefaultAccess string
-	// Leeway tolerated on impersonate_exp, the same as for the token's own exp.
-	Leeway time.Duration
 }
 
 // NewRules builds Rules. protected mixes emails and groups; each entry is
 // matched both as an email and as a group name, since group names often look
 // like emails and a miss here would be a privilege escalation.
+//
+// leeway is not applied: the clock-skew leeway is for the token's own exp,
+// nbf and iat, which the verifier checks, while impersonate_exp ends exactly
+// (contract section 8). The parameter stays until the constructor is reshaped.
 func NewRules(administrators, protected []string, defaultAccess string, leeway time.Duration) *Rules {
 	r := &Rules{
 		admins:        make(map[string]struct{}, len(administrators)),
 		protected:     make(map[string]struct{}, len(protected)),
 		DefaultAccess: defaultAccess,
-		Leeway:        leeway,
 	}
 	if r.DefaultAccess == "" {
 		r.DefaultAccess = identity.AccessReadWrite
@@ -129,6 +130,10 @@ func (r *Rules) Apply(c *identity.Claims, method string, now time.Time) Outcome 
 	default:
 		if why := r.ProtectedTarget(c.ImpersonateEmail, c.ImpersonateGroups); why != "" {
 			out.Denied = why
+		} else if CheckTarget(c.ImpersonateEmail) != nil {
+			// A look-alike of a protected user is not protected by name:
+			// refuse anything that is not a plain ASCII address.
+			out.Denied = ErrNotPlainAddress.Error()
 		} else if out.Access == identity.AccessReadOnly && !ReadOnlyMethod(method) {
 			out.Denied = "read-only impersonation allows only GET, HEAD and OPTIONS, not " + method
 		}
@@ -136,7 +141,10 @@ func (r *Rules) Apply(c *identity.Claims, method string, now time.Time) Outcome 
 	return out
 }
 
-// live reports whether the token's impersonation is still in force.
+// live reports whether the token's impersonation is still in force. It ends
+// exactly at impersonate_exp, without the clock-skew leeway (which is for
+// other machines' clocks on exp, nbf and iat): from that second on, requests
+// act as the administrator (contract section 8).
 func (r *Rules) live(c *identity.Claims, now time.Time) bool {
 	if c.ImpersonateExp == nil {
 		return true
@@ -145,7 +153,7 @@ func (r *Rules) live(c *identity.Claims, now time.Time) bool {
 	if c.ExpiresAt != nil && end.After(c.ExpiresAt.Time) {
 		return false
 	}
-	return !now.After(end.Add(r.Leeway))
+	return now.Before(end)
 }
 
 // ReadOnlyMethod reports whether a method is allowed under read_only access.

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/impersonation"
 )
 
 // Bounds on what the forms accept. A session cookie must stay under the ~4 KiB
@@ -205,13 +206,22 @@ func parsePreviewForm(form url.Values) (email string, groups []string, err error
 }
 
 // parseEmail trims and checks that s looks like an email address, returning
-// it normalized; "" stays "".
+// it normalized; "" stays "". It must be a plain ASCII address, as Check
+// requires of an impersonation target (impersonation.CheckTarget): a
+// look-alike of a protected user would pass everything else.
 func parseEmail(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return "", nil
 	}
+	if strings.IndexFunc(s, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
+		return "", formErrorf("Enter a plain email address in ASCII, like name@example.com: accented, " +
+			"full-width or other-script letters are refused, since they can pass for another user.")
+	}
 	bad := formErrorf("Enter a valid email address, like name@example.com.")
+	if impersonation.CheckTarget(s) != nil {
+		return "", bad
+	}
 	if len(s) > maxEmailLen || strings.Count(s, "@") != 1 {
 		return "", bad
 	}

@@ -66,8 +66,9 @@ func TestParseImpersonateForm(t *testing.T) {
 }
 
 func TestParseEmail(t *testing.T) {
-	good := []string{"a@b", "bob@corp.example", "first.last+tag@sub.example.co", "ünï@exämple.de", "o'neil@corp.example"}
-	bad := []string{"bob", "@corp", "bob@", "a@b@c", "a b@c.d", "a@b c", "<a>@b.c", "a@-b.c", "a@b..c", ".a@b.c", "a..b@c.d", "a\x00@b.c", "a\n@b.c", strings.Repeat("a", 65) + "@b.c", "a@" + strings.Repeat("b", 64) + ".c", "a@b_c.d"}
+	good := []string{"a@b", "bob@corp.example", "first.last+tag@sub.example.co", "o'neil@corp.example"}
+	bad := []string{"bob", "@corp", "bob@", "a@b@c", "a b@c.d", "a@b c", "<a>@b.c", "a@-b.c", "a@b..c", ".a@b.c", "a..b@c.d", "a\x00@b.c", "a\n@b.c", strings.Repeat("a", 65) + "@b.c", "a@" + strings.Repeat("b", 64) + ".c", "a@b_c.d",
+		"ünï@exämple.de"}
 	for _, e := range good {
 		t.Run("the address "+e+" is accepted", func(t *testing.T) {
 			if _, err := parseEmail(e); err != nil {
@@ -79,6 +80,32 @@ func TestParseEmail(t *testing.T) {
 		t.Run("the address "+strconvQuote(e)+" is refused", func(t *testing.T) {
 			if _, err := parseEmail(e); err == nil {
 				t.Error("accepted")
+			}
+		})
+	}
+}
+
+// TestParseEmailRefusesLookAlikes: an impersonation target must be a plain
+// ASCII address, so that no look-alike of a protected user can be
+// impersonated (contract section 8); the page says why.
+func TestParseEmailRefusesLookAlikes(t *testing.T) {
+	for what, e := range map[string]string{
+		"full-width letters":     "ｓｅｃｕｒｉｔｙ@corp.example",
+		"an accented letter":     "sécurity@corp.example",
+		"a Cyrillic е":           "s\u0435curity@corp.example",
+		"a Unicode domain":       "security@bücher.example",
+		"a full-width at":        "security＠corp.example",
+		"a no-break space":       "security\u00a0@corp.example",
+		"a zero-width space":     "secu\u200brity@corp.example",
+		"a Greek omicron domain": "security@c\u03bfrp.example",
+	} {
+		t.Run("a target with "+what+" is refused with a clear error", func(t *testing.T) {
+			_, err := parseEmail(e)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), "plain email address in ASCII") {
+				t.Fatalf("error %q does not say the address must be plain ASCII", err)
 			}
 		})
 	}

@@ -142,6 +142,7 @@ func TestImpersonationRefused(t *testing.T) {
 		{name: "a reason over 500 characters is refused", actor: admin, fields: form("email", user, "reason", strings.Repeat("é", 501)), wantStatus: http.StatusBadRequest, wantText: "at most 500 characters"},
 		{name: "a reason with control characters is refused", actor: admin, fields: form("email", user, "reason", "ok\x1b[31m"), wantStatus: http.StatusBadRequest, wantText: "control characters"},
 		{name: "an email that is not an email is refused", actor: admin, fields: form("email", "bob at corp", "reason", "r"), wantStatus: http.StatusBadRequest, wantText: "valid email address"},
+		{name: "a full-width look-alike of a protected user is refused on the page", actor: admin, fields: form("email", "ｓｅｃｕｒｉｔｙ@corp.example", "reason", "r"), wantStatus: http.StatusBadRequest, wantText: "plain email address in ASCII"},
 		{name: "an unknown access level is refused", actor: admin, fields: form("email", user, "access", "admin", "reason", "r"), wantStatus: http.StatusBadRequest, wantText: "Access must be"},
 		{name: "too many groups are refused", actor: admin, fields: form("groups", strings.Repeat("g,", 30)+groupList(65), "reason", "r"), wantStatus: http.StatusBadRequest, wantText: "Too many groups"},
 		{name: "groups too large for a cookie are refused", actor: admin, fields: form("groups", longGroups(40, 120), "reason", "r"), wantStatus: http.StatusBadRequest, wantText: "too large for a browser cookie"},

@@ -37,7 +37,14 @@ func (st *state) loadSession(r *http.Request, now time.Time) (*session, string) 
 	if src == identity.SourceNone {
 		return nil, reasonNoSession
 	}
-	claims, err := st.set.Engine.Verifier.Verify(token, r.Host, now)
+	var claims *identity.Claims
+	var err error
+	if src == identity.SourceCookie {
+		// Several session cookies: as Check reads them (contract section 4).
+		token, claims, err = st.set.Engine.Verifier.VerifyCookies(requestHeader(r)(identity.HeaderCookie), st.cookieName, r.Host, now)
+	} else {
+		claims, err = st.set.Engine.Verifier.Verify(token, r.Host, now)
+	}
 	if err != nil {
 		var te *identity.TokenError
 		if errors.As(err, &te) {
