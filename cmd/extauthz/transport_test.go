@@ -190,3 +190,19 @@ func TestServeWithClientCertificates(t *testing.T) {
 		}
 	})
 }
+
+func TestValidateNamesTheTLSFileAtFault(t *testing.T) {
+	secret := newSecret(t)
+	_, signingKey := newSigningKey(t)
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "sidecar CA")
+	certFile, _ := ca.Server(t, "sidecar").Write(t, dir, "server")
+	_, otherKey := ca.Server(t, "other").Write(t, dir, "other")
+	cfg := e2eConfig(secret, signingKey) + "grpc_tls_cert_file: " + certFile + "\ngrpc_tls_key_file: " + otherKey + "\n"
+	path := writeConfig(t, "tls.yaml", cfg)
+	r := execBin(t, invocation{args: []string{"validate", "--config", path}})
+	want := path + ":17:20: grpc_tls_key_file: " + otherKey + " is not the private key of the certificate in " + certFile
+	if r.code != exitFailure || !strings.Contains(r.stdout+r.stderr, want) {
+		t.Errorf("want exit 1 and %q\n%s", want, r)
+	}
+}
