@@ -70,13 +70,16 @@ func TestSmoke(t *testing.T) {
 		}
 		t.Logf("Envoy layer skipped: %s", res.EnvoySkipped)
 	} else {
-		want := 4
+		want := 5 // none, no-op, ours over TCP and over a Unix socket, oauth2-proxy
 		if res.OAuth2Skipped != "" {
-			want = 3
+			want = 4
 			t.Logf("oauth2-proxy skipped: %s", res.OAuth2Skipped)
 		}
 		if len(res.Envoy) != want {
 			t.Errorf("Envoy layer measured %d configurations, want %d", len(res.Envoy), want)
+		}
+		if uds := res.envoy(cfgOursUDS); uds == nil || len(uds.Runs.Max) != 1 {
+			t.Errorf("the sidecar over a Unix socket was not measured beside TCP: %+v", uds)
 		}
 		if _, err := os.Stat(res.PlotPath); err != nil {
 			t.Errorf("plot: %v", err)
@@ -122,6 +125,27 @@ func TestEnvoyConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	udsSrc, err := os.ReadFile(filepath.Join(filepath.Dir(path), "envoy-uds.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uds, err := withSocket(udsSrc, "/tmp/bench.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("the socket config reaches the bench's socket", func(t *testing.T) {
+		b, err := envoytest.DecodeBootstrap(uds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep := envoytest.Cluster(b, "extauthz_grpc").GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0]
+		if got := ep.GetEndpoint().GetAddress().GetPipe().GetPath(); got != "/tmp/bench.sock" {
+			t.Errorf("pipe %q, want /tmp/bench.sock", got)
+		}
+		if _, err := envoytest.RewritePorts(uds, map[int]int{8080: 1, 9901: 2, 9292: 4, 8081: 5}); err != nil {
+			t.Error(err)
+		}
+	})
 	for name, src := range map[string][]byte{"none": none, "oauth2-proxy": o2p} {
 		b, err := envoytest.DecodeBootstrap(src)
 		if err != nil {
@@ -236,7 +260,7 @@ func TestReport(t *testing.T) {
 	}
 	res := &Results{Cfg: DefaultConfig(), Start: time.Now(), End: time.Now().Add(time.Minute), Machine: describeMachine(), EnvoyRate: 5000, EnvoyLowRate: 2500}
 	res.GRPC = []*grpcResult{{Key: "mixed", Name: "(a) mixed", Ours: runs("extauthz", 30000, 200*time.Microsecond), Noop: runs("no-op", 33000, 150*time.Microsecond), Rate: 15000}}
-	for i, k := range []string{cfgNone, cfgNoop, cfgOurs, cfgOAuth2} {
+	for i, k := range []string{cfgNone, cfgNoop, cfgOurs, cfgOursUDS, cfgOAuth2} {
 		res.Envoy = append(res.Envoy, &envoyResult{Key: k, Name: envoyConfigNames[k], Runs: runs(k, 10000/float64(i+1), time.Duration(i+1)*300*time.Microsecond)})
 	}
 	res.GoBench = parseGoBench("BenchmarkDecideWithAssertion/allowed-2 100 2100 ns/op 320 B/op 12 allocs/op\n")
@@ -246,7 +270,8 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	md, _ := os.ReadFile(out)
-	for _, want := range []string{"**PASS**", "**MISS**: allowed over by 2", "bench-latency.png", "(iv) Envoy + oauth2-proxy"} {
+	for _, want := range []string{"**PASS**", "**MISS**: allowed over by 2", "bench-latency.png", "(iv) Envoy + oauth2-proxy",
+		"(iii-u) Envoy + extauthz over a Unix socket", "Envoy + ours over a Unix socket ≥ Envoy + no-op ext_authz over TCP"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}

@@ -22,21 +22,35 @@ import (
 	"github.com/extauthz/extauthz/internal/identity"
 )
 
-// The four Envoy configurations, all derived from the bundled envoy/envoy.yaml
-// by editing its YAML tree, so they share every listener, route, timeout,
-// access log and limit and differ only in the authorization step.
+// The five Envoy configurations, all derived from the bundled envoy/envoy.yaml
+// (by editing its YAML tree, or envoy/envoy-uds.yaml, which a test keeps
+// equal to it but for the gRPC cluster), so they share every listener, route,
+// timeout, access log and limit and differ only in the authorization step.
 const (
-	cfgNone   = "none"
-	cfgNoop   = "noop"
-	cfgOurs   = "ours"
-	cfgOAuth2 = "oauth2-proxy"
+	cfgNone    = "none"
+	cfgNoop    = "noop"
+	cfgOurs    = "ours"
+	cfgOursUDS = "ours-uds"
+	cfgOAuth2  = "oauth2-proxy"
 )
 
 var envoyConfigNames = map[string]string{
-	cfgNone:   "(i) Envoy, no ext_authz",
-	cfgNoop:   "(ii) Envoy + no-op gRPC ext_authz",
-	cfgOurs:   "(iii) Envoy + extauthz (bundled config)",
-	cfgOAuth2: "(iv) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz)",
+	cfgNone:    "(i) Envoy, no ext_authz",
+	cfgNoop:    "(ii) Envoy + no-op gRPC ext_authz",
+	cfgOurs:    "(iii) Envoy + extauthz over TCP (bundled config)",
+	cfgOursUDS: "(iii-u) Envoy + extauthz over a Unix socket (envoy-uds.yaml)",
+	cfgOAuth2:  "(iv) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz)",
+}
+
+// udsConfigPipe is the socket path envoy/envoy-uds.yaml names.
+const udsConfigPipe = "/run/extauthz/grpc.sock"
+
+// withSocket is envoy/envoy-uds.yaml with its socket path replaced by sock.
+func withSocket(uds []byte, sock string) ([]byte, error) {
+	if !bytes.Contains(uds, []byte(udsConfigPipe)) {
+		return nil, fmt.Errorf("envoy-uds.yaml no longer names %s", udsConfigPipe)
+	}
+	return bytes.ReplaceAll(uds, []byte(udsConfigPipe), []byte(sock)), nil
 }
 
 // withoutExtAuthz removes the ext_authz HTTP filter from the bundled config.
@@ -369,8 +383,8 @@ func (s *envoyStack) Close() {
 	stopAll(s.procs...)
 }
 
-// startEnvoyStack starts the echo upstream, the no-op server, ours,
-// oauth2-proxy (when oauth2Bin is set) and an Envoy for each configuration,
+// startEnvoyStack starts the echo upstream, the no-op server, ours over TCP
+// and over a Unix socket, oauth2-proxy (when oauth2Bin is set) and an Envoy for each configuration,
 // with sessions authenticated users.
 func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, sessions int) (st *envoyStack, err error) {
 	st = &envoyStack{scope: newScope(env.logf)}
@@ -411,6 +425,22 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		return nil, err
 	}
 	st.procs = append(st.procs, ours)
+	// The same sidecar over a Unix socket, for Envoy in the same pod. The
+	// path is short: sun_path holds about 100 bytes.
+	sock := filepath.Join(os.TempDir(), fmt.Sprintf("extauthz-bench-%d.sock", os.Getpid()))
+	oursUDS, _, err := startOursAt(env.bins.Ours, env.dir, env.sec, env.cfg.LogLevel, "unix://"+sock)
+	if err != nil {
+		return nil, err
+	}
+	st.procs = append(st.procs, oursUDS)
+	udsSrc, err := os.ReadFile(filepath.Join(filepath.Dir(bundledPath), "envoy-uds.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	udsConfig, err := withSocket(udsSrc, sock)
+	if err != nil {
+		return nil, err
+	}
 
 	pomerium := make([]string, sessions)
 	for i := range pomerium {
@@ -447,6 +477,8 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		{key: cfgNone, config: noAuthz, grpcPort: portOf(unusedPort), auths: pomerium},
 		{key: cfgNoop, grpcPort: portOf(noopAddr), authorizer: noop, auths: pomerium},
 		{key: cfgOurs, grpcPort: portOf(oursAddr), authorizer: ours, auths: pomerium, checksAuth: true,
+			identity: userEmail(0), rejects: []string{"", forge(pomerium[0]), "Pomerium " + guest}},
+		{key: cfgOursUDS, config: udsConfig, grpcPort: portOf(unusedPort), authorizer: oursUDS, auths: pomerium, checksAuth: true,
 			identity: userEmail(0), rejects: []string{"", forge(pomerium[0]), "Pomerium " + guest}},
 	}
 	if oauth2Bin != "" {

@@ -307,9 +307,9 @@ func runEnvoyLayer(ctx context.Context, env *runEnv, res *Results) error {
 	default:
 		return fmt.Errorf("-oauth2-proxy must be install, if-built or off, got %q", cfg.OAuth2Proxy)
 	}
-	nEnvoys := 3
+	nEnvoys := 4
 	if oauth2Bin != "" {
-		nEnvoys = 4
+		nEnvoys = 5
 	}
 	env.logf("Envoy layer: starting the echo upstream, the authorizers and %d Envoys", nEnvoys)
 	st, err := startEnvoyStack(ctx, env, oauth2Bin, cfg.EnvoySessions)

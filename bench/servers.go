@@ -91,7 +91,13 @@ func (s secrets) mint(c identity.Claims) (string, error) {
 // startOurs writes a config and runs `extauthz serve` on it with logs at
 // logLevel, and waits for /healthz.
 func startOurs(bin, dir string, sec secrets, logLevel string) (p *proc, grpcAddr string, err error) {
-	cfg, grpcAddr, httpAddr, err := writeOursConfig(dir, sec)
+	return startOursAt(bin, dir, sec, logLevel, "")
+}
+
+// startOursAt is startOurs with grpc_address set to grpcAddress (the Envoy
+// layer's unix:///path); "" picks a free TCP port.
+func startOursAt(bin, dir string, sec secrets, logLevel, grpcAddress string) (p *proc, grpcAddr string, err error) {
+	cfg, grpcAddr, httpAddr, err := writeOursConfig(dir, sec, grpcAddress)
 	if err != nil {
 		return nil, "", err
 	}
@@ -106,10 +112,14 @@ func startOurs(bin, dir string, sec secrets, logLevel string) (p *proc, grpcAddr
 	return p, grpcAddr, nil
 }
 
-// writeOursConfig writes a sidecar config listening on free ports.
-func writeOursConfig(dir string, sec secrets) (path, grpcAddr, httpAddr string, err error) {
-	if grpcAddr, err = freeAddr(); err != nil {
-		return "", "", "", err
+// writeOursConfig writes a sidecar config listening on free ports, or for
+// gRPC on grpcAddress when it is set.
+func writeOursConfig(dir string, sec secrets, grpcAddress string) (path, grpcAddr, httpAddr string, err error) {
+	grpcAddr = grpcAddress
+	if grpcAddr == "" {
+		if grpcAddr, err = freeAddr(); err != nil {
+			return "", "", "", err
+		}
 	}
 	if httpAddr, err = freeAddr(); err != nil {
 		return "", "", "", err
@@ -126,7 +136,7 @@ func writeOursConfig(dir string, sec secrets) (path, grpcAddr, httpAddr string, 
 // profileOurs runs bench/profserver (our Check path with a CPU profile) under
 // a closed loop of w for d and returns `go tool pprof -top` of it.
 func profileOurs(env *runEnv, w *workload, d time.Duration) (string, error) {
-	cfg, grpcAddr, _, err := writeOursConfig(env.dir, env.sec)
+	cfg, grpcAddr, _, err := writeOursConfig(env.dir, env.sec, "")
 	if err != nil {
 		return "", err
 	}

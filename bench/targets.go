@@ -113,6 +113,25 @@ func (r *Results) judge() {
 	}
 	add(t)
 
+	// Issue 16: beside Envoy, the socket must pay for ours' own work.
+	t = target{Name: "Envoy layer: Envoy + ours over a Unix socket ≥ Envoy + no-op ext_authz over TCP throughput"}
+	if uds := r.envoy(cfgOursUDS); noop != nil && uds != nil && ours != nil {
+		a, b := medianF(uds.Runs.Max, rate), medianF(noop.Runs.Max, rate)
+		share, rounds := pairedRatio(uds.Runs.Max, noop.Runs.Max)
+		t.Measured, t.Pass = true, share >= 1
+		t.Got = fmt.Sprintf("%.0f%% (per round %s; medians %s vs %s; ours over TCP %s)", 100*share,
+			joinFloats(scale(rounds, 100), "%.0f%%"), fmtRate(a), fmtRate(b), fmtRate(medianF(ours.Runs.Max, rate)))
+		if !t.Pass {
+			t.Miss = fmt.Sprintf("short by %.0f percentage points (%s more requests/s needed)", 100*(1-share), fmtRate(b-a))
+			t.Bound = fmt.Sprintf("The socket saves Envoy's and the sidecar's TCP work on the Check only; ours used %s of CPU "+
+				"per request over the socket, the no-op %s over TCP, on the same %d cores.",
+				fmtDur(medianD(uds.Runs.Max, cpuPerOp)), fmtDur(medianD(noop.Runs.Max, cpuPerOp)), r.Machine.CPUs)
+		}
+	} else {
+		t.Got = "not measured"
+	}
+	add(t)
+
 	t = target{Name: "Envoy layer: Envoy + ours ≥ 1.5× Envoy + oauth2-proxy throughput"}
 	t2 := target{Name: "Envoy layer: Envoy + ours p99 lower than Envoy + oauth2-proxy's at the same fixed rate"}
 	if ours != nil && o2p != nil {

@@ -13,13 +13,16 @@ import (
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/extauthz/extauthz/internal/envoytest"
+	"github.com/extauthz/extauthz/internal/listen/certtest"
 )
 
 // bootstrapFiles lists every Envoy bootstrap YAML shipped in envoy/ and
@@ -49,7 +52,7 @@ func bootstrapFiles(t *testing.T) (root string, files []string) {
 		}
 	}
 	sort.Strings(files)
-	for _, want := range []string{"envoy/envoy.yaml", "envoy/envoy-behind-lb.yaml", "examples/docker-compose/envoy.yaml"} {
+	for _, want := range []string{"envoy/envoy.yaml", "envoy/envoy-behind-lb.yaml", "envoy/envoy-uds.yaml", "envoy/envoy-mtls.yaml", "examples/docker-compose/envoy.yaml"} {
 		if !slices.Contains(files, filepath.FromSlash(want)) {
 			t.Errorf("%s is missing or is not an Envoy bootstrap (found: %v)", want, files)
 		}
@@ -86,7 +89,7 @@ func TestBootstrapsPassEnvoyValidate(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {
-			out, err := envoytest.Validate(bin, filepath.Join(root, f))
+			out, err := envoytest.Validate(bin, withCertificates(t, filepath.Join(root, f)))
 			if err != nil || !strings.Contains(out, "OK") {
 				t.Fatalf("%s --mode validate -c %s: %v\n%s", bin, f, err, out)
 			}
@@ -405,8 +408,13 @@ func checkWiring(b *bootstrapv3.Bootstrap) []string {
 			name := gs.GetEnvoyGrpc().GetClusterName()
 			if cl := envoytest.Cluster(b, name); cl == nil {
 				bad("%s: ext_authz cluster %q does not exist", where, name)
-			} else if h2, err := envoytest.IsHTTP2(cl); err != nil || !h2 {
-				bad("%s: ext_authz cluster %q does not speak HTTP/2 (gRPC needs it): %v", where, name, err)
+			} else {
+				if h2, err := envoytest.IsHTTP2(cl); err != nil || !h2 {
+					bad("%s: ext_authz cluster %q does not speak HTTP/2 (gRPC needs it): %v", where, name, err)
+				}
+				for _, p := range checkSidecarTLS(cl) {
+					bad("%s: ext_authz cluster %q: %s", where, name, p)
+				}
 			}
 		}
 
@@ -501,6 +509,163 @@ func checkWiring(b *bootstrapv3.Bootstrap) []string {
 		}
 	}
 	return problems
+}
+
+// checkSidecarTLS returns what is wrong with the TLS to the sidecar of a
+// cluster that has a transport socket: it must verify the sidecar's
+// certificate (a CA and a name) and present a client certificate, or the
+// sidecar's grpc_client_ca_file refuses it. A cluster without one talks to a
+// sidecar on loopback or over a Unix socket.
+func checkSidecarTLS(c *clusterv3.Cluster) []string {
+	ts := c.GetTransportSocket()
+	if ts == nil {
+		return nil
+	}
+	var up tlsv3.UpstreamTlsContext
+	if err := ts.GetTypedConfig().UnmarshalTo(&up); err != nil {
+		return []string{fmt.Sprintf("transport socket %s is not an UpstreamTlsContext: %v", ts.GetName(), err)}
+	}
+	var problems []string
+	ctx := up.GetCommonTlsContext()
+	vc := ctx.GetValidationContext()
+	if vc.GetTrustedCa() == nil {
+		problems = append(problems, "TLS without validation_context.trusted_ca accepts any certificate as the sidecar's")
+	}
+	if len(vc.GetMatchTypedSubjectAltNames()) == 0 {
+		problems = append(problems, "TLS without match_typed_subject_alt_names accepts any certificate the CA signed as the sidecar's")
+	}
+	if len(ctx.GetTlsCertificates()) == 0 {
+		problems = append(problems, "TLS without tls_certificates presents no client certificate, so a sidecar with grpc_client_ca_file refuses it")
+	}
+	if !slices.Contains(ctx.GetAlpnProtocols(), "h2") {
+		problems = append(problems, "TLS without alpn_protocols [h2]: gRPC needs HTTP/2 negotiated")
+	}
+	return problems
+}
+
+// withCertificates returns path itself, or, when the config names Envoy's
+// certificate files (/etc/envoy/tls/), a copy naming freshly made ones:
+// `envoy --mode validate` reads them.
+func withCertificates(t *testing.T, path string) string {
+	t.Helper()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const envoyTLS = "/etc/envoy/tls/"
+	if !strings.Contains(string(src), envoyTLS) {
+		return path
+	}
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "test CA")
+	ca.Client(t, "envoy").Write(t, dir, "client")
+	certtest.WriteFile(t, filepath.Join(dir, "extauthz-ca.crt"), ca.PEM)
+	out := filepath.Join(dir, filepath.Base(path))
+	if err := os.WriteFile(out, []byte(strings.ReplaceAll(string(src), envoyTLS, dir+"/")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// The Unix-socket and mutual-TLS configs are envoy.yaml but for the
+// extauthz_grpc cluster, so every fix to the bundled config reaches them.
+func TestTransportConfigsDifferOnlyInTheGRPCCluster(t *testing.T) {
+	root, err := envoytest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(t *testing.T, name string) *bootstrapv3.Bootstrap {
+		t.Helper()
+		b, err := envoytest.LoadBootstrap(filepath.Join(root, "envoy", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	bundled := load(t, "envoy.yaml")
+	for _, tc := range []struct {
+		name, file string
+		check      func(*clusterv3.Cluster) string
+	}{
+		{"the Unix socket config reaches the sidecar through a pipe", "envoy-uds.yaml", func(c *clusterv3.Cluster) string {
+			eps := c.GetLoadAssignment().GetEndpoints()
+			if len(eps) != 1 || len(eps[0].GetLbEndpoints()) != 1 {
+				return "want exactly one endpoint"
+			}
+			if p := eps[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetPipe().GetPath(); p != "/run/extauthz/grpc.sock" {
+				return fmt.Sprintf("pipe path %q, want /run/extauthz/grpc.sock", p)
+			}
+			if c.GetTransportSocket() != nil {
+				return "a Unix socket needs no TLS"
+			}
+			return ""
+		}},
+		{"the mutual TLS config verifies the sidecar and presents a client certificate", "envoy-mtls.yaml", func(c *clusterv3.Cluster) string {
+			if c.GetTransportSocket() == nil {
+				return "no transport socket"
+			}
+			if p := checkSidecarTLS(c); len(p) > 0 {
+				return strings.Join(p, "; ")
+			}
+			if eps := envoytest.Endpoints(c); len(eps) != 1 || eps[0].String() != "127.0.0.1:9191" {
+				return fmt.Sprintf("endpoints %v, want [127.0.0.1:9191]", eps)
+			}
+			return ""
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := load(t, tc.file)
+			c := envoytest.Cluster(b, "extauthz_grpc")
+			if c == nil {
+				t.Fatal("no extauthz_grpc cluster")
+			}
+			if msg := tc.check(c); msg != "" {
+				t.Error(msg)
+			}
+			// Put the bundled cluster back: what remains must be envoy.yaml.
+			for i, cl := range b.GetStaticResources().GetClusters() {
+				if cl.GetName() == "extauthz_grpc" {
+					b.StaticResources.Clusters[i] = envoytest.Cluster(bundled, "extauthz_grpc")
+				}
+			}
+			if !proto.Equal(b, bundled) {
+				t.Errorf("envoy/%s has drifted from envoy/envoy.yaml beyond the extauthz_grpc cluster; copy the change across", tc.file)
+			}
+		})
+	}
+}
+
+// The TLS check must catch a config that would trust any sidecar or present
+// no client certificate.
+func TestSidecarTLSCheckCatchesMistakes(t *testing.T) {
+	root, err := envoytest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(root, "envoy", "envoy-mtls.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, old, new, want string }{
+		{"no CA to verify the sidecar", "trusted_ca: { filename: /etc/envoy/tls/extauthz-ca.crt }", "trust_chain_verification: ACCEPT_UNTRUSTED", "trusted_ca"},
+		{"no name to verify the sidecar", "\n              match_typed_subject_alt_names:\n                - san_type: DNS\n                  matcher: { exact: extauthz.internal }", "", "match_typed_subject_alt_names"},
+		{"no client certificate", "\n            tls_certificates:\n              - certificate_chain: { filename: /etc/envoy/tls/client.crt }\n                private_key: { filename: /etc/envoy/tls/client.key }", "", "no client certificate"},
+		{"no h2 negotiated", "alpn_protocols: [h2]", "alpn_protocols: [http/1.1]", "alpn_protocols"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(string(src), tc.old) {
+				t.Fatalf("mutation does not apply: %q not in envoy-mtls.yaml", tc.old)
+			}
+			b, err := envoytest.DecodeBootstrap([]byte(strings.Replace(string(src), tc.old, tc.new, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			problems := checkWiring(b)
+			if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, tc.want) }) {
+				t.Errorf("want a problem mentioning %q, got %v", tc.want, problems)
+			}
+		})
+	}
 }
 
 // firstMatch returns the route Envoy picks for a GET of path in vh (nil if

@@ -15,6 +15,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/extauthz/extauthz/internal/listen"
 )
 
 // Exit codes of check: like `kubectl auth can-i`, the answer is the code.
@@ -27,7 +29,7 @@ const (
 // answer; the exit code says allowed (0), denied (1) or not asked (3).
 func checkCommand(e *env, args []string) error {
 	fs := newFlagSet(e, "check")
-	addr := fs.String("addr", "127.0.0.1:9191", "ext_authz gRPC address")
+	addr := fs.String("addr", "127.0.0.1:9191", "ext_authz gRPC address: host:port or unix:///path/to.sock")
 	rawURL := fs.String("url", "", "request URL, e.g. http://app.localhost/reports?q=1 (required)")
 	method := fs.String("method", "GET", "request method")
 	token := fs.String("token", "", "send this token as \"Authorization: Pomerium <token>\"")
@@ -61,7 +63,11 @@ func checkCommand(e *env, args []string) error {
 		req.Attributes.ContextExtensions = map[string]string{"route": *route}
 	}
 
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	target, err := listen.ParseAddress(*addr)
+	if err != nil {
+		return usagef("--addr %v", err)
+	}
+	conn, err := grpc.NewClient(target.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return &exitError{code: exitNotAsked, err: fmt.Errorf("connecting to %s: %w", *addr, err)}
 	}

@@ -10,6 +10,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/extauthz/extauthz/internal/config"
+	"github.com/extauthz/extauthz/internal/listen"
 )
 
 // healthcheck asks a running sidecar's gRPC health service, for container
@@ -17,7 +18,7 @@ import (
 func healthcheck(e *env, args []string) error {
 	fs := newFlagSet(e, "healthcheck")
 	path := fs.String("config", "", "config file whose grpc_address to ask (default: --addr)")
-	addr := fs.String("addr", config.DefaultGRPCAddress, "ext_authz gRPC address, when no --config is given")
+	addr := fs.String("addr", config.DefaultGRPCAddress, "ext_authz gRPC address (host:port or unix:///path), when no --config is given")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -31,8 +32,19 @@ func healthcheck(e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("reading the config for its grpc_address: %w", err)
 		}
+		if cfg.GRPCTLS != nil {
+			return fmt.Errorf("grpc_address %s serves TLS (grpc_tls_cert_file) and healthcheck speaks plaintext gRPC: probe http_address's /healthz instead", cfg.GRPCAddress)
+		}
 		target = cfg.GRPCAddress
 	}
+	a, err := listen.ParseAddress(target)
+	if err != nil {
+		if *path == "" {
+			return usagef("--addr %v", err)
+		}
+		return fmt.Errorf("grpc_address: %w", err)
+	}
+	target = a.Target()
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("connecting to %s: %w", target, err)

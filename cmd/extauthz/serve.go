@@ -18,11 +18,13 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/extauthz/extauthz/internal/check"
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/decision"
+	"github.com/extauthz/extauthz/internal/listen"
 	"github.com/extauthz/extauthz/internal/metrics"
 	"github.com/extauthz/extauthz/internal/reload"
 	"github.com/extauthz/extauthz/internal/web"
@@ -105,7 +107,11 @@ func serve(e *env, args []string) error {
 	reloader := reload.New(cfg, reload.Options{Path: *configPath, Check: checker, Web: pages, Metrics: m, Log: log, Content: content})
 	defer reloader.Close()
 
-	grpcLis, err := net.Listen("tcp", cfg.GRPCAddress)
+	grpcAddr, err := listen.ParseAddress(cfg.GRPCAddress)
+	if err != nil {
+		return fmt.Errorf("grpc_address: %w", err)
+	}
+	grpcLis, err := listen.Listen(grpcAddr)
 	if err != nil {
 		return fmt.Errorf("grpc_address: %w", err)
 	}
@@ -114,13 +120,20 @@ func serve(e *env, args []string) error {
 		grpcLis.Close()
 		return fmt.Errorf("http_address: %w", err)
 	}
-	g := grpc.NewServer(
+	grpcOpts := []grpc.ServerOption{
 		// Envoy keeps long-lived HTTP/2 connections and pings them.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		// A fixed pool of stream workers keeps their grown stacks, instead of a
 		// fresh goroutine per Check growing (and copying) its stack every time.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-	)
+	}
+	if cfg.GRPCTLS != nil {
+		// Every handshake takes the certificate and client CA of the config
+		// in force, so a reload rotates them for new connections.
+		current := func() *listen.Material { return reloader.Current().GRPCTLS }
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(listen.ServerConfig(cfg.GRPCTLS, current))))
+	}
+	g := grpc.NewServer(grpcOpts...)
 	checker.Register(g)
 	httpSrv := &http.Server{
 		Handler:           pages,
@@ -147,7 +160,8 @@ func serve(e *env, args []string) error {
 
 	log.Info("serving",
 		zap.String("config", cfg.Source),
-		zap.String("grpc_address", grpcLis.Addr().String()),
+		zap.String("grpc_address", listenedOn(grpcAddr, grpcLis)),
+		zap.String("grpc_transport", grpcTransport(cfg)),
 		zap.String("http_address", httpLis.Addr().String()),
 		zap.Int("routes", len(cfg.Routes.Routes)),
 		zap.String("signing_key_id", cfg.Key.ID))
@@ -263,6 +277,26 @@ func drainAndStop(g *grpc.Server, h *http.Server, drain time.Duration, sigc <-ch
 	}
 	_ = h.Close()
 	return ""
+}
+
+// listenedOn is the address a listener is bound to, in grpc_address's form:
+// host:port with the port the system picked, or unix:///path.
+func listenedOn(a listen.Address, l net.Listener) string {
+	if a.Network == listen.Unix {
+		return a.String()
+	}
+	return l.Addr().String()
+}
+
+// grpcTransport says how grpc_address is secured, for the start-up log.
+func grpcTransport(cfg *config.Config) string {
+	switch {
+	case cfg.GRPCTLS == nil:
+		return "plaintext"
+	case cfg.GRPCTLS.MutualTLS:
+		return "tls, client certificate required"
+	}
+	return "tls"
 }
 
 func newLogger(level zapcore.Level, format string) (*zap.Logger, error) {

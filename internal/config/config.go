@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/listen"
 	"github.com/extauthz/extauthz/internal/policy"
 )
 
@@ -108,8 +109,16 @@ type Config struct {
 	CookieExpire Duration `yaml:"cookie_expire"`
 	CookieDomain string   `yaml:"cookie_domain"`
 
+	// GRPCAddress is host:port, or unix:///path for a Unix domain socket.
 	GRPCAddress string `yaml:"grpc_address"`
 	HTTPAddress string `yaml:"http_address"`
+	// GRPCTLSCertFile and GRPCTLSKeyFile, both or neither, make grpc_address
+	// serve TLS with this PEM certificate (chain) and private key; paths are
+	// relative to the working directory. GRPCClientCAFile, which needs them,
+	// makes it require a client certificate signed by one of its PEM CAs.
+	GRPCTLSCertFile  string `yaml:"grpc_tls_cert_file"`
+	GRPCTLSKeyFile   string `yaml:"grpc_tls_key_file"`
+	GRPCClientCAFile string `yaml:"grpc_client_ca_file"`
 
 	// JWTClaimsHeaders are the claims copied into headers upstream, in order.
 	// The key is written as a list of claim names, a mapping of header name
@@ -151,6 +160,10 @@ type Config struct {
 	// PreviousKeys are previous_signing_keys parsed, without duplicates of Key
 	// or of one another.
 	PreviousKeys []*identity.SigningKey `yaml:"-"`
+	// GRPCTLS is the grpc_tls_* files read and checked; nil without TLS.
+	// Each Load and Parse reads the files again, so a reload picks up a
+	// rotated certificate.
+	GRPCTLS *listen.Material `yaml:"-"`
 	// Issuer is the lower-case host, without port, of authenticate_service_url:
 	// the iss tokens must carry. "" when authenticate_service_url is unset.
 	Issuer string `yaml:"-"`
@@ -315,6 +328,14 @@ func (c *Config) Describe() string {
 	line("source: %s", c.Source)
 	line("grpc_address: %s", c.GRPCAddress)
 	line("http_address: %s", c.HTTPAddress)
+	if m := c.GRPCTLS; m != nil {
+		client := "not required"
+		if m.MutualTLS {
+			client = "required, signed by a CA in " + c.GRPCClientCAFile
+		}
+		line("grpc tls: certificate %q from %s, expires %s; client certificates %s",
+			m.Leaf.Subject.CommonName, c.GRPCTLSCertFile, m.Leaf.NotAfter.UTC().Format(time.RFC3339), client)
+	}
 	if c.Issuer != "" {
 		line("issuer: %s (from authenticate_service_url %s)", c.Issuer, c.AuthenticateServiceURL)
 	} else {

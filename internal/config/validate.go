@@ -9,9 +9,11 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/listen"
 	"github.com/extauthz/extauthz/internal/policy"
 	"go.yaml.in/yaml/v3"
 )
@@ -173,6 +175,7 @@ func (d *decoder) validate(c *Config) error {
 
 	grpcOK := d.checkAddress("grpc_address", c.GRPCAddress)
 	httpOK := d.checkAddress("http_address", c.HTTPAddress)
+	d.checkGRPCTLS(c)
 	if grpcOK && httpOK && c.GRPCAddress == c.HTTPAddress && !strings.HasSuffix(c.GRPCAddress, ":0") {
 		d.atPath("http_address", fmt.Sprintf("is the same as grpc_address (%s); the two listeners need different addresses", c.GRPCAddress))
 	}
@@ -322,6 +325,17 @@ func isTokenChar(r rune) bool {
 }
 
 func (d *decoder) checkAddress(key, addr string) bool {
+	if strings.HasPrefix(addr, "unix:") {
+		if key != "grpc_address" {
+			d.atPath(key, fmt.Sprintf("must be host:port; a Unix socket (%q) is supported for grpc_address only", clip(addr)))
+			return false
+		}
+		if _, err := listen.ParseAddress(addr); err != nil {
+			d.atPath(key, err.Error())
+			return false
+		}
+		return true
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		d.atPath(key, fmt.Sprintf("must be host:port, such as 127.0.0.1:9191 or :9191, found %q", clip(addr)))
@@ -336,6 +350,37 @@ func (d *decoder) checkAddress(key, addr string) bool {
 		return false
 	}
 	return true
+}
+
+// tlsKeys are the config keys of listen's files.
+var tlsKeys = map[listen.Field]string{
+	listen.CertFile:     "grpc_tls_cert_file",
+	listen.KeyFile:      "grpc_tls_key_file",
+	listen.ClientCAFile: "grpc_client_ca_file",
+}
+
+// checkGRPCTLS reads the grpc_tls_* files into c.GRPCTLS, reporting each
+// problem at the key of the file it is about.
+func (d *decoder) checkGRPCTLS(c *Config) {
+	cert, key, ca := c.GRPCTLSCertFile, c.GRPCTLSKeyFile, c.GRPCClientCAFile
+	switch {
+	case cert == "" && key == "" && ca == "":
+		return
+	case cert == "" && key == "":
+		d.atPath("grpc_client_ca_file", "client certificates are verified during the TLS handshake: set grpc_tls_cert_file and grpc_tls_key_file too")
+		return
+	case cert == "":
+		d.add(d.lookup("grpc_tls_key_file"), "grpc_tls_cert_file", "is required when grpc_tls_key_file is set")
+		return
+	case key == "":
+		d.add(d.lookup("grpc_tls_cert_file"), "grpc_tls_key_file", "is required when grpc_tls_cert_file is set")
+		return
+	}
+	m, errs := listen.Load(listen.Files{Cert: cert, Key: key, ClientCA: ca}, time.Now())
+	for _, e := range errs {
+		d.atPath(tlsKeys[e.Field], e.Msg)
+	}
+	c.GRPCTLS = m
 }
 
 // reservedClaimHeaders are set by the sidecar itself or by the request.

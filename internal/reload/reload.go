@@ -227,12 +227,22 @@ func (r *Reloader) warnRestart(next *config.Config) {
 	for _, k := range []struct{ key, bound, want string }{
 		{"grpc_address", r.boot.GRPCAddress, next.GRPCAddress},
 		{"http_address", r.boot.HTTPAddress, next.HTTPAddress},
+		{"grpc_tls_cert_file (TLS on or off)", grpcTransport(r.boot), grpcTransport(next)},
 	} {
 		if k.bound != k.want {
 			r.log.Warn("a changed key needs a restart to take effect; the rest of the config was applied",
 				zap.String("key", k.key), zap.String("in_use", k.bound), zap.String("configured", k.want))
 		}
 	}
+}
+
+// grpcTransport says whether grpc_address serves TLS: a rotated certificate
+// is used without a restart, turning TLS on or off is not.
+func grpcTransport(c *config.Config) string {
+	if c.GRPCTLS != nil {
+		return "tls"
+	}
+	return "plaintext"
 }
 
 // retire returns the retired keys after next replaces the config in force:
