@@ -4,9 +4,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X github.com/extauthz/extauthz/internal/buildinfo.version=$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 
-# Envoy + the sidecar on its demo config + an echo upstream, on loopback.
+# Envoy + the sidecar on its demo config + an echo upstream, on loopback (POSIX sh).
 demo:
-	bash examples/local/run.sh
+	sh examples/local/run.sh
 
 test:
 	go test -race -count=1 ./...

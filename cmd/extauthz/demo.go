@@ -52,10 +52,13 @@ func printDemo(e *env, cfg *config.Config, grpcAddr, httpAddr string) error {
 	}
 	_, httpPort, _ := splitPort(httpAddr)
 	fmt.Fprintf(e.stdout, `
-extauthz demo is running (embedded config; secret and signing key are fresh and random).
+extauthz demo is running (embedded config; %s).
   ext_authz gRPC:  %s   (point Envoy's ext_authz filter here)
   pages, JWKS:     http://%s/.pomerium/ , http://%s/.well-known/pomerium/jwks.json
   administrator:   alice@corp.example      routes: app, admin, wiki, public (*.localhost)
+
+Shared secret (tokens minted with it verify here; set SHARED_SECRET to choose it):
+  export POMERIUM_SHARED_KEY=%s
 
 Tokens (12h, audiences app/admin/wiki.localhost):
   export BOB=%s
@@ -73,9 +76,25 @@ Curl the dashboard with a token:
 Mint your own:
   %s service-account -email carol@corp.example -groups engineering -aud app.localhost -iss %s %s
 
-`, grpcAddr, httpAddr, httpAddr, bob, alice, aliceAsBob,
+`, demoOrigin(e), grpcAddr, httpAddr, httpAddr, cfg.SharedSecret, bob, alice, aliceAsBob,
 		self, grpcAddr, self, grpcAddr, self, grpcAddr, httpPort, self, cfg.Issuer, cfg.SharedSecret)
 	return nil
+}
+
+// demoOrigin says where the demo's secrets came from: config.DemoEnv lets
+// the environment set them, and the printed banner must not call them random
+// then.
+func demoOrigin(e *env) string {
+	var set []string
+	for _, name := range config.DemoEnv {
+		if strings.TrimSpace(e.getenv(name)) != "" {
+			set = append(set, name)
+		}
+	}
+	if len(set) == 0 {
+		return "secret and signing key are fresh and random"
+	}
+	return "from the environment: " + strings.Join(set, ", ") + "; the rest as embedded"
 }
 
 // shellQuote quotes s for a POSIX shell when it holds anything but plain path

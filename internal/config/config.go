@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -209,9 +210,20 @@ var demoYAML []byte
 //go:embed example.yaml
 var exampleYAML []byte
 
+// DemoEnv names the environment variables the demo config honours: the
+// secrets, so that tokens minted elsewhere (or kept from an earlier run)
+// verify, and the listeners, so that a second demo or a busy port is not a
+// dead end. Every other key stays the demo's, so that the routes, hosts and
+// administrator its printed commands rely on are always there.
+var DemoEnv = []string{"SHARED_SECRET", "SIGNING_KEY", "GRPC_ADDRESS", "HTTP_ADDRESS"}
+
 // Demo returns the embedded demo config (see demo.yaml) with a fresh random
-// shared secret and signing key. It ignores the environment.
-func Demo() (*Config, error) {
+// shared secret and signing key, unless the process environment sets one of
+// DemoEnv, which then applies as it would to any config.
+func Demo() (*Config, error) { return DemoFrom(os.LookupEnv) }
+
+// DemoFrom is Demo with the environment read through lookupEnv (nil for none).
+func DemoFrom(lookupEnv func(string) (string, bool)) (*Config, error) {
 	secret := make([]byte, MinSecretBytes)
 	if _, err := rand.Read(secret); err != nil {
 		return nil, fmt.Errorf("generating demo shared secret: %w", err)
@@ -229,6 +241,12 @@ func Demo() (*Config, error) {
 		"SIGNING_KEY":   encoded,
 	}
 	return Parse(demoYAML, DemoSource, func(k string) (string, bool) {
+		if lookupEnv != nil && slices.Contains(DemoEnv, k) {
+			// Empty counts as unset, as for any config.
+			if v, ok := lookupEnv(k); ok && strings.TrimSpace(v) != "" {
+				return v, true
+			}
+		}
 		v, ok := fill[k]
 		return v, ok
 	})
