@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -219,8 +220,15 @@ func (f durationFlag) String() string {
 }
 
 func (f durationFlag) Set(v string) error {
-	d, err := time.ParseDuration(strings.TrimSpace(v))
+	v = strings.TrimSpace(v)
+	d, err := time.ParseDuration(v)
 	if err != nil {
+		// People write days; Go durations stop at hours.
+		if n, ok := strings.CutSuffix(v, "d"); ok {
+			if days, err := strconv.Atoi(n); err == nil && days > 0 {
+				return fmt.Errorf("durations have no days: write %dh for %s", days*24, v)
+			}
+		}
 		return errors.New("want a duration such as 1h or 30m")
 	}
 	*f.d = d

@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"encoding/base64"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/term"
 
+	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/impersonation"
 )
@@ -30,8 +34,12 @@ func serviceAccount(e *env, args []string) error {
 	iss := fs.String("iss", "", "Issuing Server (e.g authenticate.int.pomerium.io)")
 	sub := fs.String("sub", "", "Subject (typically User's GUID)")
 	user := fs.String("user", "", "User (typically User's GUID)")
+	prog := "extauthz service-account"
+	if strings.TrimSuffix(filepath.Base(e.args[0]), ".exe") == "pomerium-cli" {
+		prog = "pomerium-cli"
+	}
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: pomerium-cli [flags] [base64d shared secret setting]\n\n")
+		fmt.Fprintf(e.stderr, "Usage: %s [flags] [base64d shared secret setting]\n\n", prog)
 		fs.SetOutput(e.stderr)
 		fs.PrintDefaults()
 	}
@@ -50,6 +58,16 @@ func serviceAccount(e *env, args []string) error {
 	case fs.NArg() > 1:
 		return usagef("expected at most one argument (the shared secret), got %d.", fs.NArg())
 	}
+	// The server compares hosts: a URL here mints a token it will refuse
+	// with nothing but "wrong issuer" or "wrong audience".
+	if strings.Contains(*iss, "/") {
+		return usagef("-iss is the authenticate host name (such as authenticate.example.com), not a URL; got %q.", *iss)
+	}
+	for _, a := range aud {
+		if strings.Contains(a, "/") {
+			return usagef("-aud takes route host names (such as app.example.com), not URLs; got %q.", a)
+		}
+	}
 	if impersonation.CheckTarget(*impEmail) != nil {
 		return usagef("-impersonate_email must be a plain ASCII address like name@example.com (one @, no spaces, no accented, full-width or other-script letters), got %+q.", *impEmail)
 	}
@@ -62,6 +80,9 @@ func serviceAccount(e *env, args []string) error {
 	secret, err := readSecret(e, fs.Args())
 	if err != nil {
 		return err
+	}
+	if *sub == "" {
+		fmt.Fprintln(e.stderr, "warning: -sub is not set; give each service account a stable subject, since apps key identities on sub.")
 	}
 	if *expiry > 24*time.Hour {
 		fmt.Fprintf(e.stderr, "warning: -expiry %s is longer than a day; a leaked service-account token stays valid that long.\n", *expiry)
@@ -103,6 +124,17 @@ func readSecret(e *env, args []string) (string, error) {
 		secret = e.getenv("POMERIUM_SHARED_KEY")
 	default:
 		fmt.Fprint(e.stderr, "Enter base64 encoded shared key >")
+		// On a terminal the secret is read without echo, so it does not stay
+		// on screen or in a recording; piped, it is read as a line.
+		if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			b, err := term.ReadPassword(int(f.Fd()))
+			fmt.Fprintln(e.stderr)
+			if err != nil {
+				return "", fmt.Errorf("reading the shared secret: %w", err)
+			}
+			secret = string(b)
+			break
+		}
 		line, err := bufio.NewReader(e.stdin).ReadString('\n')
 		if err != nil && line == "" {
 			fmt.Fprintln(e.stderr)
@@ -114,10 +146,14 @@ func readSecret(e *env, args []string) (string, error) {
 	if secret == "" {
 		return "", usagef("the shared secret is empty.")
 	}
-	if _, err := base64.StdEncoding.DecodeString(secret); err != nil {
-		if _, err2 := base64.RawStdEncoding.DecodeString(secret); err2 != nil {
+	raw, err := base64.StdEncoding.DecodeString(secret)
+	if err != nil {
+		if raw, err = base64.RawStdEncoding.DecodeString(secret); err != nil {
 			return "", usagef("the shared secret is not base64; give the shared_secret value from the config.")
 		}
+	}
+	if len(raw) < config.MinSecretBytes {
+		return "", usagef("the shared secret decodes to %d bytes, but a sidecar's shared_secret must decode to at least %d, so none would accept this token; give the shared_secret value from the config.", len(raw), config.MinSecretBytes)
 	}
 	return secret, nil
 }

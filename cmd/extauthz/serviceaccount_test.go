@@ -142,7 +142,7 @@ func TestServiceAccountSecretSources(t *testing.T) {
 			if got := strings.Contains(r.stderr, secretPrompt); got != tt.wantPrompt {
 				t.Errorf("prompt shown on stderr = %t, want %t; stderr = %q", got, tt.wantPrompt, r.stderr)
 			}
-			if tt.wantPrompt && strings.TrimSpace(r.stderr) != secretPrompt {
+			if tt.wantPrompt && strings.TrimSpace(strings.TrimSuffix(r.stderr, noSubWarning)) != secretPrompt {
 				t.Errorf("stderr = %q, want only the prompt", r.stderr)
 			}
 			if strings.Contains(r.stdout, "Enter") {
@@ -215,8 +215,13 @@ func TestServiceAccountToken(t *testing.T) {
 			before := time.Now().Unix()
 			tok, r := mint(t, invocation{args: append(slices.Clone(tt.args), secret)})
 			after := time.Now().Unix()
-			if r.stderr != "" {
-				t.Errorf("stderr = %q, want nothing", r.stderr)
+			// A token without -sub gets the one warning, and nothing else.
+			wantStderr := ""
+			if !slices.Contains(tt.args, "-sub") {
+				wantStderr = noSubWarning
+			}
+			if r.stderr != wantStderr {
+				t.Errorf("stderr = %q, want %q", r.stderr, wantStderr)
 			}
 			if tok.header != `{"alg":"HS256","typ":"JWT"}` {
 				t.Errorf("header = %s, want exactly {\"alg\":\"HS256\",\"typ\":\"JWT\"}", tok.header)
@@ -299,6 +304,9 @@ func TestServiceAccountToken(t *testing.T) {
 	})
 }
 
+// noSubWarning is what minting without -sub says on stderr.
+const noSubWarning = "warning: -sub is not set; give each service account a stable subject, since apps key identities on sub.\n"
+
 func TestServiceAccountUsageErrors(t *testing.T) {
 	secret := newSecret(t)
 	ok := func(extra ...string) []string {
@@ -335,6 +343,10 @@ func TestServiceAccountUsageErrors(t *testing.T) {
 		{name: "an -impersonate_email without an at sign", args: ok("-impersonate_email", "security", secret), want: "-impersonate_email must be a plain ASCII address"},
 		{name: "an -impersonate_email with a space", args: ok("-impersonate_email", "secu rity@corp.example", secret), want: "-impersonate_email must be a plain ASCII address"},
 		{name: "two positional arguments", args: ok(secret, secret), want: "at most one argument"},
+		{name: "an -iss written as a URL", args: []string{"-email", "e@x", "-aud", "a", "-iss", "https://authenticate.acme.test", secret}, want: "-iss is the authenticate host name"},
+		{name: "an -aud written as a URL", args: []string{"-email", "e@x", "-aud", "http://app.localhost", "-iss", "i", secret}, want: "-aud takes route host names"},
+		{name: "a secret too short for any sidecar", args: ok("aGVsbG8="), want: "decodes to 5 bytes, but a sidecar's shared_secret must decode to at least 32"},
+		{name: "an -expiry in days", args: ok("-expiry", "2d", secret), want: "write 48h for 2d"},
 		{name: "as pomerium-cli, a missing -email", bin: "pomerium-cli", args: []string{"-aud", "a", "-iss", "i", secret}, want: "pomerium-cli: -email is required"},
 		{name: "as pomerium-cli, an empty stdin at the prompt", bin: "pomerium-cli", args: ok(), want: "pomerium-cli: the shared secret is empty"},
 	}
@@ -362,6 +374,13 @@ func TestServiceAccountHelp(t *testing.T) {
 			r := execBin(t, inv)
 			if r.code != exitOK || r.stdout != "" {
 				t.Fatalf("want exit 0 and nothing on stdout\n%s", r)
+			}
+			usage := "Usage: extauthz service-account "
+			if bin == "pomerium-cli" {
+				usage = "Usage: pomerium-cli "
+			}
+			if !strings.HasPrefix(r.stderr, usage) {
+				t.Errorf("help does not start with %q:\n%s", usage, r.stderr)
 			}
 			flags := []string{"-aud", "-email", "-expiry", "-groups", "-impersonate_email", "-impersonate_groups",
 				"-impersonate_access", "-impersonate_reason", "-iss", "-sub", "-user"}
