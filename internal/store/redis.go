@@ -28,7 +28,8 @@ const (
 	keyLastVersion   = KeyPrefix + "last_version"    // string: the number of the last change
 	keyLastVersionCh = KeyPrefix + "last_version_ch" // pub/sub channel: last_version after each change
 	keyRecords       = KeyPrefix + "records"         // hash: "revocation/<kind>/<id>" -> "<at> <expires>" (unix seconds)
-	keyChanges       = KeyPrefix + "changes"         // sorted set: record field, scored by the change that last wrote it
+	keyChanges       = KeyPrefix + "changes"         // sorted set: record field, scored by the change that last wrote it; the last changeLogLength only
+	keyChangesFloor  = KeyPrefix + "changes.floor"   // string: the last change trimmed from changes
 	keyExpiry        = KeyPrefix + "changes.revocation.expiry"
 	// sorted set above: record field, scored by when it expires (unix seconds)
 
@@ -42,7 +43,7 @@ const (
 // the hash tag.
 var (
 	// revokeScript writes one record (keeping the later of two times), logs
-	// the change and announces it.
+	// the change (trimming the log to ARGV[4] entries) and announces it.
 	revokeScript = redis.NewScript(`
 local at, exp = tonumber(ARGV[2]), tonumber(ARGV[3])
 local old = redis.call('HGET', KEYS[2], ARGV[1])
@@ -54,17 +55,26 @@ local v = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], ARGV[1], at .. ' ' .. exp)
 redis.call('ZADD', KEYS[3], v, ARGV[1])
 redis.call('ZADD', KEYS[4], exp, ARGV[1])
+local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4])
+if excess > 0 then
+  local gone = redis.call('ZRANGE', KEYS[3], excess - 1, excess - 1, 'WITHSCORES')
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, excess - 1)
+  redis.call('SET', KEYS[6], gone[2])
+end
 redis.call('PUBLISH', KEYS[5], v)
 return v`)
 
-	// sinceScript returns the server version, the last version and the
-	// records changed after ARGV[1] (field, value, field, value...).
+	// sinceScript returns the server version, the last version, the last
+	// change trimmed from the log and the records changed after ARGV[1]
+	// (field, value, field, value...), unless the log no longer reaches
+	// back to ARGV[1].
 	sinceScript = redis.NewScript(`
 local sv = redis.call('GET', KEYS[1])
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-local out = {sv or '', tostring(last)}
+local floor = tonumber(redis.call('GET', KEYS[5]) or '0')
+local out = {sv or '', tostring(last), tostring(floor)}
 local since = tonumber(ARGV[1])
-if last <= since then return out end
+if last <= since or since < floor then return out end
 local fields = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. since, last)
 if #fields == 0 then return out end
 local values = redis.call('HMGET', KEYS[4], unpack(fields))
@@ -89,15 +99,22 @@ if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n`)
 )
 
-// sweepBatch bounds the records one sweep script removes, so that Redis is
-// never blocked long.
-const sweepBatch = 1000
+const (
+	// sweepBatch bounds the records one sweep script removes, so that
+	// Redis is never blocked long.
+	sweepBatch = 1000
+	// changeLogLength bounds the change log: a replica further behind than
+	// that many changes reads everything again.
+	changeLogLength = 10000
+)
 
 // Redis is the Backend replicas share.
 type Redis struct {
 	target *Target
 	c      redis.UniversalClient
 	now    func() time.Time
+	// logLength is changeLogLength, smaller in tests.
+	logLength int
 
 	subOnce sync.Once
 	changed chan struct{}
@@ -119,21 +136,31 @@ func NewRedis(connectionString string, to Timeouts, now func() time.Time) (*Redi
 	if now == nil {
 		now = time.Now
 	}
-	return &Redis{target: t, c: t.Client(to), now: now, changed: make(chan struct{}, 1), stop: make(chan struct{})}, nil
+	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
+	return &Redis{target: t, c: t.Client(to), now: now, logLength: changeLogLength, changed: make(chan struct{}, 1), stop: make(chan struct{})}, nil
 }
+
+// quiet drops go-redis's own log lines (one per failed dial, on stderr):
+// the Store reports an outage once, in the sidecar's structured log.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+var quietOnce sync.Once
 
 // unavailable marks an error of the client as the store being unreachable.
 func unavailable(what string, err error) error {
 	return fmt.Errorf("%s: %w: %w", what, ErrUnavailable, err)
 }
 
+var revokeKeys = []string{keyLastVersion, keyRecords, keyChanges, keyExpiry, keyLastVersionCh, keyChangesFloor}
+
 // Revoke records r and announces it to every replica.
 func (b *Redis) Revoke(ctx context.Context, r Revocation) error {
 	if err := r.check(); err != nil {
 		return err
 	}
-	keys := []string{keyLastVersion, keyRecords, keyChanges, keyExpiry, keyLastVersionCh}
-	err := revokeScript.Run(ctx, b.c, keys, recordPrefix+revocationKey(r), r.At.Unix(), r.Expires.Unix()).Err()
+	err := revokeScript.Run(ctx, b.c, revokeKeys, recordPrefix+revocationKey(r), r.At.Unix(), r.Expires.Unix(), b.logLength).Err()
 	if err != nil {
 		return unavailable("recording the revocation in "+b.target.String(), err)
 	}
@@ -187,23 +214,24 @@ func (b *Redis) Load(ctx context.Context) (Position, []Revocation, error) {
 
 // Since reads the records changed after pos, in one round trip.
 func (b *Redis) Since(ctx context.Context, pos Position) (Position, []Revocation, error) {
-	keys := []string{keyServerVersion, keyLastVersion, keyChanges, keyRecords}
+	keys := []string{keyServerVersion, keyLastVersion, keyChanges, keyRecords, keyChangesFloor}
 	res, err := sinceScript.Run(ctx, b.c, keys, pos.Version).StringSlice()
 	if err != nil {
 		return Position{}, nil, unavailable("reading "+b.target.String(), err)
 	}
-	if len(res) < 2 {
+	if len(res) < 3 {
 		return Position{}, nil, fmt.Errorf("reading %s: unexpected answer of %d values", b.target, len(res))
 	}
-	last, err := strconv.ParseUint(res[1], 10, 64)
-	if err != nil {
-		return Position{}, nil, fmt.Errorf("reading %s: last_version %q is not a number", b.target, res[1])
+	last, err1 := strconv.ParseUint(res[1], 10, 64)
+	floor, err2 := strconv.ParseUint(res[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return Position{}, nil, fmt.Errorf("reading %s: last_version or changes.floor is not a number", b.target)
 	}
-	if res[0] != pos.Epoch || last < pos.Version {
+	if res[0] != pos.Epoch || last < pos.Version || pos.Version < floor {
 		return Position{}, nil, ErrStale
 	}
 	var out []Revocation
-	for i := 2; i+1 < len(res); i += 2 {
+	for i := 3; i+1 < len(res); i += 2 {
 		if r, ok := parseRecord(res[i], res[i+1]); ok {
 			out = append(out, r)
 		}

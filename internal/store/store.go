@@ -412,41 +412,99 @@ func (s *Store) markUp(full bool) {
 	}
 }
 
-// viewSet is one immutable state of the view. Values are unix seconds.
-type viewSet struct {
-	sid, jti   map[string]entry
-	user, auth map[string]entry
+// tables are the revocations by kind. Values are unix seconds.
+type tables struct {
+	sid, jti, user, auth map[string]entry
 }
 
 type entry struct{ at, exp int64 }
 
-func (v *viewSet) size() int { return len(v.sid) + len(v.jti) + len(v.user) + len(v.auth) }
+func newTables(hint int) *tables {
+	return &tables{sid: make(map[string]entry, hint), jti: map[string]entry{}, user: map[string]entry{}, auth: map[string]entry{}}
+}
 
-func (v *viewSet) table(k Kind) map[string]entry {
+func (t *tables) size() int { return len(t.sid) + len(t.jti) + len(t.user) + len(t.auth) }
+
+func (t *tables) of(k Kind) map[string]entry {
 	switch k {
 	case KindSID:
-		return v.sid
+		return t.sid
 	case KindJTI:
-		return v.jti
+		return t.jti
 	case KindUser:
-		return v.user
+		return t.user
 	}
-	return v.auth
+	return t.auth
 }
+
+// put adds e under k and id, keeping the later times of two entries.
+func (t *tables) put(k Kind, id string, e entry) {
+	m := t.of(k)
+	if cur, ok := m[id]; ok {
+		e.at, e.exp = max(e.at, cur.at), max(e.exp, cur.exp)
+	}
+	m[id] = e
+}
+
+// copyInto adds t's entries not expired by prune (unix seconds; 0: all) to dst.
+func (t *tables) copyInto(dst *tables, prune int64) {
+	for _, k := range []Kind{KindSID, KindJTI, KindUser, KindAuth} {
+		for id, e := range t.of(k) {
+			if e.exp > prune {
+				dst.put(k, id, e)
+			}
+		}
+	}
+}
+
+// viewSet is one immutable state of the view: a large base, rebuilt rarely,
+// and a small overlay of recent revocations, copied on each change, so
+// that a revocation costs a copy of the overlay, not of everything.
+type viewSet struct {
+	base, recent *tables
+}
+
+// maxRecent is the overlay size past which it is folded into the base.
+const maxRecent = 1024
+
+func (v *viewSet) size() int { return v.base.size() + v.recent.size() }
+
+// lookup returns the entry of kind k for id, combining base and overlay.
+func (v *viewSet) lookup(k Kind, id string) (entry, bool) {
+	e1, ok1 := v.recent.of(k)[id]
+	e2, ok2 := v.base.of(k)[id]
+	switch {
+	case ok1 && ok2:
+		return entry{at: max(e1.at, e2.at), exp: max(e1.exp, e2.exp)}, true
+	case ok1:
+		return e1, true
+	}
+	return e2, ok2
+}
+
+// has reports whether id is revoked under kind k.
+func (v *viewSet) has(k Kind, id string) bool {
+	if _, ok := v.recent.of(k)[id]; ok {
+		return true
+	}
+	_, ok := v.base.of(k)[id]
+	return ok
+}
+
+func (v *viewSet) empty(k Kind) bool { return len(v.recent.of(k)) == 0 && len(v.base.of(k)) == 0 }
 
 // View is every revocation a replica has seen and not yet expired. Reads
 // take no lock: they load one immutable set through an atomic pointer;
-// writers (the store's loop, a local Revoke) copy it, change the copy and
-// swap it in. Revocations change rarely and Check runs constantly, and a
-// 100k-entry copy takes milliseconds (see docs/store.md for the numbers
-// that chose this over sync.Map).
+// writers (the store's loop, a local Revoke) build the next set and swap it
+// in. Revocations change rarely and Check runs constantly (see
+// docs/store.md for the numbers that chose this over sync.Map).
 type View struct {
 	cur atomic.Pointer[viewSet]
 	mu  sync.Mutex // serialises writers
 }
 
 func (v *View) init() {
-	v.cur.Store(&viewSet{sid: map[string]entry{}, jti: map[string]entry{}, user: map[string]entry{}, auth: map[string]entry{}})
+	v.cur.Store(&viewSet{base: newTables(0), recent: newTables(0)})
 }
 
 // Len is how many revocations the view holds.
@@ -457,18 +515,14 @@ func (v *View) Len() int { return v.cur.Load().size() }
 // user. A token without iat is revoked by any revocation of its holder.
 func (v *View) Revoked(c *identity.Claims) bool {
 	s := v.cur.Load()
-	if c.ID != "" && len(s.jti) > 0 {
-		if _, ok := s.jti[c.ID]; ok {
-			return true
-		}
+	if c.ID != "" && s.has(KindJTI, c.ID) {
+		return true
 	}
-	if sid := c.SessionID(); sid != "" && len(s.sid) > 0 {
-		if _, ok := s.sid[sid]; ok {
-			return true
-		}
+	if sid := c.SessionID(); sid != "" && s.has(KindSID, sid) {
+		return true
 	}
-	if len(s.user) > 0 && c.Email != "" {
-		if e, ok := s.user[identity.NormalizeEmail(c.Email)]; ok {
+	if c.Email != "" && !s.empty(KindUser) {
+		if e, ok := s.lookup(KindUser, identity.NormalizeEmail(c.Email)); ok {
 			return c.IssuedAt == nil || c.IssuedAt.Unix() <= e.at
 		}
 	}
@@ -479,74 +533,60 @@ func (v *View) Revoked(c *identity.Claims) bool {
 // this email, issued at issuedAt, was ended: signed out, or its user revoked.
 func (v *View) AuthSessionEnded(email string, issuedAt time.Time) bool {
 	s := v.cur.Load()
-	if len(s.user) == 0 && len(s.auth) == 0 {
+	if s.empty(KindUser) && s.empty(KindAuth) {
 		return false
 	}
 	email = identity.NormalizeEmail(email)
-	for _, m := range []map[string]entry{s.user, s.auth} {
-		if e, ok := m[email]; ok && issuedAt.Unix() <= e.at {
+	for _, k := range []Kind{KindUser, KindAuth} {
+		if e, ok := s.lookup(k, email); ok && issuedAt.Unix() <= e.at {
 			return true
 		}
 	}
 	return false
 }
 
-// add merges revs into the view; with a non-zero prune time, entries that
-// expired by then are dropped too. Of two revocations of one user, the later
-// one is kept: it ends more.
+// add merges revs into the view. With a non-zero prune time it rebuilds the
+// base without the entries expired by then; otherwise it copies only the
+// overlay, folding it into the base once it is large. Of two revocations of
+// one user, the later is kept: it ends more.
 func (v *View) add(revs []Revocation, prune time.Time) {
-	if len(revs) == 0 && prune.IsZero() {
-		return
-	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	old := v.cur.Load()
-	if prune.IsZero() && !old.changedBy(revs) {
-		return
-	}
-	next := old.clone(prune)
+	fresh := revs[:0:0]
 	for _, r := range revs {
 		if !r.Kind.valid() || r.ID == "" || (!prune.IsZero() && !r.Expires.After(prune)) {
 			continue
 		}
-		t := next.table(r.Kind)
-		e := entry{at: r.At.Unix(), exp: r.Expires.Unix()}
-		if cur, ok := t[r.ID]; ok {
-			e.at, e.exp = max(e.at, cur.at), max(e.exp, cur.exp)
+		e, ok := old.lookup(r.Kind, r.ID)
+		if !ok || r.At.Unix() > e.at || r.Expires.Unix() > e.exp {
+			fresh = append(fresh, r)
 		}
-		t[r.ID] = e
+	}
+	if prune.IsZero() && len(fresh) == 0 {
+		return // nothing new: copy nothing
+	}
+	next := &viewSet{base: old.base, recent: newTables(old.recent.size() + len(fresh))}
+	if !prune.IsZero() || old.recent.size()+len(fresh) > maxRecent {
+		var cut int64
+		if !prune.IsZero() {
+			cut = prune.Unix()
+		}
+		next.base = newTables(old.size() + len(fresh))
+		old.base.copyInto(next.base, cut)
+		old.recent.copyInto(next.base, cut)
+		next.recent = newTables(0)
+		for _, r := range fresh {
+			next.base.put(r.Kind, r.ID, entry{at: r.At.Unix(), exp: r.Expires.Unix()})
+		}
+	} else {
+		old.recent.copyInto(next.recent, 0)
+		for _, r := range fresh {
+			next.recent.put(r.Kind, r.ID, entry{at: r.At.Unix(), exp: r.Expires.Unix()})
+		}
 	}
 	v.cur.Store(next)
 }
 
 // prune drops the entries that expired by now.
 func (v *View) prune(now time.Time) { v.add(nil, now) }
-
-// changedBy reports whether adding revs would change the set, so that
-// re-reading known revocations copies nothing.
-func (v *viewSet) changedBy(revs []Revocation) bool {
-	for _, r := range revs {
-		if !r.Kind.valid() || r.ID == "" {
-			continue
-		}
-		e, ok := v.table(r.Kind)[r.ID]
-		if !ok || r.At.Unix() > e.at || r.Expires.Unix() > e.exp {
-			return true
-		}
-	}
-	return false
-}
-
-// clone copies v, leaving out entries expired by prune (when set).
-func (v *viewSet) clone(prune time.Time) *viewSet {
-	cp := func(m map[string]entry) map[string]entry {
-		out := make(map[string]entry, len(m))
-		for k, e := range m {
-			if prune.IsZero() || e.exp > prune.Unix() {
-				out[k] = e
-			}
-		}
-		return out
-	}
-	return &viewSet{sid: cp(v.sid), jti: cp(v.jti), user: cp(v.user), auth: cp(v.auth)}
-}

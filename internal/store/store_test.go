@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -287,5 +288,30 @@ func TestRevocationCheck(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestViewFoldsRecentRevocationsIntoItsBase(t *testing.T) {
+	var v View
+	v.init()
+	v.add([]Revocation{NewRevocation(KindUser, "bob@corp.example", t0.Add(time.Minute), time.Hour)}, time.Time{})
+	n := 3*maxRecent + 7
+	for i := range n {
+		v.add([]Revocation{NewRevocation(KindSID, fmt.Sprint("s", i), t0, time.Hour)}, time.Time{})
+	}
+	v.add([]Revocation{NewRevocation(KindUser, "bob@corp.example", t0, time.Hour)}, time.Time{})
+	for i := range n {
+		if !v.Revoked(claims("j", fmt.Sprint("s", i), "", t0)) {
+			t.Fatalf("s%d was lost when the overlay was folded into the base", i)
+		}
+	}
+	if got := v.Len(); got != n+1 {
+		t.Errorf("Len = %d, want %d", got, n+1)
+	}
+	if !v.Revoked(claims("j", "x", "bob@corp.example", t0.Add(30*time.Second))) {
+		t.Error("an earlier revocation of a user in the overlay shrank the later one in the base")
+	}
+	if s := v.cur.Load(); s.recent.size() > maxRecent {
+		t.Errorf("overlay holds %d entries, more than %d", s.recent.size(), maxRecent)
 	}
 }

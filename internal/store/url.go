@@ -214,6 +214,7 @@ func (t *Target) Client(to Timeouts) redis.UniversalClient {
 		ReadTimeout:      to.Read,
 		WriteTimeout:     to.Write,
 		MaxRetries:       to.MaxRetries,
+		DialerRetries:    1,
 	}
 	if t.TLS {
 		host, _, _ := net.SplitHostPort(t.Addrs[0])
@@ -227,6 +228,7 @@ func (t *Target) Client(to Timeouts) redis.UniversalClient {
 	}
 	so := *t.standalone // keeps what ParseURL read: network, TLS server name, query options
 	so.DialTimeout, so.ReadTimeout, so.WriteTimeout, so.MaxRetries = to.Dial, to.Read, to.Write, to.MaxRetries
+	so.DialerRetries = 1
 	return redis.NewClient(&so)
 }
 
