@@ -50,7 +50,6 @@ func within(t *testing.T, d time.Duration, what string, cond func() bool) time.D
 	return time.Since(start)
 }
 
-
 func TestRedisReplicasSeeEachOthersRevocations(t *testing.T) {
 	srv := redistest.Start(t)
 	a, b := replica(t, srv, Options{}), replica(t, srv, Options{})
@@ -69,7 +68,9 @@ func TestRedisReplicasSeeEachOthersRevocations(t *testing.T) {
 			func(s *Store) bool { return s.Revoked(claims("jti-b", "s", "x@corp.example", time.Now())) }},
 		{"a user signed out everywhere on one replica is refused on the other within 1 s", a, b,
 			func(s *Store) error { return s.RevokeUser(ctx, "bob@corp.example") },
-			func(s *Store) bool { return s.Revoked(claims("j", "s", "bob@corp.example", time.Now().Add(-time.Minute))) }},
+			func(s *Store) bool {
+				return s.Revoked(claims("j", "s", "bob@corp.example", time.Now().Add(-time.Minute)))
+			}},
 		{"an authenticate session ended on one replica is ended on the other within 1 s", b, a,
 			func(s *Store) error { return s.EndAuthSessions(ctx, "carol@corp.example") },
 			func(s *Store) bool { return s.AuthSessionEnded("carol@corp.example", time.Now().Add(-time.Minute)) }},
