@@ -590,3 +590,20 @@ func (v *View) add(revs []Revocation, prune time.Time) {
 
 // prune drops the entries that expired by now.
 func (v *View) prune(now time.Time) { v.add(nil, now) }
+
+// Open starts a Store on the backend databroker_storage_type names:
+// "memory" (or "") or "redis" with its connection string. The caller
+// closes it; serve should not report SERVING before Ready.
+func Open(storageType, connectionString string, opt Options) (*Store, error) {
+	switch storageType {
+	case "", "memory":
+		return New(NewMemory(opt.Now), opt), nil
+	case "redis":
+		b, err := NewRedis(connectionString, DefaultTimeouts, opt.Now)
+		if err != nil {
+			return nil, err
+		}
+		return New(b, opt), nil
+	}
+	return nil, fmt.Errorf("databroker_storage_type %q is not memory or redis", storageType)
+}

@@ -315,3 +315,35 @@ func TestViewFoldsRecentRevocationsIntoItsBase(t *testing.T) {
 		t.Errorf("overlay holds %d entries, more than %d", s.recent.size(), maxRecent)
 	}
 }
+
+func TestOpen(t *testing.T) {
+	tests := []struct {
+		name, kind, conn string
+		shared           bool
+		err              string
+	}{
+		{"the default is the memory store", "", "", false, ""},
+		{"memory is the memory store", "memory", "", false, ""},
+		{"redis is a shared store", "redis", "redis://127.0.0.1:1/0", true, ""},
+		{"redis with a bad connection string is an error", "redis", "redis+cluster://", false, "empty host"},
+		{"an unknown type is an error", "etcd", "", false, "not memory or redis"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Open(tt.kind, tt.conn, Options{PollInterval: time.Hour})
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("Open = %v, want an error saying %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if s.Backend().Shared() != tt.shared {
+				t.Errorf("Shared = %v, want %v", s.Backend().Shared(), tt.shared)
+			}
+		})
+	}
+}
