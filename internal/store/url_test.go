@@ -86,3 +86,24 @@ func TestParseConnectionStringRefuses(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseConnectionString: any string is parsed or refused, never a panic,
+// and an accepted one names its Redis without user or password.
+func FuzzParseConnectionString(f *testing.F) {
+	for _, s := range []string{"redis://u:p@h:6379/0", "rediss://h", "unix:///tmp/r.sock?db=2",
+		"redis+sentinel://:p@a,b:1/m/2?password=x", "redis+cluster://u:p@a:1,b", "redis+cluster://", "redis://[::1]:6379"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tg, err := ParseConnectionString(s)
+		if err != nil {
+			return
+		}
+		if len(tg.Addrs) == 0 {
+			t.Fatalf("%q parsed without an address", s)
+		}
+		if strings.Contains(tg.String(), "@") {
+			t.Errorf("String() %q shows a user or password", tg.String())
+		}
+	})
+}
