@@ -6,6 +6,7 @@
 //	extauthz check [flags]                send one CheckRequest and print the answer
 //	extauthz explain --config FILE ...    what an identity could reach, without a token
 //	extauthz validate --config FILE       check a config, print every problem
+//	extauthz revoke --config FILE --sid|--jti|--email X   revoke in the shared store
 //	extauthz healthcheck [--config FILE]  exit 0 when a running sidecar is SERVING
 //	extauthz version                      the version this binary was built as
 package main
@@ -56,6 +57,7 @@ var commands = map[string]func(*env, []string) error{
 	"check":           checkCommand,
 	"explain":         explain,
 	"validate":        validate,
+	"revoke":          revoke,
 	"healthcheck":     healthcheck,
 	"version":         versionCommand,
 }
@@ -141,6 +143,8 @@ Commands:
   check            send one CheckRequest to a running server and print the answer
   explain          show what an identity could reach, without a token
   validate         check a config file and print every problem
+  revoke           revoke a session (--sid), a token (--jti) or a user (--email)
+                   in the shared store, on every replica within a second
   healthcheck      ask a running sidecar's health service (exit 0 when serving)
   version          print the version this binary was built as
 

@@ -30,6 +30,9 @@ func validate(e *env, args []string) error {
 		fmt.Fprintln(e.stderr, err)
 		return errReported
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
+	}
 	fmt.Fprintf(e.stdout, "%s: ok (%d routes, %d administrators)\n", *path, len(cfg.Routes.Routes), len(cfg.Administrators))
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/listen"
 	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/store"
 )
 
 // Defaults of the keys that have one.
@@ -33,6 +34,8 @@ const (
 	DefaultImpersonationDefaultAccess = identity.AccessReadWrite
 	DefaultImpersonationMaxDuration   = 30 * time.Minute
 	DefaultDrainTimeout               = 10 * time.Second
+	DefaultDatabrokerStorageType      = StorageMemory
+	DefaultRevocationTTL              = store.DefaultTTL
 
 	// MaxSize is the largest config document accepted, in bytes.
 	MaxSize = 4 << 20
@@ -40,6 +43,14 @@ const (
 	DemoSource = "embedded demo"
 	// MinSecretBytes is how many bytes a shared secret must decode to.
 	MinSecretBytes = 32
+)
+
+// databroker_storage_type values.
+const (
+	// StorageMemory keeps the shared state in the process: one replica only.
+	StorageMemory = "memory"
+	// StorageRedis shares it through Redis, between every replica.
+	StorageRedis = "redis"
 )
 
 // Duration is a time.Duration written as a Go duration string ("14h", "30m")
@@ -132,6 +143,17 @@ type Config struct {
 	// 0 means no limit.
 	MaxServiceAccountLifetime Duration `yaml:"max_service_account_lifetime"`
 
+	// DatabrokerStorageType is where replicas share revocations, sign-outs
+	// and used sign-in handoffs (contract section 9): StorageMemory (the
+	// default) or StorageRedis.
+	DatabrokerStorageType string `yaml:"databroker_storage_type"`
+	// DatabrokerStorageConnectionString is the Redis URL as Pomerium writes
+	// it; see store.ParseConnectionString. It may hold a password: never
+	// log it, log StorageTarget instead.
+	DatabrokerStorageConnectionString string `yaml:"databroker_storage_connection_string"`
+	// RevocationTTL is how long a revocation is kept (default 720h).
+	RevocationTTL Duration `yaml:"revocation_ttl"`
+
 	ImpersonationDefaultAccess string   `yaml:"impersonation_default_access"`
 	ImpersonationMaxDuration   Duration `yaml:"impersonation_max_duration"`
 	// ImpersonationRequireReason is nil when unset; read it with
@@ -165,6 +187,12 @@ type Config struct {
 	// Each Load and Parse reads the files again, so a reload picks up a
 	// rotated certificate.
 	GRPCTLS *listen.Material `yaml:"-"`
+	// StorageTarget is databroker_storage_connection_string parsed; nil for
+	// the memory store.
+	StorageTarget *store.Target `yaml:"-"`
+	// Warnings are what is allowed but probably unintended (a token that
+	// could outlive revocation_ttl), located like problems.
+	Warnings Problems `yaml:"-"`
 	// Issuer is the lower-case host, without port, of authenticate_service_url:
 	// the iss tokens must carry. "" when authenticate_service_url is unset.
 	Issuer string `yaml:"-"`
@@ -306,6 +334,18 @@ func (c *Config) ImpersonationMaxDurationOrDefault() time.Duration {
 	return c.ImpersonationMaxDuration.Std()
 }
 
+// RevocationTTLOrDefault is how long a revocation is kept (revocation_ttl,
+// default 720h).
+func (c *Config) RevocationTTLOrDefault() time.Duration {
+	if c.RevocationTTL <= 0 {
+		return DefaultRevocationTTL
+	}
+	return c.RevocationTTL.Std()
+}
+
+// SharedStore reports whether replicas share state through a store.
+func (c *Config) SharedStore() bool { return c.DatabrokerStorageType == StorageRedis }
+
 // DrainTimeoutOrDefault bounds the drain on shutdown (drain_timeout, default 10s).
 func (c *Config) DrainTimeoutOrDefault() time.Duration {
 	if c.DrainTimeout <= 0 {
@@ -389,6 +429,11 @@ func (c *Config) Describe() string {
 	}
 	if len(c.RevokedTokenIDs) > 0 {
 		line("revoked token ids: %d", len(c.RevokedTokenIDs))
+	}
+	if c.StorageTarget != nil {
+		line("store: %s at %s (shared by every replica), revocations kept %s", c.DatabrokerStorageType, c.StorageTarget, c.RevocationTTL)
+	} else {
+		line("store: %s (one replica only), revocations kept %s", c.DatabrokerStorageType, c.RevocationTTL)
 	}
 	line("administrators: %s", listOrNone(c.Administrators))
 	line("impersonation: default access %s, max duration %s, reason required %t, protected %s",

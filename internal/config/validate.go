@@ -15,6 +15,7 @@ import (
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/listen"
 	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/store"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -195,6 +196,8 @@ func (d *decoder) validate(c *Config) error {
 	if c.MaxServiceAccountLifetime < 0 {
 		d.atPath("max_service_account_lifetime", "must not be negative (0 means no limit), found "+c.MaxServiceAccountLifetime.String())
 	}
+
+	d.checkStore(c)
 
 	switch c.ImpersonationDefaultAccess {
 	case identity.AccessReadOnly, identity.AccessReadWrite:
@@ -416,4 +419,67 @@ func (d *decoder) checkClaimHeaders(hs []ClaimHeader) {
 // notVisible is true for spaces and control characters.
 func notVisible(r rune) bool {
 	return unicode.IsSpace(r) || unicode.IsControl(r) || r == unicode.ReplacementChar
+}
+
+// checkStore checks the databroker_storage_* keys and revocation_ttl, and
+// warns when a token could outlive its revocation.
+func (d *decoder) checkStore(c *Config) {
+	if c.RevocationTTL == 0 {
+		if _, written := d.where["revocation_ttl"]; !written {
+			c.RevocationTTL = Duration(DefaultRevocationTTL)
+		}
+	}
+	if c.RevocationTTL <= 0 {
+		d.atPath("revocation_ttl", "must be positive, found "+c.RevocationTTL.String())
+	}
+	if c.DatabrokerStorageType == "" {
+		c.DatabrokerStorageType = DefaultDatabrokerStorageType
+	}
+	switch c.DatabrokerStorageType {
+	case StorageMemory:
+		if c.DatabrokerStorageConnectionString != "" {
+			d.atPath("databroker_storage_connection_string", "is set but databroker_storage_type is memory: set databroker_storage_type: redis to use it")
+		}
+		return
+	case StorageRedis:
+	default:
+		d.atPath("databroker_storage_type", fmt.Sprintf("must be %q or %q, found %q", StorageMemory, StorageRedis, clip(c.DatabrokerStorageType)))
+		return
+	}
+	if c.DatabrokerStorageConnectionString == "" {
+		d.add(d.lookup("databroker_storage_type"), "databroker_storage_connection_string",
+			"is required when databroker_storage_type is redis (redis://host:6379/0; the DATABROKER_STORAGE_CONNECTION_STRING variable keeps a password out of the file)")
+	} else if t, err := store.ParseConnectionString(c.DatabrokerStorageConnectionString); err != nil {
+		d.atPath("databroker_storage_connection_string", err.Error())
+	} else {
+		c.StorageTarget = t
+	}
+	if c.SigningKey == "" {
+		d.add(d.lookup("databroker_storage_type"), "signing_key",
+			"is required with a shared store: every replica must sign assertions with the key every other replica's JWKS publishes")
+	}
+	if c.RevocationTTL <= 0 {
+		return
+	}
+	ttl := c.RevocationTTL.Std()
+	if c.CookieExpire.Std() > ttl {
+		c.Warnings = append(c.Warnings, d.warning("revocation_ttl", fmt.Sprintf("%s is shorter than cookie_expire (%s): a revoked session would be accepted again once its revocation expires", ttl, c.CookieExpire)))
+	}
+	switch {
+	case c.MaxServiceAccountLifetime == 0:
+		c.Warnings = append(c.Warnings, d.warning("revocation_ttl", fmt.Sprintf("max_service_account_lifetime is unset, so a service-account token may live longer than revocation_ttl (%s) and be accepted again once its revocation expires: set max_service_account_lifetime to at most %s", ttl, ttl)))
+	case c.MaxServiceAccountLifetime.Std() > ttl:
+		c.Warnings = append(c.Warnings, d.warning("revocation_ttl", fmt.Sprintf("%s is shorter than max_service_account_lifetime (%s): a revoked service-account token would be accepted again once its revocation expires", ttl, c.MaxServiceAccountLifetime)))
+	}
+}
+
+// warning is a Problem at path's place that does not stop the config from
+// loading: allowed, but probably unintended.
+func (d *decoder) warning(path, msg string) Problem {
+	p := d.lookup(path)
+	key := path
+	if p.key != "" {
+		key = p.key
+	}
+	return Problem{File: p.file, Line: p.line, Column: p.col, Key: key, Msg: msg}
 }
