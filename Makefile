@@ -1,4 +1,4 @@
-.PHONY: demo test build release
+.PHONY: demo test build release compose-env compose-images
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X github.com/extauthz/extauthz/internal/buildinfo.version=$(VERSION)
@@ -24,3 +24,13 @@ release:
 	done
 	cd dist && sha256sum extauthz-* > SHA256SUMS
 	@cat dist/SHA256SUMS
+
+# The docker-compose stack (examples/docker-compose). compose-env writes its .env with fresh
+# secrets when missing; compose-images makes local stand-ins for the registry images it needs
+# (envoyproxy/envoy:v1.40.0, golang:1.26), for machines without a registry, then builds the stack.
+compose-env:
+	sh examples/docker-compose/compose-env.sh
+
+compose-images: compose-env
+	sh examples/docker-compose/standin-images.sh
+	cd examples/docker-compose && docker compose build

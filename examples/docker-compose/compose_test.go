@@ -1,7 +1,8 @@
-// Package compose_test checks the docker-compose example without a Docker
-// engine: every file it references exists, the ports and host names of its
-// Envoy config agree with the compose services and the sidecar's config, its
-// routes are the bundled envoy/envoy.yaml's, and Envoy accepts it.
+// Package compose_test checks the docker-compose example: without a Docker
+// engine, that every file it references exists, the ports and host names of
+// its Envoy config agree with the compose services, the sidecar's config and
+// the demo provider's, its routes are the bundled envoy/envoy.yaml's, and
+// Envoy accepts it; with one (up_test.go), that the stack comes up and works.
 package compose_test
 
 import (
@@ -31,8 +32,9 @@ import (
 const (
 	composeFile = "docker-compose.yaml"
 	envoyFile   = "envoy.yaml"
-	sidecarFile = "config.yaml"
-	dexFile     = "dex.yaml"
+	sidecarDir  = "extauthz" // mounted as a directory, so that rename-saves reload
+	sidecarFile = sidecarDir + "/config.yaml"
+	idpFile     = "demo-idp.yaml"
 )
 
 type compose struct {
@@ -49,14 +51,37 @@ type service struct {
 	Expose      []any             `yaml:"expose"`
 	Environment map[string]string `yaml:"environment"`
 	EnvFile     any               `yaml:"env_file"`
-	DependsOn   []string          `yaml:"depends_on"`
+	DependsOn   any               `yaml:"depends_on"` // [names] or {name: {condition}}
+	Healthcheck struct {
+		Test []string `yaml:"test"`
+	} `yaml:"healthcheck"`
+	Networks map[string]struct {
+		Aliases []string `yaml:"aliases"`
+	} `yaml:"networks"`
+}
+
+// dependsOn lists the services s depends on, in either syntax.
+func (s service) dependsOn() []string {
+	var out []string
+	switch d := s.DependsOn.(type) {
+	case []any:
+		for _, v := range d {
+			out = append(out, fmt.Sprint(v))
+		}
+	case map[string]any:
+		for k := range d {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func loadCompose(t *testing.T) compose {
 	t.Helper()
 	var c compose
 	decodeYAML(t, composeFile, &c)
-	for _, name := range []string{"envoy", "extauthz", "echo", "dex"} {
+	for _, name := range []string{"envoy", "extauthz", "echo", "idp"} {
 		if _, ok := c.Services[name]; !ok {
 			t.Fatalf("%s: no service %q", composeFile, name)
 		}
@@ -205,24 +230,132 @@ func TestReferencedFilesExist(t *testing.T) {
 				}
 			}
 		}
-		for _, dep := range s.DependsOn {
+		for _, dep := range s.dependsOn() {
 			if _, ok := c.Services[dep]; !ok {
 				t.Errorf("service %s depends on unknown service %s", name, dep)
 			}
 		}
 	}
 
-	// A service's command that names a config file must have it mounted there.
-	for name, flag := range map[string]string{"envoy": "-c", "extauthz": "--config", "dex": "serve"} {
+	// A service's command that names a config file must have it mounted
+	// there, or a local directory mounted above it.
+	for name, flag := range map[string]string{"envoy": "-c", "extauthz": "--config", "idp": "--config"} {
 		s := c.Services[name]
 		target := argAfter(s.Command, flag)
 		if target == "" {
 			t.Errorf("service %s: command %v does not name its config after %s", name, s.Command, flag)
 			continue
 		}
-		if !slices.ContainsFunc(s.mounts(t), func(m mount) bool { return m.target == target && isLocalPath(m.source) }) {
-			t.Errorf("service %s reads %s, but no local file is mounted there", name, target)
+		if !slices.ContainsFunc(s.mounts(t), func(m mount) bool {
+			return isLocalPath(m.source) && (m.target == target || strings.HasPrefix(target, strings.TrimSuffix(m.target, "/")+"/"))
+		}) {
+			t.Errorf("service %s reads %s, but no local file or directory is mounted there", name, target)
 		}
+	}
+}
+
+// The sidecar's config is mounted as its directory: an editor saves by
+// renaming a new file over the old one, which a single-file bind mount hides
+// from the container (it keeps the old inode), so the change would never
+// reload. The directory holds nothing else the sidecar does not need.
+func TestSidecarConfigDirectoryIsMounted(t *testing.T) {
+	s := loadCompose(t).Services["extauthz"]
+	target := argAfter(s.Command, "--config")
+	var found bool
+	for _, m := range s.mounts(t) {
+		if strings.HasSuffix(m.source, "/"+sidecarFile) || m.target == target {
+			t.Errorf("service extauthz mounts the file %s at %s: mount its directory, so that rename-saves reload", m.source, m.target)
+		}
+		if filepath.Clean(m.source) == sidecarDir && m.target == filepath.Dir(target) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("service extauthz does not mount ./%s at %s (volumes %v)", sidecarDir, filepath.Dir(target), s.Volumes)
+	}
+	entries, err := os.ReadDir(sidecarDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != filepath.Base(sidecarFile) {
+			t.Errorf("%s/%s is mounted into the sidecar too: keep only %s there", sidecarDir, e.Name(), filepath.Base(sidecarFile))
+		}
+	}
+}
+
+// What the stack publishes is reachable from this machine only: a port
+// published without an address listens on every interface, and the demo
+// provider signs anyone in as anyone.
+func TestPortsArePublishedOnLoopbackOnly(t *testing.T) {
+	for name, s := range loadCompose(t).Services {
+		for _, p := range s.Ports {
+			str, ok := p.(string)
+			if !ok || !strings.HasPrefix(str, "127.0.0.1:") || strings.Count(str, ":") != 2 {
+				t.Errorf("service %s publishes %v: write it as \"127.0.0.1:HOST:CONTAINER\"", name, p)
+			}
+		}
+	}
+}
+
+// Each long-running service of ours is checked by its own binary: the images
+// are FROM scratch, with no shell or curl.
+func TestHealthchecksUseTheBinaries(t *testing.T) {
+	c := loadCompose(t)
+	for name, want := range map[string][]string{
+		"extauthz": {"CMD", "/bin/extauthz", "healthcheck"},
+		"idp":      {"CMD", "/bin/demo-idp", "healthcheck"},
+	} {
+		test := c.Services[name].Healthcheck.Test
+		if len(test) < len(want) || !slices.Equal(test[:len(want)], want) {
+			t.Errorf("service %s healthcheck %v, want %v ...", name, test, want)
+		}
+	}
+	deps, _ := c.Services["envoy"].DependsOn.(map[string]any)
+	if cond, _ := deps["extauthz"].(map[string]any); cond["condition"] != "service_healthy" {
+		t.Errorf("service envoy depends on extauthz %v; want condition: service_healthy, so no request meets a sidecar still starting", deps["extauthz"])
+	}
+}
+
+// Secrets come from .env (make compose-env), never from a default in the
+// compose file, and never reach an image: .dockerignore keeps .env, and the
+// build outputs, out of the build context.
+func TestSecretsComeFromDotEnv(t *testing.T) {
+	c := loadCompose(t)
+	for name, vars := range map[string][]string{
+		"extauthz": {"SHARED_SECRET", "SIGNING_KEY", "IDP_CLIENT_SECRET"},
+		"idp":      {"IDP_CLIENT_SECRET"},
+	} {
+		for _, v := range vars {
+			val := c.Services[name].Environment[v]
+			if !strings.HasPrefix(val, "${"+v+":?") {
+				t.Errorf("service %s: %s is %q; want ${%s:?...} (required, from .env)", name, v, val, v)
+			}
+		}
+	}
+	root, err := envoytest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	patterns := strings.Fields(string(b))
+	for _, want := range []string{"**/.env", ".git", ".venv", "/bin", "/dist", ".k8s", "bench/.bin", "bench/out"} {
+		if !slices.Contains(patterns, want) {
+			t.Errorf(".dockerignore lacks %s", want)
+		}
+	}
+	if _, err := os.Stat("Dockerfile.dockerignore"); err == nil {
+		t.Error("Dockerfile.dockerignore would override /.dockerignore under BuildKit: keep one list")
+	}
+	gi, err := os.ReadFile(filepath.Join(root, ".gitignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(strings.Fields(string(gi)), "/examples/docker-compose/.env") {
+		t.Error(".gitignore lacks /examples/docker-compose/.env")
 	}
 }
 
@@ -297,10 +430,17 @@ func sidecarConfig(t *testing.T, c compose) *config.Config {
 	for k, v := range c.Services["extauthz"].Environment {
 		env[k] = composeDefault(v)
 	}
-	if _, ok := env["SHARED_SECRET"]; !ok {
-		t.Fatalf("service extauthz does not get SHARED_SECRET")
+	// What make compose-env writes, in test values.
+	for k, v := range map[string]string{
+		"SHARED_SECRET":     base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")),
+		"SIGNING_KEY":       "",
+		"IDP_CLIENT_SECRET": testClientSecret,
+	} {
+		if _, ok := env[k]; !ok {
+			t.Fatalf("service extauthz does not get %s", k)
+		}
+		env[k] = v
 	}
-	env["SHARED_SECRET"] = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	cfg, err := config.Parse(src, sidecarFile, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatalf("the sidecar refuses %s: %v", sidecarFile, err)
@@ -338,7 +478,7 @@ func TestEnvoyMatchesServices(t *testing.T) {
 			if !s.containerPorts(t)[ep.Port] {
 				t.Errorf("cluster %s points at %s, but service %s exposes %v", cl.GetName(), ep, ep.Host, s.containerPorts(t))
 			}
-			if !slices.Contains(c.Services["envoy"].DependsOn, ep.Host) {
+			if !slices.Contains(c.Services["envoy"].dependsOn(), ep.Host) {
 				t.Errorf("service envoy does not depend on %s (cluster %s)", ep.Host, cl.GetName())
 			}
 		}
@@ -454,88 +594,91 @@ func TestRoutesMatchSidecarConfig(t *testing.T) {
 	}
 }
 
-// Dex and the sidecar agree on the issuer, the client and the callback, and
-// the administrator can sign in.
-func TestDexMatchesSidecarConfig(t *testing.T) {
+// testClientSecret stands in for IDP_CLIENT_SECRET from .env.
+const testClientSecret = "compose-test-client-secret"
+
+// The demo provider and the sidecar agree on the issuer, the client and the
+// callback; the issuer is one URL for the browser (a published loopback port)
+// and for the sidecar (a network alias); the users carry the groups the
+// routes name, and the administrator is one of them.
+func TestDemoIdPMatchesSidecarConfig(t *testing.T) {
 	c := loadCompose(t)
 	cfg := sidecarConfig(t, c)
-	var dex struct {
-		Issuer string `yaml:"issuer"`
-		Web    struct {
-			HTTP string `yaml:"http"`
-		} `yaml:"web"`
-		StaticClients []struct {
-			ID           string   `yaml:"id"`
-			Secret       string   `yaml:"secret"`
-			SecretEnv    string   `yaml:"secretEnv"`
-			RedirectURIs []string `yaml:"redirectURIs"`
-		} `yaml:"staticClients"`
-		EnablePasswordDB bool `yaml:"enablePasswordDB"`
-		StaticPasswords  []struct {
-			Email string `yaml:"email"`
-			Hash  string `yaml:"hash"`
-		} `yaml:"staticPasswords"`
+	var idp struct {
+		Issuer       string   `yaml:"issuer"`
+		Listen       string   `yaml:"listen"`
+		ClientID     string   `yaml:"client_id"`
+		RedirectURIs []string `yaml:"redirect_uris"`
+		Users        []struct {
+			Name   string   `yaml:"name"`
+			Email  string   `yaml:"email"`
+			Groups []string `yaml:"groups"`
+		} `yaml:"users"`
 	}
-	decodeYAML(t, dexFile, &dex)
+	decodeYAML(t, idpFile, &idp)
 
-	if dex.Issuer != cfg.IdpProviderURL {
-		t.Errorf("dex issuer %q != idp_provider_url %q", dex.Issuer, cfg.IdpProviderURL)
+	if idp.Issuer != cfg.IdpProviderURL {
+		t.Errorf("the demo provider's issuer %q != idp_provider_url %q", idp.Issuer, cfg.IdpProviderURL)
 	}
-	iss, err := url.Parse(dex.Issuer)
+	iss, err := url.Parse(idp.Issuer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds := c.Services[iss.Hostname()]
+	s := c.Services["idp"]
+	if !strings.HasSuffix(iss.Hostname(), ".localhost") {
+		t.Errorf("issuer host %s: browsers resolve only *.localhost to this machine without /etc/hosts", iss.Hostname())
+	}
+	if !slices.Contains(s.Networks["default"].Aliases, iss.Hostname()) {
+		t.Errorf("service idp has no network alias %s: the sidecar could not reach its issuer", iss.Hostname())
+	}
 	port, _ := strconv.Atoi(iss.Port())
-	if !ds.containerPorts(t)[port] || ds.publishedPorts(t)[port] != port {
-		t.Errorf("the issuer %s must be a compose service publishing port %d on the same host port", dex.Issuer, port)
+	if s.publishedPorts(t)[port] != port {
+		t.Errorf("the issuer %s needs service idp to publish port %d on the same host port (ports %v)", idp.Issuer, port, s.Ports)
 	}
-	if _, p, _ := net.SplitHostPort(dex.Web.HTTP); p != iss.Port() {
-		t.Errorf("dex listens on %s, its issuer says port %s", dex.Web.HTTP, iss.Port())
+	if _, p, _ := net.SplitHostPort(idp.Listen); p != iss.Port() {
+		t.Errorf("the demo provider listens on %s, its issuer says port %s", idp.Listen, iss.Port())
 	}
-
+	if target := argAfter(s.Command, "--config"); !slices.ContainsFunc(s.mounts(t), func(m mount) bool { return m.source == "./"+idpFile && m.target == target }) {
+		t.Errorf("service idp reads %s, where ./%s is not mounted", target, idpFile)
+	}
+	if idp.ClientID != cfg.IdpClientID {
+		t.Errorf("the demo provider's client %q != idp_client_id %q", idp.ClientID, cfg.IdpClientID)
+	}
 	callback := strings.TrimSuffix(cfg.AuthenticateServiceURL, "/") + "/.pomerium/callback"
-	found := false
-	for _, cl := range dex.StaticClients {
-		if cl.ID != cfg.IdpClientID {
-			continue
-		}
-		found = true
-		if !slices.Contains(cl.RedirectURIs, callback) {
-			t.Errorf("dex client %s redirect URIs %v lack %s", cl.ID, cl.RedirectURIs, callback)
-		}
-		secret := cl.Secret
-		if cl.SecretEnv != "" {
-			secret = composeDefault(c.Services["dex"].Environment[cl.SecretEnv])
-		}
-		if secret == "" || secret != cfg.IdpClientSecret {
-			t.Errorf("dex client secret %q != the sidecar's idp_client_secret %q", secret, cfg.IdpClientSecret)
-		}
+	if !slices.Contains(idp.RedirectURIs, callback) {
+		t.Errorf("the demo provider's redirect URIs %v lack %s", idp.RedirectURIs, callback)
 	}
-	if !found {
-		t.Errorf("dex has no static client %q (idp_client_id)", cfg.IdpClientID)
+	if cfg.IdpClientSecret != testClientSecret {
+		t.Errorf("the sidecar's idp_client_secret is not IDP_CLIENT_SECRET")
 	}
 
-	if !dex.EnablePasswordDB {
-		t.Error("dex: enablePasswordDB must be true for the static users")
-	}
-	users := map[string]string{}
-	for _, p := range dex.StaticPasswords {
-		users[p.Email] = p.Hash
-		if !regexp.MustCompile(`^\$2[aby]\$1[0-2]\$[./A-Za-z0-9]{53}$`).MatchString(p.Hash) {
-			t.Errorf("dex user %s: %q is not a bcrypt hash", p.Email, p.Hash)
+	groups := map[string]bool{}
+	emails := map[string]bool{}
+	for _, u := range idp.Users {
+		emails[u.Email] = true
+		for _, g := range u.Groups {
+			groups[g] = true
 		}
 	}
-	for _, want := range []string{"alice@corp.example", "bob@corp.example"} {
-		if _, ok := users[want]; !ok {
-			t.Errorf("dex has no user %s", want)
+	for _, r := range cfg.Policy {
+		for _, g := range r.AllowedGroups {
+			if !groups[g] {
+				t.Errorf("route %s allows group %s, which no demo user has", r.Name, g)
+			}
 		}
 	}
-	if !slices.Contains(cfg.Administrators, "alice@corp.example") {
-		t.Errorf("administrators %v lack alice@corp.example", cfg.Administrators)
+	for _, a := range cfg.Administrators {
+		if !emails[a] {
+			t.Errorf("administrator %s is not a demo user", a)
+		}
 	}
 	if u, err := url.Parse(cfg.AuthenticateServiceURL); err != nil || u.Port() != "8080" {
 		t.Errorf("authenticate_service_url %s must be on Envoy's published port 8080", cfg.AuthenticateServiceURL)
+	}
+	for _, r := range cfg.Policy {
+		if u, err := url.Parse(r.From); err != nil || u.Port() != "8080" {
+			t.Errorf("route %s: from %s must carry Envoy's published port 8080: sign-in compares scheme, host and port exactly", r.Name, r.From)
+		}
 	}
 }
 
@@ -595,6 +738,9 @@ func TestREADMECommands(t *testing.T) {
 		"service-account",
 		`curl http://app.localhost:8080/headers -H "Accept: application/json" -H "Authorization: Pomerium $jwt"`,
 		"-iss authenticate.localhost",
+		"make compose-env",
+		"make compose-images",
+		"--entrypoint /bin/pomerium-cli",
 	} {
 		if !strings.Contains(readme, want) {
 			t.Errorf("README.md lacks %q", want)

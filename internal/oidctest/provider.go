@@ -68,6 +68,10 @@ type Options struct {
 	Users        []User
 	// Addr is where to listen; default 127.0.0.1:0.
 	Addr string
+	// Issuer is the provider's public URL, when clients reach it by another
+	// name than Addr (a container behind a published port); default
+	// http://Addr.
+	Issuer string
 }
 
 // Provider is a running OpenID provider.
@@ -112,7 +116,10 @@ func New(o Options) (*Provider, error) {
 		lis.Close()
 		return nil, err
 	}
-	p := &Provider{Issuer: "http://" + lis.Addr().String(), lis: lis}
+	p := &Provider{Issuer: o.Issuer, lis: lis}
+	if p.Issuer == "" {
+		p.Issuer = "http://" + lis.Addr().String()
+	}
 	p.store = newStorage(o, key, &p.refreshes)
 	cfg := &op.Config{
 		CryptoKey:                sha256.Sum256([]byte(p.Issuer + o.ClientSecret)),
@@ -135,6 +142,9 @@ func New(o Options) (*Provider, error) {
 	go func() { _ = p.srv.Serve(lis) }()
 	return p, nil
 }
+
+// Addr is the address the provider listens on.
+func (p *Provider) Addr() string { return p.lis.Addr().String() }
 
 // Close stops the provider.
 func (p *Provider) Close() { _ = p.srv.Close() }
