@@ -10,7 +10,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/extauthz/extauthz/internal/identity"
-	"github.com/extauthz/extauthz/internal/impersonation"
 )
 
 // serviceAccount mints a token with the flags of the original pomerium-cli.
@@ -50,7 +49,7 @@ func serviceAccount(e *env, args []string) error {
 	case fs.NArg() > 1:
 		return usagef("expected at most one argument (the shared secret), got %d.", fs.NArg())
 	}
-	if impersonation.CheckTarget(*impEmail) != nil {
+	if identity.CheckAddress(*impEmail) != nil {
 		return usagef("-impersonate_email must be a plain ASCII address like name@example.com (one @, no spaces, no accented, full-width or other-script letters), got %+q.", *impEmail)
 	}
 	if *impAccess != "" && *impAccess != identity.AccessReadOnly && *impAccess != identity.AccessReadWrite {

@@ -20,7 +20,7 @@ func queryEscape(s string) string { return url.QueryEscape(s) }
 // explain and preview. Every other denial (no or bad token, impersonation
 // refused, no route) is about the request itself and is shown as it is.
 func clientReason(d *decision.Decision) string {
-	if d.Status != decision.StatusForbidden || d.Impersonation.Denied != "" {
+	if d.Status != decision.StatusForbidden || d.Impersonation.Refusal != "" {
 		return d.Reason
 	}
 	if d.Route == nil {

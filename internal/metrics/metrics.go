@@ -1,8 +1,8 @@
 // Package metrics is the sidecar's Prometheus instrumentation, on a registry of
 // its own (never the global one), served at /metrics.
 //
-// Label values come from small fixed sets only: a decision's reason is mapped
-// to a class, a token refusal to a short slug, an impersonation's access to
+// Label values come from small fixed sets only: a decision's kind is mapped
+// to a reason class, a token refusal's cause is its own short word, an impersonation's access to
 // one of four words. No email, route, host, token or free text ever becomes a
 // label value, so the series count is bounded whatever clients send.
 //
@@ -71,23 +71,8 @@ var checkSeries = [nSeries]series{
 	sInternal:                 {"deny", "500", ClassInternal},
 }
 
-// Slugs of extauthz_token_verification_failures_total{reason}, one per
-// identity.Reason* constant, plus "other" for anything else.
-var tokenReasons = []struct{ reason, slug string }{
-	{identity.ReasonMalformed, "malformed"},
-	{identity.ReasonTooLarge, "too_large"},
-	{identity.ReasonAlgorithm, "algorithm"},
-	{identity.ReasonSignature, "signature"},
-	{identity.ReasonExpired, "expired"},
-	{identity.ReasonNotYetValid, "not_yet_valid"},
-	{identity.ReasonIssuedInFuture, "issued_in_future"},
-	{identity.ReasonMissingExpiry, "missing_expiry"},
-	{identity.ReasonAudience, "audience"},
-	{identity.ReasonIssuer, "issuer"},
-	{identity.ReasonRevoked, "revoked"},
-	{identity.ReasonLifetime, "lifetime"},
-}
-
+// Reasons of extauthz_token_verification_failures_total: each
+// identity.Cause is its own label value, and anything else counts as "other".
 const tokenReasonOther = "other"
 
 // Values of extauthz_impersonated_decisions_total{access}.
@@ -123,7 +108,7 @@ type Metrics struct {
 	checks        [nSeries]prometheus.Counter
 	duration      prometheus.Histogram
 	impersonated  [2][nAccess]prometheus.Counter // [allowed][access]
-	tokenFailures map[string]prometheus.Counter  // by identity.Reason* constant
+	tokenFailures map[identity.Cause]prometheus.Counter
 	tokenOther    prometheus.Counter
 
 	reloadOK, reloadFailed prometheus.Counter
@@ -164,9 +149,9 @@ func New() *Metrics {
 		Name: "extauthz_token_verification_failures_total",
 		Help: "Tokens presented and refused, by reason.",
 	}, []string{"reason"})
-	m.tokenFailures = make(map[string]prometheus.Counter, len(tokenReasons))
-	for _, r := range tokenReasons {
-		m.tokenFailures[r.reason] = tok.WithLabelValues(r.slug)
+	m.tokenFailures = make(map[identity.Cause]prometheus.Counter, len(identity.Causes()))
+	for _, c := range identity.Causes() {
+		m.tokenFailures[c] = tok.WithLabelValues(string(c))
 	}
 	m.tokenOther = tok.WithLabelValues(tokenReasonOther)
 
@@ -215,16 +200,16 @@ func (m *Metrics) ObserveCheck(d *decision.Decision, elapsed time.Duration) {
 		return
 	}
 	m.duration.Observe(elapsed.Seconds())
-	s := classify(d)
+	s := seriesOf(d)
 	m.checks[s].Inc()
-	if s == sSignInTokenInvalid || s == sUnauthorizedTokenInvalid {
-		if c, ok := m.tokenFailures[d.Reason]; ok {
+	if d.Kind == decision.KindBadToken {
+		if c, ok := m.tokenFailures[d.Cause]; ok {
 			c.Inc()
 		} else {
 			m.tokenOther.Inc()
 		}
 	}
-	if d.Audited() {
+	if d.AsksToImpersonate() {
 		allowed := 0
 		if d.Allowed() {
 			allowed = 1
@@ -233,32 +218,29 @@ func (m *Metrics) ObserveCheck(d *decision.Decision, elapsed time.Duration) {
 	}
 }
 
-// classify picks the series of extauthz_checks_total a decision belongs to.
-func classify(d *decision.Decision) int {
-	switch d.Status {
-	case decision.StatusOK:
-		if d.Route != nil && d.Route.Public {
-			return sPublic
-		}
+// seriesOf picks the series of extauthz_checks_total a decision's kind and
+// status belong to; a combination no Check produces fails closed into internal.
+func seriesOf(d *decision.Decision) int {
+	switch {
+	case d.Kind == decision.KindPublic && d.Status == decision.StatusOK:
+		return sPublic
+	case d.Kind == decision.KindAllowed && d.Status == decision.StatusOK:
 		return sPolicyAllow
-	case decision.StatusSignIn:
-		if d.Source == identity.SourceNone {
-			return sSignInNoToken
-		}
+	case d.Kind == decision.KindNoToken && d.Status == decision.StatusSignIn:
+		return sSignInNoToken
+	case d.Kind == decision.KindNoToken && d.Status == decision.StatusUnauthorized:
+		return sUnauthorizedNoToken
+	case d.Kind == decision.KindBadToken && d.Status == decision.StatusSignIn:
 		return sSignInTokenInvalid
-	case decision.StatusUnauthorized:
-		if d.Source == identity.SourceNone {
-			return sUnauthorizedNoToken
-		}
+	case d.Kind == decision.KindBadToken && d.Status == decision.StatusUnauthorized:
 		return sUnauthorizedTokenInvalid
-	case decision.StatusForbidden:
-		if d.Impersonation.Denied != "" {
-			return sImpersonationDenied
-		}
+	case d.Kind == decision.KindDeniedByPolicy && d.Status == decision.StatusForbidden:
 		return sPolicyDeny
-	case decision.StatusNotFound:
+	case d.Kind == decision.KindImpersonationRefused && d.Status == decision.StatusForbidden:
+		return sImpersonationDenied
+	case d.Kind == decision.KindNoRoute && d.Status == decision.StatusNotFound:
 		return sNoRoute
-	case 400:
+	case d.Kind == decision.KindBadRequest && d.Status == decision.StatusBadRequest:
 		return sBadRequest
 	}
 	return sInternal

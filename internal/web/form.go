@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/extauthz/extauthz/internal/identity"
-	"github.com/extauthz/extauthz/internal/impersonation"
 )
 
 // Bounds on what the forms accept. A session cookie must stay under the ~4 KiB
@@ -207,7 +206,7 @@ func parsePreviewForm(form url.Values) (email string, groups []string, err error
 
 // parseEmail trims and checks that s looks like an email address, returning
 // it normalized; "" stays "". It must be a plain ASCII address, as Check
-// requires of an impersonation target (impersonation.CheckTarget): a
+// requires of an impersonation target (identity.CheckAddress): a
 // look-alike of a protected user would pass everything else.
 func parseEmail(s string) (string, error) {
 	s = strings.TrimSpace(s)
@@ -219,7 +218,7 @@ func parseEmail(s string) (string, error) {
 			"full-width or other-script letters are refused, since they can pass for another user.")
 	}
 	bad := formErrorf("Enter a valid email address, like name@example.com.")
-	if impersonation.CheckTarget(s) != nil {
+	if identity.CheckAddress(s) != nil {
 		return "", bad
 	}
 	if len(s) > maxEmailLen || strings.Count(s, "@") != 1 {

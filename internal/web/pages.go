@@ -175,7 +175,7 @@ func (s *Server) dashboardView(st *state, r *http.Request, sess *session, now ti
 			Access:   out.Access,
 			ReadOnly: out.Access == identity.AccessReadOnly,
 			Reason:   out.Reason,
-			Denied:   out.Denied,
+			Denied:   out.Refusal,
 		}
 		if c.ImpersonateExp != nil {
 			t := c.ImpersonateExp.Time
@@ -190,10 +190,10 @@ func (s *Server) dashboardView(st *state, r *http.Request, sess *session, now ti
 	if out.Ended {
 		v.Ended = whom(c.ImpersonateEmail, c.ImpersonateGroups)
 	}
-	v.Denied = out.Denied
+	v.Denied = out.Refusal
 	v.FullPolicy = v.Admin && !out.Impersonating
 	v.AdminTools = v.FullPolicy
-	v.Routes = routeRows(st.set.Engine.Policy, out.Effective, out.Denied)
+	v.Routes = routeRows(st.set.Engine.Policy, out.Effective, out.Refusal)
 	v.AllowedCount = countAllowed(v.Routes)
 	if !v.FullPolicy {
 		v.Routes = reachableRows(v.Routes)
