@@ -8,8 +8,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/extauthz/extauthz/internal/config"
+	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
-	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/reload"
 )
 
 // validate loads a config and prints every problem with its location.
@@ -34,8 +35,8 @@ func validate(e *env, args []string) error {
 	return nil
 }
 
-// explain prints what an identity could reach, route by route, decided by the
-// same Route.Evaluate that answers Check.
+// explain prints what an identity could reach, route by route, as
+// decision.Engine.Explain answers: what Check answers a token that identity holds.
 func explain(e *env, args []string) error {
 	fs := newFlagSet(e, "explain")
 	path := fs.String("config", "", "config file (required)")
@@ -64,14 +65,20 @@ func explain(e *env, args []string) error {
 		fmt.Fprintln(e.stderr, err)
 		return errReported
 	}
-	routes := cfg.Routes.Routes
+	engine, err := reload.NewEngine(cfg)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return errReported
+	}
+	// Only one route: the named one, or the one that serves the URL.
+	keep := func(decision.Verdict) bool { return true }
 	switch {
 	case *routeName != "":
 		r, ok := cfg.Routes.Lookup(*routeName)
 		if !ok {
 			return usagef("no route named %q in %s.", *routeName, *path)
 		}
-		routes = []*policy.Route{r}
+		keep = func(v decision.Verdict) bool { return v.Route == r }
 	case *rawURL != "":
 		u, err := url.Parse(*rawURL)
 		if err != nil || u.Host == "" {
@@ -81,7 +88,7 @@ func explain(e *env, args []string) error {
 		if !ok {
 			return usagef("no route serves %s.", *rawURL)
 		}
-		routes = []*policy.Route{r}
+		keep = func(v decision.Verdict) bool { return v.Route == r }
 	}
 	id := identity.Identity{Email: *email, User: *email, Subject: *email, Groups: groups}
 	type row struct {
@@ -90,10 +97,11 @@ func explain(e *env, args []string) error {
 		Allowed bool   `json:"allowed"`
 		Reason  string `json:"reason"`
 	}
-	rows := make([]row, 0, len(routes))
-	for _, r := range routes {
-		v := r.Evaluate(id)
-		rows = append(rows, row{Route: r.Name, From: r.From, Allowed: v.Allowed, Reason: v.Reason})
+	rows := []row{}
+	for _, v := range engine.Explain(decision.As(id)) {
+		if keep(v) {
+			rows = append(rows, row{Route: v.Route.Name, From: v.Route.From, Allowed: v.Allowed, Reason: v.Reason})
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)

@@ -14,12 +14,14 @@ import (
 	"github.com/extauthz/extauthz/internal/policy"
 )
 
-// TestPreviewAgreesWithCheck generates a policy of 60 routes and 60 identities
-// and checks, for every pair, that the preview (Route.Evaluate on an identity,
-// what `extauthz explain` and the dashboard's preview panel show) says exactly
-// what Check decides for a token carrying that identity, both held directly
-// and impersonated by an administrator.
-func TestPreviewAgreesWithCheck(t *testing.T) {
+// TestExplainAgreesWithDecide generates a policy of 60 routes and 60
+// identities and checks, for every pair, that Explain (what `extauthz
+// explain`, the dashboard and its preview panel show) says exactly what Decide
+// decides for a token carrying that identity, held directly and impersonated
+// by an administrator: allowed, kind and reason. The same comparison through
+// the real callers (Check over gRPC, the dashboard's JSON, explain --json) is
+// cmd/extauthz's TestCheckTheDashboardAndExplainAgree.
+func TestExplainAgreesWithDecide(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	groups := []string{"engineering", "finance", "support", "admins", "sales", "ops"}
 	domains := []string{"corp.example", "partner.example", "contractor.example"}
@@ -84,8 +86,8 @@ func TestPreviewAgreesWithCheck(t *testing.T) {
 		id := identity.Identity{Email: emailOf(i), Groups: pick(groups, 2)}
 		held := mintFor(identity.Claims{Email: id.Email, Groups: id.Groups})
 		impersonated := mintFor(identity.Claims{Email: admin, Groups: []string{"admins"}, ImpersonateEmail: id.Email, ImpersonateGroups: id.Groups})
-		for _, r := range pol.Routes {
-			preview := r.Evaluate(id)
+		for i, preview := range e.Explain(decision.As(id)) {
+			r := pol.Routes[i]
 			for how, tok := range map[string]string{"held": held, "impersonated": impersonated} {
 				d := e.Decide(decision.Request{Host: r.Host, Path: "/", Method: "GET",
 					Header: func(name string) string {
@@ -94,15 +96,15 @@ func TestPreviewAgreesWithCheck(t *testing.T) {
 						}
 						return ""
 					}}, now)
-				if d.Allowed() != preview.Allowed {
-					t.Errorf("%s on %s (%s): preview says %v (%s), Check says %d (%s)",
+				if d.Allowed() != preview.Allowed || d.Kind != preview.Kind || d.Reason != preview.Reason {
+					t.Errorf("%s on %s (%s): Explain says %v (%s), Decide says %d (%s)",
 						id.Email, r.Name, how, preview.Allowed, preview.Reason, d.Status, d.Reason)
 				}
 				if d.Allowed() {
 					allowed++
 				} else {
 					denied++
-					if d.Status != decision.StatusForbidden {
+					if d.Status != decision.StatusForbidden || d.Kind != decision.KindDeniedByPolicy {
 						t.Errorf("%s on %s (%s): denial is %d, want 403", id.Email, r.Name, how, d.Status)
 					}
 				}

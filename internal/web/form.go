@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/identity"
 )
 
@@ -42,6 +43,11 @@ type impersonateForm struct {
 	Groups []string
 	Access string // identity.AccessReadOnly or identity.AccessReadWrite
 	Reason string
+}
+
+// target is whom and how the form impersonates, for the audit log.
+func (f impersonateForm) target() audit.Target {
+	return audit.Target{Email: f.Email, Groups: f.Groups, Access: f.Access, Reason: f.Reason}
 }
 
 // Stop reports whether the form asks to stop impersonating: no email and no groups.

@@ -49,6 +49,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
+	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/idp"
 )
@@ -709,13 +710,11 @@ func (s *Server) issueRouteSession(st *state, w http.ResponseWriter, r *http.Req
 		return
 	}
 	s.issueSession(st, w, r, tok, c, issued)
-	if prev != nil && prev.Claims.Impersonating() && !prev.Outcome.Ended {
+	if prev != nil && prev.Claims.Impersonating() && !prev.Impersonation.Ended {
 		// The refreshed session replaces an impersonating one, as in the
 		// original: the impersonation ends here, with this token.
-		p := prev.Claims
-		s.auditImpersonation(impersonationStoppedEvent, r, p, p.ImpersonateEmail, p.ImpersonateGroups,
-			accessOf(st, p.ImpersonateAccess), p.ImpersonateReason, zap.String("token_id", c.ID), zap.String("sid", c.SID),
-			zap.String("because", "session refreshed"))
+		s.auditImpersonation(audit.ImpersonationStopped, r, prev.Claims, st.impersonated(prev.Claims),
+			append(audit.Session(c), zap.String("because", "session refreshed"))...)
 	}
 	redirect(w, r, target.String())
 }

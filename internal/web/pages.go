@@ -12,14 +12,15 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/extauthz/extauthz/internal/audit"
+	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/negotiate"
-	"github.com/extauthz/extauthz/internal/policy"
 )
 
 // routeRow is one route of an access table: whether an identity may use it
-// and the rule that decided, computed by policy.Route.Evaluate, the code
-// Check answers with.
+// and the canonical reason, as decision.Engine.Explain answers them: what
+// Check answers on that route.
 type routeRow struct {
 	Route   string `json:"route"`
 	From    string `json:"from"`
@@ -27,21 +28,11 @@ type routeRow struct {
 	Reason  string `json:"reason"`
 }
 
-// routeRows evaluates every route of pol for id in policy order. denied, when
-// set, is an impersonation refusal: Check then answers 403 on every route that
-// reads a token, and public routes are still allowed because they are decided
-// before any token is read.
-func routeRows(pol *policy.Policy, id identity.Identity, denied string) []routeRow {
-	rows := make([]routeRow, 0, len(pol.Routes))
-	for _, rt := range pol.Routes {
-		row := routeRow{Route: rt.Name, From: rt.From}
-		if denied != "" && !rt.Public {
-			row.Reason = denied
-		} else {
-			v := rt.Evaluate(id)
-			row.Allowed, row.Reason = v.Allowed, v.Reason
-		}
-		rows = append(rows, row)
+// routeRows is the table of verdicts, in policy order.
+func routeRows(verdicts []decision.Verdict) []routeRow {
+	rows := make([]routeRow, 0, len(verdicts))
+	for _, v := range verdicts {
+		rows = append(rows, routeRow{Route: v.Route.Name, From: v.Route.From, Allowed: v.Allowed, Reason: v.Reason})
 	}
 	return rows
 }
@@ -146,7 +137,7 @@ func whom(email string, groups []string) string {
 }
 
 func (s *Server) dashboardView(st *state, r *http.Request, sess *session, now time.Time) *dashboardView {
-	c, out := sess.Claims, sess.Outcome
+	c, out := sess.Claims, sess.Impersonation
 	v := &dashboardView{
 		page:          newPage(r, "Your session"),
 		Email:         c.Email,
@@ -193,7 +184,7 @@ func (s *Server) dashboardView(st *state, r *http.Request, sess *session, now ti
 	v.Denied = out.Refusal
 	v.FullPolicy = v.Admin && !out.Impersonating
 	v.AdminTools = v.FullPolicy
-	v.Routes = routeRows(st.set.Engine.Policy, out.Effective, out.Refusal)
+	v.Routes = routeRows(st.set.Engine.Explain(sess.Decision))
 	v.AllowedCount = countAllowed(v.Routes)
 	if !v.FullPolicy {
 		v.Routes = reachableRows(v.Routes)
@@ -361,7 +352,7 @@ func (s *Server) dashboard(st *state, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := s.dashboardView(st, r, sess, now)
-	if sess.Outcome.Ended && sess.fromCookie() {
+	if sess.Impersonation.Ended && sess.fromCookie() {
 		// The impersonation ran out: put the administrator's own session
 		// back in the cookie, so every later request (here and through
 		// Check) acts as the administrator without re-reading stale claims,
@@ -378,19 +369,19 @@ func (s *Server) dashboard(st *state, w http.ResponseWriter, r *http.Request) {
 			if c.ImpersonateExp != nil {
 				ended = c.ImpersonateExp.Time
 			}
-			s.auditImpersonation(impersonationEndedEvent, r, c, c.ImpersonateEmail, c.ImpersonateGroups,
-				accessOf(st, c.ImpersonateAccess), c.ImpersonateReason,
-				zap.Time("impersonation_expires_at", ended), zap.String("token_id", next.ID), zap.String("sid", next.SID))
+			s.auditImpersonation(audit.ImpersonationEnded, r, c, st.impersonated(c), append(audit.Session(next), audit.Ended(ended))...)
 		}
 	}
 	s.showDashboard(w, r, http.StatusOK, v)
 }
 
-func accessOf(st *state, access string) string {
+// impersonated is whom and how c impersonates, for the audit log.
+func (st *state) impersonated(c *identity.Claims) audit.Target {
+	access := c.ImpersonateAccess
 	if access == "" {
-		return st.set.Engine.Rules.DefaultAccess
+		access = st.set.Engine.Rules.DefaultAccess
 	}
-	return access
+	return audit.Target{Email: c.ImpersonateEmail, Groups: c.ImpersonateGroups, Access: access, Reason: c.ImpersonateReason}
 }
 
 // refuse shows the dashboard again with an error (and the form as typed).
@@ -417,8 +408,8 @@ func (s *Server) impersonate(st *state, w http.ResponseWriter, r *http.Request) 
 	sticky := func(v *dashboardView) { v.Form = stickyValues(r.PostForm) }
 	rules := st.set.Engine.Rules
 	if !rules.IsAdministrator(c.Email) {
-		s.auditImpersonation(impersonationRefusedEvent, r, c, clip(strings.TrimSpace(first(r.PostForm, "email")), maxEmailLen), nil, "", "",
-			zap.String("refusal", "not an administrator"))
+		s.auditImpersonation(audit.ImpersonationRefused, r, c, audit.Target{Email: clip(strings.TrimSpace(first(r.PostForm, "email")), maxEmailLen)},
+			audit.Refusal("not an administrator"))
 		s.refuse(st, w, r, sess, now, http.StatusForbidden, "Only administrators can sign in as another user.", nil)
 		return
 	}
@@ -440,15 +431,13 @@ func (s *Server) impersonate(st *state, w http.ResponseWriter, r *http.Request) 
 				return
 			}
 			s.issueSession(st, w, r, tok, next, issuedImpersonationStopped)
-			s.auditImpersonation(impersonationStoppedEvent, r, c, c.ImpersonateEmail, c.ImpersonateGroups,
-				accessOf(st, c.ImpersonateAccess), c.ImpersonateReason, zap.String("token_id", next.ID), zap.String("sid", next.SID))
+			s.auditImpersonation(audit.ImpersonationStopped, r, c, st.impersonated(c), audit.Session(next)...)
 		}
 		http.Redirect(w, r, pathDashboard, http.StatusSeeOther)
 		return
 	}
 	if why := rules.ProtectedTarget(form.Email, form.Groups); why != "" {
-		s.auditImpersonation(impersonationRefusedEvent, r, c, form.Email, form.Groups, form.Access, form.Reason,
-			zap.String("refusal", why))
+		s.auditImpersonation(audit.ImpersonationRefused, r, c, form.target(), audit.Refusal(why))
 		s.refuse(st, w, r, sess, now, http.StatusForbidden, "You cannot sign in as this user: "+why+".", sticky)
 		return
 	}
@@ -472,13 +461,12 @@ func (s *Server) impersonate(st *state, w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	s.issueSession(st, w, r, tok, next, issuedImpersonationStarted)
-	s.auditImpersonation(impersonationStartedEvent, r, c, form.Email, form.Groups, form.Access, form.Reason,
-		zap.Time("impersonation_expires_at", next.ImpersonateExp.Time), zap.String("token_id", next.ID), zap.String("sid", next.SID))
+	s.auditImpersonation(audit.ImpersonationStarted, r, c, form.target(), append(audit.Session(next), audit.Ended(next.ImpersonateExp.Time))...)
 	http.Redirect(w, r, pathDashboard, http.StatusSeeOther)
 }
 
 // preview is POST /.pomerium/preview: what an email and groups could reach,
-// computed route by route with Route.Evaluate, the code Check uses.
+// route by route, as decision.Engine.Explain answers (what Check answers).
 func (s *Server) preview(st *state, w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	sess, reason := st.loadSession(r, now)
@@ -489,8 +477,7 @@ func (s *Server) preview(st *state, w http.ResponseWriter, r *http.Request) {
 	c := sess.Claims
 	sticky := func(v *dashboardView) { v.PreviewForm = stickyValues(r.PostForm) }
 	if !st.set.Engine.Rules.IsAdministrator(c.Email) {
-		s.audit.Info(policyPreviewEvent, zap.String("actor_email", c.Email), zap.String("actor_user", c.User),
-			zap.String("host", r.Host), zap.String("request_id", requestID(r)), zap.String("refusal", "not an administrator"))
+		s.audit.PreviewRefused(c, "not an administrator", auditRequest(r))
 		s.refuse(st, w, r, sess, now, http.StatusForbidden, "Only administrators can preview another user's access.", nil)
 		return
 	}
@@ -500,18 +487,9 @@ func (s *Server) preview(st *state, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := identity.Identity{Subject: email, User: email, Email: email, Groups: groups}
-	rows := routeRows(st.set.Engine.Policy, id, "")
+	rows := routeRows(st.set.Engine.Explain(decision.As(id)))
 	p := &previewView{Email: email, Groups: groups, Whom: whom(email, groups), Routes: rows, Allowed: countAllowed(rows)}
-	s.audit.Info(policyPreviewEvent,
-		zap.String("actor_email", c.Email),
-		zap.String("actor_user", c.User),
-		zap.String("preview_email", email),
-		zap.Strings("preview_groups", nonNil(groups)),
-		zap.Int("routes_allowed", p.Allowed),
-		zap.Int("routes", len(rows)),
-		zap.String("host", r.Host),
-		zap.String("request_id", requestID(r)),
-	)
+	s.audit.Preview(c, email, groups, p.Allowed, len(rows), auditRequest(r))
 	v := s.dashboardView(st, r, sess, now)
 	v.Preview = p
 	v.PreviewForm = formValues{Email: email, Groups: strings.Join(groups, ", ")}

@@ -24,21 +24,16 @@ const (
 
 // Names and defaults of the page machinery.
 const (
-	defaultCookieName         = "_pomerium"
-	defaultMaxDuration        = 30 * time.Minute
-	hostCookiePrefix          = "__Host-"
-	csrfFieldName             = "_csrf"
-	csrfMaxAge                = 12 * 60 * 60 // seconds; a page left open longer needs a reload
-	contentSecurityPolicy     = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-	formContentType           = "application/x-www-form-urlencoded"
-	redirectParam             = "pomerium_redirect_uri"
-	signedOutParam            = "signed_out"
-	wwwAuthenticateChallenge  = "Pomerium"
-	impersonationStartedEvent = "impersonation_started"
-	impersonationStoppedEvent = "impersonation_stopped"
-	impersonationEndedEvent   = "impersonation_ended"
-	impersonationRefusedEvent = "impersonation_refused"
-	policyPreviewEvent        = "policy_preview"
+	defaultCookieName        = "_pomerium"
+	defaultMaxDuration       = 30 * time.Minute
+	hostCookiePrefix         = "__Host-"
+	csrfFieldName            = "_csrf"
+	csrfMaxAge               = 12 * 60 * 60 // seconds; a page left open longer needs a reload
+	contentSecurityPolicy    = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	formContentType          = "application/x-www-form-urlencoded"
+	redirectParam            = "pomerium_redirect_uri"
+	signedOutParam           = "signed_out"
+	wwwAuthenticateChallenge = "Pomerium"
 )
 
 // state is a Settings with everything derived from it: a reload swaps both at once.

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/decision"
 )
 
@@ -60,7 +61,7 @@ type Settings struct {
 type Server struct {
 	state atomic.Pointer[state]
 	log   *zap.Logger
-	audit *zap.Logger
+	audit *audit.Log
 	now   func() time.Time
 	mux   *http.ServeMux
 	// Ready reports readiness for /healthz; nil means ready.
@@ -77,7 +78,7 @@ func New(s *Settings, log *zap.Logger) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	srv := &Server{log: log, audit: log.Named("audit"), now: time.Now, mux: http.NewServeMux()}
+	srv := &Server{log: log, audit: audit.New(log), now: time.Now, mux: http.NewServeMux()}
 	srv.handoffs = NewMemoryHandoffLedger(func() time.Time { return srv.now() })
 	srv.Swap(s)
 	srv.routes()
