@@ -3,7 +3,6 @@ package web
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"unicode"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/signin"
 )
 
 // Bounds on what the forms accept. A session cookie must stay under the ~4 KiB
@@ -23,8 +23,6 @@ const (
 	maxGroups      = 64
 	maxGroupLen    = 256
 	maxReasonRunes = 500
-	maxCookieValue = 3800
-	maxRedirectLen = 4096
 )
 
 // formError is a refusal of what the user typed; its text is shown on the
@@ -235,7 +233,7 @@ func parseEmail(s string) (string, error) {
 		return "", bad
 	}
 	for _, r := range local {
-		if unicode.IsControl(r) || unicode.IsSpace(r) || strings.ContainsRune(`<>()[]\,;:"`, r) || isBidiControl(r) {
+		if unicode.IsControl(r) || unicode.IsSpace(r) || strings.ContainsRune(`<>()[]\,;:"`, r) || signin.IsBidiControl(r) {
 			return "", bad
 		}
 	}
@@ -269,7 +267,7 @@ func parseGroups(s string) ([]string, error) {
 			return nil, formErrorf("A group name is too long: at most %d characters.", maxGroupLen)
 		}
 		for _, r := range g {
-			if unicode.IsControl(r) || isBidiControl(r) {
+			if unicode.IsControl(r) || signin.IsBidiControl(r) {
 				return nil, formErrorf("Group names must not contain control characters.")
 			}
 		}
@@ -292,25 +290,9 @@ func parseReason(s string) (string, error) {
 		return "", formErrorf("The reason is too long: at most %d characters (this one has %d).", maxReasonRunes, n)
 	}
 	for _, r := range s {
-		if (unicode.IsControl(r) && r != '\n' && r != '\t') || isBidiControl(r) {
+		if (unicode.IsControl(r) && r != '\n' && r != '\t') || signin.IsBidiControl(r) {
 			return "", formErrorf("The reason must not contain control characters.")
 		}
 	}
 	return s, nil
-}
-
-func isBidiControl(r rune) bool {
-	return r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069 || r == 0x200E || r == 0x200F || r == 0x061C
-}
-
-// requestScheme is the scheme the browser used: Envoy sets x-forwarded-proto.
-func requestScheme(r *http.Request) string {
-	if r.TLS != nil {
-		return "https"
-	}
-	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
-	if strings.EqualFold(strings.TrimSpace(proto), "https") {
-		return "https"
-	}
-	return "http"
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/negotiate"
+	"github.com/extauthz/extauthz/internal/signin"
 )
 
 // routeRow is one route of an access table: whether an identity may use it
@@ -500,8 +501,8 @@ func (s *Server) preview(st *state, w http.ResponseWriter, r *http.Request) {
 // identity-provider session lives, that session ends too.
 func (s *Server) signOut(st *state, w http.ResponseWriter, r *http.Request) {
 	st.clearSession(w)
-	if st.oidc != nil && st.oidc.onSignInHost(r) {
-		st.oidc.clearAuthSession(w)
+	if st.oidc != nil && st.oidc.OnSignInHost(r) {
+		st.oidc.ClearAuthSession(w)
 	}
 	http.Redirect(w, r, pathSignIn+"?"+signedOutParam+"=1", http.StatusSeeOther)
 }
@@ -518,7 +519,7 @@ type signInView struct {
 }
 
 func (s *Server) signInView(st *state, r *http.Request, now time.Time, redirect string) *signInView {
-	v := &signInView{page: newPage(r, "Sign in"), Redirect: redirect, Audience: identity.HostWithoutPort(r.Host), Issuer: st.set.Issuer, Scheme: requestScheme(r)}
+	v := &signInView{page: newPage(r, "Sign in"), Redirect: redirect, Audience: identity.HostWithoutPort(r.Host), Issuer: st.set.Issuer, Scheme: signin.RequestScheme(r)}
 	if v.Issuer == "" {
 		v.Issuer = v.Audience
 	}
@@ -534,10 +535,10 @@ func (s *Server) signInView(st *state, r *http.Request, now time.Time, redirect 
 // signInPage is GET /.pomerium/sign_in: how to get a token, and a form to paste one.
 func (s *Server) signInPage(st *state, w http.ResponseWriter, r *http.Request) {
 	if st.oidc != nil {
-		s.signInOIDC(st, w, r)
+		st.oidc.SignIn(w, r)
 		return
 	}
-	redirect, _ := st.safeRedirect(r.URL.Query().Get(redirectParam), r)
+	redirect, _ := st.redirects.Safe(r.URL.Query().Get(redirectParam), r)
 	v := s.signInView(st, r, s.now(), redirect)
 	if r.URL.Query().Get(signedOutParam) != "" {
 		v.Notice = "You are signed out."
@@ -553,7 +554,7 @@ func (s *Server) signIn(st *state, w http.ResponseWriter, r *http.Request) {
 	if raw == "" {
 		raw = r.URL.Query().Get(redirectParam)
 	}
-	redirect, ok := st.safeRedirect(raw, r)
+	redirect, ok := st.redirects.Safe(raw, r)
 	if !ok {
 		redirect = ""
 	}
@@ -581,7 +582,7 @@ func (s *Server) signIn(st *state, w http.ResponseWriter, r *http.Request) {
 		retry(http.StatusBadRequest, "This token cannot sign you in to "+identity.HostWithoutPort(r.Host)+": "+why+".")
 		return
 	}
-	if len(token) > maxCookieValue {
+	if len(token) > signin.MaxCookieValue {
 		retry(http.StatusBadRequest, "This token is too large to keep in a browser cookie; use it in an Authorization header instead.")
 		return
 	}

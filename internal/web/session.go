@@ -13,6 +13,7 @@ import (
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/requestid"
+	"github.com/extauthz/extauthz/internal/signin"
 )
 
 // session is a verified session read from a request: the first half of
@@ -73,7 +74,7 @@ func (st *state) reissue(c *identity.Claims, edit func(*identity.Claims)) (strin
 	if err != nil {
 		return "", nil, err
 	}
-	if len(tok) > maxCookieValue {
+	if len(tok) > signin.MaxCookieValue {
 		return "", nil, formErrorf("The session would be too large for a browser cookie; use fewer or shorter groups.")
 	}
 	return tok, &n, nil

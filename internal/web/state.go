@@ -7,17 +7,18 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/signin"
 	"github.com/gorilla/csrf"
 )
 
 // Paths of the pages.
 const (
-	pathDashboard   = "/.pomerium/"
+	pathDashboard   = signin.PathDashboard
 	pathImpersonate = "/.pomerium/impersonate"
 	pathPreview     = "/.pomerium/preview"
-	pathSignIn      = "/.pomerium/sign_in"
+	pathSignIn      = signin.PathSignIn
 	pathSignOut     = "/.pomerium/sign_out"
-	pathCallback    = "/.pomerium/callback"
+	pathCallback    = signin.PathCallback
 	pathRefresh     = "/.pomerium/refresh"
 	pathStyle       = "/.pomerium/assets/style.css"
 )
@@ -45,23 +46,10 @@ type state struct {
 	// csp is the Content-Security-Policy of the pages.
 	csp string
 	// redirects checks every URL the pages send a browser to.
-	redirects *redirectGuard
+	redirects *signin.Guard
 	// oidc is the browser sign-in against the identity provider; nil when
 	// none is configured.
-	oidc *oidcState
-}
-
-// sidecarCookieName names one of the sidecar's own cookies (CSRF, sign-in
-// flow, binding, authenticate session): the session cookie's name and a
-// suffix, behind the __Host- prefix when cookies are secure. With that prefix
-// browsers accept the cookie only with Secure, Path=/ and no Domain, so no
-// other host of the domain can set or shadow it. Check removes every one of
-// them before a request goes upstream (identity.IsSidecarCookie).
-func sidecarCookieName(session string, secure bool, suffix string) string {
-	if secure {
-		return hostCookiePrefix + session + suffix
-	}
-	return session + suffix
+	oidc *signin.Flow
 }
 
 func (s *Server) newState(set *Settings) *state {
@@ -72,11 +60,20 @@ func (s *Server) newState(set *Settings) *state {
 	if st.maxDuration <= 0 {
 		st.maxDuration = defaultMaxDuration
 	}
-	st.redirects = newRedirectGuard(set)
-	st.oidc = s.newOIDCState(set, st.cookieName, st.redirects)
+	st.redirects = signin.NewGuard(set.AuthenticateServiceURL, set.Engine.Policy)
+	var prev *signin.Flow
+	if old := s.state.Load(); old != nil {
+		prev = old.oidc
+	}
+	st.oidc = signin.New(signin.Config{
+		ProviderURL: set.IdpProviderURL, ClientID: set.IdpClientID, ClientSecret: set.IdpClientSecret, Scopes: set.IdpScopes,
+		AllowUnverifiedEmail: set.IdpAllowUnverifiedEmail, AuthenticateServiceURL: set.AuthenticateServiceURL,
+		Secret: set.Secret, Verifier: set.Engine.Verifier, CookieName: st.cookieName, CookieSecure: set.CookieSecure,
+		CookieExpire: set.CookieExpire, Issuer: set.Issuer, CSP: contentSecurityPolicy,
+	}, prev, st.redirects, pagesFor{s, st}, s.handoffs, s.log, func() time.Time { return s.now() })
 	st.csp = contentSecurityPolicy
 	if st.oidc != nil {
-		st.csp = st.oidc.csp
+		st.csp = st.oidc.CSP()
 	}
 	page := func(h func(*state, http.ResponseWriter, *http.Request)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) { h(st, w, r) }
@@ -92,7 +89,7 @@ func (s *Server) newState(set *Settings) *state {
 	mux.HandleFunc("POST "+pathRefresh, page(s.refresh))
 	mux.HandleFunc("/.pomerium/", page(s.notFound))
 	protect := csrf.Protect(csrfKey(set.Secret),
-		csrf.CookieName(sidecarCookieName(st.cookieName, set.CookieSecure, "_csrf")),
+		csrf.CookieName(signin.CookieName(st.cookieName, set.CookieSecure, "_csrf")),
 		csrf.FieldName(csrfFieldName),
 		csrf.Path("/"), // host-only (no Domain), as __Host- requires
 		csrf.HttpOnly(true),
@@ -121,7 +118,7 @@ func (s *Server) prepare(st *state, next http.Handler) http.Handler {
 		// same-origin Referer; over plain HTTP (the demo, or Envoy without
 		// TLS) it must be told, or every form post fails. The Origin check
 		// still runs either way.
-		if requestScheme(r) != "https" {
+		if signin.RequestScheme(r) != "https" {
 			r = csrf.PlaintextHTTPRequest(r)
 		}
 		switch r.Method {
