@@ -125,12 +125,12 @@ func (s *Server) prepare(st *state, next http.Handler) http.Handler {
 		case http.MethodGet, http.MethodHead:
 		case http.MethodPost:
 			if status, msg := readForm(w, r); status != 0 {
-				s.fail(st, w, r, status, msg)
+				s.fail(w, r, status, msg, "")
 				return
 			}
 		default:
 			h.Set("Allow", "GET, HEAD, POST")
-			s.fail(st, w, r, http.StatusMethodNotAllowed, "The method "+r.Method+" is not allowed here.")
+			s.fail(w, r, http.StatusMethodNotAllowed, "The method "+r.Method+" is not allowed here.", "")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -159,33 +159,4 @@ func readForm(w http.ResponseWriter, r *http.Request) (int, string) {
 		return http.StatusBadRequest, err.Error()
 	}
 	return 0, ""
-}
-
-// notFound answers paths without a page, and known paths with the wrong method.
-func (s *Server) notFound(st *state, w http.ResponseWriter, r *http.Request) {
-	allow := map[string]string{
-		pathDashboard:   "GET, HEAD",
-		pathSignIn:      "GET, HEAD, POST",
-		pathImpersonate: "POST",
-		pathPreview:     "POST",
-		pathSignOut:     "POST",
-		pathCallback:    "GET, HEAD",
-		pathRefresh:     "POST",
-	}[r.URL.Path]
-	if allow != "" {
-		w.Header().Set("Allow", allow)
-		s.fail(st, w, r, http.StatusMethodNotAllowed, "The method "+r.Method+" is not allowed here.")
-		return
-	}
-	s.fail(st, w, r, http.StatusNotFound, "There is no page here.")
-}
-
-// csrfFailed answers a form post whose CSRF token or origin did not check out.
-func (s *Server) csrfFailed(st *state, w http.ResponseWriter, r *http.Request) {
-	why := "unknown reason"
-	if err := csrf.FailureReason(r); err != nil {
-		why = err.Error()
-	}
-	s.fail(st, w, r, http.StatusForbidden,
-		"This form could not be verified ("+why+"). It may have expired or come from another site: reload the page and try again.")
 }

@@ -1,11 +1,12 @@
 package web
 
+// This file is the dashboard, GET /.pomerium/: who the session is, what it
+// can reach (decision.Engine.Explain), in HTML, JSON or text.
+
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,7 +17,6 @@ import (
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/negotiate"
-	"github.com/extauthz/extauthz/internal/signin"
 )
 
 // routeRow is one route of an access table: whether an identity may use it
@@ -329,21 +329,6 @@ func (s *Server) showDashboard(w http.ResponseWriter, r *http.Request, status in
 	}
 }
 
-// unauthenticated answers a page request without a valid session: browsers
-// go to sign in and come back to back, others get 401 with the reason.
-func (s *Server) unauthenticated(st *state, w http.ResponseWriter, r *http.Request, reason, back string) {
-	if negotiate.Preferred(r.Header.Get("Accept")) == negotiate.HTML {
-		status := http.StatusFound
-		if r.Method == http.MethodPost {
-			status = http.StatusSeeOther
-		}
-		http.Redirect(w, r, pathSignIn+"?"+redirectParam+"="+url.QueryEscape(back), status)
-		return
-	}
-	w.Header().Set("WWW-Authenticate", wwwAuthenticateChallenge)
-	s.fail(st, w, r, http.StatusUnauthorized, reason)
-}
-
 // dashboard is GET /.pomerium/.
 func (s *Server) dashboard(st *state, w http.ResponseWriter, r *http.Request) {
 	now := s.now()
@@ -374,247 +359,4 @@ func (s *Server) dashboard(st *state, w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.showDashboard(w, r, http.StatusOK, v)
-}
-
-// impersonated is whom and how c impersonates, for the audit log.
-func (st *state) impersonated(c *identity.Claims) audit.Target {
-	access := c.ImpersonateAccess
-	if access == "" {
-		access = st.set.Engine.Rules.DefaultAccess
-	}
-	return audit.Target{Email: c.ImpersonateEmail, Groups: c.ImpersonateGroups, Access: access, Reason: c.ImpersonateReason}
-}
-
-// refuse shows the dashboard again with an error (and the form as typed).
-func (s *Server) refuse(st *state, w http.ResponseWriter, r *http.Request, sess *session, now time.Time, status int, msg string, edit func(*dashboardView)) {
-	v := s.dashboardView(st, r, sess, now)
-	v.Error = msg
-	if edit != nil {
-		edit(v)
-	}
-	s.showDashboard(w, r, status, v)
-}
-
-// impersonate is POST /.pomerium/impersonate: start, change or stop an
-// impersonation. The administrator is checked here from the verified session,
-// never from what the page showed.
-func (s *Server) impersonate(st *state, w http.ResponseWriter, r *http.Request) {
-	now := s.now()
-	sess, reason := st.loadSession(r, now)
-	if sess == nil {
-		s.unauthenticated(st, w, r, reason, pathDashboard)
-		return
-	}
-	c := sess.Claims
-	sticky := func(v *dashboardView) { v.Form = stickyValues(r.PostForm) }
-	rules := st.set.Engine.Rules
-	if !rules.IsAdministrator(c.Email) {
-		s.auditImpersonation(audit.ImpersonationRefused, r, c, audit.Target{Email: clip(strings.TrimSpace(first(r.PostForm, "email")), maxEmailLen)},
-			audit.Refusal("not an administrator"))
-		s.refuse(st, w, r, sess, now, http.StatusForbidden, "Only administrators can sign in as another user.", nil)
-		return
-	}
-	form, err := parseImpersonateForm(r.PostForm, st.set.ImpersonationRequireReason)
-	if err != nil {
-		s.refuse(st, w, r, sess, now, http.StatusBadRequest, err.Error(), sticky)
-		return
-	}
-	// The session came from a header rather than the cookie: the page is a
-	// browser flow, so the impersonation still goes into the session cookie
-	// (a header cannot be rewritten). A client that keeps sending its header
-	// keeps acting on that header's token, which takes precedence over the
-	// cookie everywhere, exactly as in Check.
-	if form.Stop() {
-		if c.Impersonating() {
-			tok, next, err := st.reissue(c, withoutImpersonation)
-			if err != nil {
-				s.internalError(st, w, r, err)
-				return
-			}
-			s.issueSession(st, w, r, tok, next, issuedImpersonationStopped)
-			s.auditImpersonation(audit.ImpersonationStopped, r, c, st.impersonated(c), audit.Session(next)...)
-		}
-		http.Redirect(w, r, pathDashboard, http.StatusSeeOther)
-		return
-	}
-	if why := rules.ProtectedTarget(form.Email, form.Groups); why != "" {
-		s.auditImpersonation(audit.ImpersonationRefused, r, c, form.target(), audit.Refusal(why))
-		s.refuse(st, w, r, sess, now, http.StatusForbidden, "You cannot sign in as this user: "+why+".", sticky)
-		return
-	}
-	exp := c.ExpiresAt.Time
-	end := now.Add(st.maxDuration)
-	if end.After(exp) {
-		end = exp
-	}
-	if !end.Truncate(time.Second).After(now) {
-		s.refuse(st, w, r, sess, now, http.StatusBadRequest, "Your session expires too soon to start an impersonation; sign in again first.", sticky)
-		return
-	}
-	tok, next, err := st.reissue(c, withImpersonation(form, end))
-	if err != nil {
-		var fe *formError
-		if errors.As(err, &fe) {
-			s.refuse(st, w, r, sess, now, http.StatusBadRequest, fe.msg, sticky)
-			return
-		}
-		s.internalError(st, w, r, err)
-		return
-	}
-	s.issueSession(st, w, r, tok, next, issuedImpersonationStarted)
-	s.auditImpersonation(audit.ImpersonationStarted, r, c, form.target(), append(audit.Session(next), audit.Ended(next.ImpersonateExp.Time))...)
-	http.Redirect(w, r, pathDashboard, http.StatusSeeOther)
-}
-
-// preview is POST /.pomerium/preview: what an email and groups could reach,
-// route by route, as decision.Engine.Explain answers (what Check answers).
-func (s *Server) preview(st *state, w http.ResponseWriter, r *http.Request) {
-	now := s.now()
-	sess, reason := st.loadSession(r, now)
-	if sess == nil {
-		s.unauthenticated(st, w, r, reason, pathDashboard)
-		return
-	}
-	c := sess.Claims
-	sticky := func(v *dashboardView) { v.PreviewForm = stickyValues(r.PostForm) }
-	if !st.set.Engine.Rules.IsAdministrator(c.Email) {
-		s.audit.PreviewRefused(c, "not an administrator", auditRequest(r))
-		s.refuse(st, w, r, sess, now, http.StatusForbidden, "Only administrators can preview another user's access.", nil)
-		return
-	}
-	email, groups, err := parsePreviewForm(r.PostForm)
-	if err != nil {
-		s.refuse(st, w, r, sess, now, http.StatusBadRequest, err.Error(), sticky)
-		return
-	}
-	id := identity.Identity{Subject: email, User: email, Email: email, Groups: groups}
-	rows := routeRows(st.set.Engine.Explain(decision.As(id)))
-	p := &previewView{Email: email, Groups: groups, Whom: whom(email, groups), Routes: rows, Allowed: countAllowed(rows)}
-	s.audit.Preview(c, email, groups, p.Allowed, len(rows), auditRequest(r))
-	v := s.dashboardView(st, r, sess, now)
-	v.Preview = p
-	v.PreviewForm = formValues{Email: email, Groups: strings.Join(groups, ", ")}
-	s.showDashboard(w, r, http.StatusOK, v)
-}
-
-// signOut is POST /.pomerium/sign_out. On the host where the
-// identity-provider session lives, that session ends too.
-func (s *Server) signOut(st *state, w http.ResponseWriter, r *http.Request) {
-	st.clearSession(w)
-	if st.oidc != nil && st.oidc.OnSignInHost(r) {
-		st.oidc.ClearAuthSession(w)
-	}
-	http.Redirect(w, r, pathSignIn+"?"+signedOutParam+"=1", http.StatusSeeOther)
-}
-
-type signInView struct {
-	page
-	Redirect string
-	Issuer   string
-	Audience string
-	Scheme   string
-	// Current describes a session already present, valid or not.
-	CurrentEmail  string
-	CurrentReason string
-}
-
-func (s *Server) signInView(st *state, r *http.Request, now time.Time, redirect string) *signInView {
-	v := &signInView{page: newPage(r, "Sign in"), Redirect: redirect, Audience: identity.HostWithoutPort(r.Host), Issuer: st.set.Issuer, Scheme: signin.RequestScheme(r)}
-	if v.Issuer == "" {
-		v.Issuer = v.Audience
-	}
-	if sess, reason := st.loadSession(r, now); sess != nil {
-		v.CurrentEmail = sess.Claims.Email
-		v.SignedIn, v.SignedInAs = true, sess.Claims.Email
-	} else if reason != reasonNoSession {
-		v.CurrentReason = reason
-	}
-	return v
-}
-
-// signInPage is GET /.pomerium/sign_in: how to get a token, and a form to paste one.
-func (s *Server) signInPage(st *state, w http.ResponseWriter, r *http.Request) {
-	if st.oidc != nil {
-		st.oidc.SignIn(w, r)
-		return
-	}
-	redirect, _ := st.redirects.Safe(r.URL.Query().Get(redirectParam), r)
-	v := s.signInView(st, r, s.now(), redirect)
-	if r.URL.Query().Get(signedOutParam) != "" {
-		v.Notice = "You are signed out."
-	}
-	s.render(w, r, http.StatusOK, "sign_in.html", v)
-}
-
-// signIn is POST /.pomerium/sign_in: verify a pasted token for this host and
-// make it the session cookie.
-func (s *Server) signIn(st *state, w http.ResponseWriter, r *http.Request) {
-	now := s.now()
-	raw := first(r.PostForm, redirectParam)
-	if raw == "" {
-		raw = r.URL.Query().Get(redirectParam)
-	}
-	redirect, ok := st.redirects.Safe(raw, r)
-	if !ok {
-		redirect = ""
-	}
-	retry := func(status int, msg string) {
-		v := s.signInView(st, r, now, redirect)
-		v.Error = msg
-		if negotiate.Preferred(r.Header.Get("Accept")) == negotiate.HTML {
-			s.render(w, r, status, "sign_in.html", v)
-			return
-		}
-		s.fail(st, w, r, status, msg)
-	}
-	token := pastedToken(first(r.PostForm, "token"))
-	if token == "" {
-		retry(http.StatusBadRequest, "Paste a token to sign in.")
-		return
-	}
-	claims, err := st.set.Engine.Verifier.Verify(token, r.Host, now)
-	if err != nil {
-		why := identity.ReasonMalformed
-		var te *identity.TokenError
-		if errors.As(err, &te) {
-			why = te.Reason
-		}
-		retry(http.StatusBadRequest, "This token cannot sign you in to "+identity.HostWithoutPort(r.Host)+": "+why+".")
-		return
-	}
-	if len(token) > signin.MaxCookieValue {
-		retry(http.StatusBadRequest, "This token is too large to keep in a browser cookie; use it in an Authorization header instead.")
-		return
-	}
-	// The pasted token itself becomes the cookie, so this host's session id
-	// is its session id: its sid, else its jti (see identity.Claims.SessionID).
-	s.issueSession(st, w, r, token, claims, issuedPastedToken)
-	if redirect == "" {
-		redirect = pathDashboard
-	}
-	http.Redirect(w, r, redirect, http.StatusSeeOther)
-}
-
-// pastedToken accepts a bare token or one pasted with its header scheme.
-func pastedToken(s string) string {
-	s = strings.TrimSpace(s)
-	for _, prefix := range []string{"Authorization:", "Pomerium ", "Bearer Pomerium-"} {
-		if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
-			s = strings.TrimSpace(s[len(prefix):])
-		}
-	}
-	return s
-}
-
-// clip bounds what a refused, unvalidated field contributes to a log entry.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "")
-}
-
-func (s *Server) internalError(st *state, w http.ResponseWriter, r *http.Request, err error) {
-	s.log.Error("page failed", zap.String("path", r.URL.Path), zap.Error(err), zap.String("request_id", requestID(r)))
-	s.fail(st, w, r, http.StatusInternalServerError, "Something went wrong on our side; the request id identifies it in the logs.")
 }
