@@ -46,15 +46,15 @@ type Request struct {
 type Decision struct {
 	// Kind is what the decision reached; adapters map it to metrics labels
 	// and audit fields, never the Reason sentence.
-	Kind   Kind
+	Kind Kind
+	// Cause is why the token was refused, for KindBadToken.
+	Cause  identity.Cause
 	Status Status
 	// Reason is the canonical reason (see Kind). It holds no secret, but a
 	// policy denial's reason lists whom the route allows: Check shows that
 	// client only the route (policy.Route.ClientDenial).
 	Reason string
-	// Cause is why the token was refused, for KindBadToken.
-	Cause identity.Cause
-	Route *policy.Route
+	Route  *policy.Route
 	// Token and Source are the carrier that was read, if any.
 	Token  string
 	Source identity.Source

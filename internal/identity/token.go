@@ -54,33 +54,62 @@ const (
 	ReasonLifetime       = "token lifetime exceeds the allowed maximum"
 )
 
-// Cause is why a token was refused, as a short stable word: metrics labels
-// and audit fields use it, never the Reason sentence.
-type Cause string
+// Cause is why a token was refused, as a small number whose String is a
+// short stable word: metrics labels and audit fields use it, never the
+// Reason sentence.
+type Cause uint8
 
 // Causes of a token refusal, one per Reason*.
 const (
-	CauseMalformed       Cause = "malformed"
-	CauseTooLarge        Cause = "too_large"
-	CauseAlgorithm       Cause = "algorithm"
-	CauseSignature       Cause = "signature"
-	CauseExpired         Cause = "expired"
-	CauseNotYetValid     Cause = "not_yet_valid"
-	CauseIssuedInFuture  Cause = "issued_in_future"
-	CauseMissingExpiry   Cause = "missing_expiry"
-	CauseAudience        Cause = "audience"
-	CauseIssuer          Cause = "issuer"
-	CauseRevoked         Cause = "revoked"
-	CauseLifetime        Cause = "lifetime"
-	CauseCookiesDisagree Cause = "cookies_disagree"
-	CauseTooManyCookies  Cause = "too_many_cookies"
+	CauseMalformed Cause = iota + 1
+	CauseTooLarge
+	CauseAlgorithm
+	CauseSignature
+	CauseExpired
+	CauseNotYetValid
+	CauseIssuedInFuture
+	CauseMissingExpiry
+	CauseAudience
+	CauseIssuer
+	CauseRevoked
+	CauseLifetime
+	CauseCookiesDisagree
+	CauseTooManyCookies
+	causeEnd
 )
+
+var causeNames = [causeEnd]string{
+	CauseMalformed:       "malformed",
+	CauseTooLarge:        "too_large",
+	CauseAlgorithm:       "algorithm",
+	CauseSignature:       "signature",
+	CauseExpired:         "expired",
+	CauseNotYetValid:     "not_yet_valid",
+	CauseIssuedInFuture:  "issued_in_future",
+	CauseMissingExpiry:   "missing_expiry",
+	CauseAudience:        "audience",
+	CauseIssuer:          "issuer",
+	CauseRevoked:         "revoked",
+	CauseLifetime:        "lifetime",
+	CauseCookiesDisagree: "cookies_disagree",
+	CauseTooManyCookies:  "too_many_cookies",
+}
+
+// String is the cause as a short snake_case word; "" for no cause.
+func (c Cause) String() string {
+	if c < causeEnd {
+		return causeNames[c]
+	}
+	return ""
+}
 
 // Causes lists every Cause, for callers that prepare one series per cause.
 func Causes() []Cause {
-	return []Cause{CauseMalformed, CauseTooLarge, CauseAlgorithm, CauseSignature, CauseExpired, CauseNotYetValid,
-		CauseIssuedInFuture, CauseMissingExpiry, CauseAudience, CauseIssuer, CauseRevoked, CauseLifetime,
-		CauseCookiesDisagree, CauseTooManyCookies}
+	out := make([]Cause, 0, causeEnd-1)
+	for c := CauseMalformed; c < causeEnd; c++ {
+		out = append(out, c)
+	}
+	return out
 }
 
 // Verifier checks HS256 tokens against one or more shared secrets. It is

@@ -83,10 +83,10 @@ func (r *Rules) ProtectedTarget(email string, groups []string) string {
 type Outcome struct {
 	// Effective is the identity policy is evaluated against and passed upstream.
 	Effective identity.Identity
-	// Impersonating is true when Effective is not the holder.
-	Impersonating bool
 	// Actor is the real holder; meaningful when Impersonating or Ended.
 	Actor identity.Identity
+	// Impersonating is true when Effective is not the holder.
+	Impersonating bool
 	// Ended is true when the token carried an impersonation that is no longer
 	// live (impersonate_exp passed or beyond exp): the holder acts as themselves.
 	Ended bool

@@ -151,7 +151,7 @@ func New() *Metrics {
 	}, []string{"reason"})
 	m.tokenFailures = make(map[identity.Cause]prometheus.Counter, len(identity.Causes()))
 	for _, c := range identity.Causes() {
-		m.tokenFailures[c] = tok.WithLabelValues(string(c))
+		m.tokenFailures[c] = tok.WithLabelValues(c.String())
 	}
 	m.tokenOther = tok.WithLabelValues(tokenReasonOther)
 
