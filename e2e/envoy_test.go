@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/extauthz/extauthz/internal/identity"
@@ -26,7 +28,7 @@ func (s *stack) verifyWithJWKS(t *testing.T, assertion string) jwt.MapClaims {
 	if resp.StatusCode != 200 {
 		t.Fatalf("JWKS through Envoy: %d %s", resp.StatusCode, body)
 	}
-	var set identity.JWKS
+	var set jose.JSONWebKeySet
 	if err := json.Unmarshal([]byte(body), &set); err != nil {
 		t.Fatalf("JWKS is not JSON: %v", err)
 	}
@@ -34,8 +36,8 @@ func (s *stack) verifyWithJWKS(t *testing.T, assertion string) jwt.MapClaims {
 	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithAudience("app.localhost"), jwt.WithExpirationRequired()).
 		ParseWithClaims(assertion, claims, func(tok *jwt.Token) (any, error) {
 			for _, k := range set.Keys {
-				if k.Kid == tok.Header["kid"] {
-					return identity.PublicKeyFromJWK(k)
+				if k.KeyID == tok.Header["kid"] {
+					return k.Key, nil
 				}
 			}
 			return nil, jwt.ErrTokenUnverifiable

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
@@ -313,24 +315,24 @@ func (s *stack) check(req *authv3.CheckRequest) answer {
 	return summarize(resp)
 }
 
-func (s *stack) jwks() identity.JWKS {
+func (s *stack) jwks() jose.JSONWebKeySet {
 	s.t.Helper()
 	resp, err := http.Get(s.http.URL + "/.well-known/pomerium/jwks.json")
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var set identity.JWKS
+	var set jose.JSONWebKeySet
 	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
 		s.t.Fatal(err)
 	}
 	return set
 }
 
-func kids(set identity.JWKS) []string {
+func kids(set jose.JSONWebKeySet) []string {
 	out := make([]string, len(set.Keys))
 	for i, k := range set.Keys {
-		out[i] = k.Kid
+		out[i] = k.KeyID
 	}
 	return out
 }
@@ -393,7 +395,7 @@ func (s *stack) assertion(tok string) string {
 
 // verifyWith checks that jws verifies with the key of set its kid names, and
 // that the kid is want.
-func verifyWith(t *testing.T, set identity.JWKS, jws, want string) {
+func verifyWith(t *testing.T, set jose.JSONWebKeySet, jws, want string) {
 	t.Helper()
 	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"})).Parse(jws, func(tok *jwt.Token) (any, error) {
 		kid, _ := tok.Header["kid"].(string)
@@ -401,8 +403,8 @@ func verifyWith(t *testing.T, set identity.JWKS, jws, want string) {
 			return nil, fmt.Errorf("kid %s, want %s", kid, want)
 		}
 		for _, k := range set.Keys {
-			if k.Kid == kid {
-				return identity.PublicKeyFromJWK(k)
+			if k.KeyID == kid {
+				return k.Key, nil
 			}
 		}
 		return nil, fmt.Errorf("kid %s is not in the JWKS", kid)
