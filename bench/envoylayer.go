@@ -229,7 +229,7 @@ func (s *envoyStack) Close() {
 	s.envoys = nil
 	s.mu.Unlock()
 	for _, e := range envoys { // Envoys first: they hold connections to the rest
-		e.Stop()
+		e.Close()
 	}
 	stopAll(s.procs...)
 }

@@ -172,10 +172,16 @@ func RewritePorts(src []byte, ports map[int]int) ([]byte, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	return EncodeYAML(&doc)
+}
+
+// EncodeYAML renders an edited config the way the bundled ones are written
+// (two-space indent).
+func EncodeYAML(doc *yaml.Node) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
+	if err := enc.Encode(doc); err != nil {
 		return nil, err
 	}
 	if err := enc.Close(); err != nil {

@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/internal/proc"
 )
 
 // The ports written in the bundled envoy/envoy.yaml. Start maps each to the
@@ -183,9 +185,8 @@ type Envoy struct {
 	outPath string
 	errPath string
 
-	cmd      *exec.Cmd
-	done     chan struct{}
-	waitErr  error
+	proc     *proc.Proc
+	files    []*os.File // its stdout and stderr, closed by Stop
 	stopOnce sync.Once
 }
 
@@ -206,15 +207,15 @@ func Start(t testing.TB, opts Options) *Envoy {
 			t.Logf("envoy log tail (%s):\n%s", e.dir, e.LogTail(40))
 			t.Logf("envoy access log tail:\n%s", tail(e.outPath, 20))
 		}
-		e.Stop()
+		e.Close()
 	})
 	return e
 }
 
 // Launch runs Envoy with opts.ConfigPath (default the bundled
 // envoy/envoy.yaml) after replacing its ports, and waits until the admin
-// /ready answers 200. The caller stops it with Stop, which also removes its
-// files. The error of an Envoy that did not become ready carries its log tail.
+// /ready answers 200. The caller stops it with Close, which also removes
+// its files. The error of an Envoy that did not become ready carries its log tail.
 func Launch(opts Options) (*Envoy, error) {
 	bin, err := Binary()
 	if err != nil {
@@ -249,7 +250,7 @@ func Launch(opts Options) (*Envoy, error) {
 		logTail := ""
 		if e != nil {
 			logTail = e.LogTail(60)
-			e.Stop()
+			e.Close()
 		}
 		if pickedBound && attempt < attempts && strings.Contains(logTail, "Address already in use") {
 			continue
@@ -284,7 +285,6 @@ func launch(bin string, src []byte, opts Options) (*Envoy, error) {
 		logPath: filepath.Join(dir, "envoy.log"),
 		outPath: filepath.Join(dir, "envoy.stdout"), // access log
 		errPath: filepath.Join(dir, "envoy.stderr"),
-		done:    make(chan struct{}),
 	}
 	fail := func(err error) (*Envoy, error) {
 		_ = os.RemoveAll(dir)
@@ -306,7 +306,7 @@ func launch(bin string, src []byte, opts Options) (*Envoy, error) {
 	// A unique base id per Envoy, so parallel test processes never share
 	// hot-restart state even if --disable-hot-restart were dropped.
 	baseID := (uint32(os.Getpid())%100000)*100 + baseIDCounter.Add(1)%100
-	e.cmd = exec.Command(bin,
+	cmd := exec.Command(bin,
 		"-c", e.config,
 		"--disable-hot-restart",
 		"--base-id", strconv.FormatUint(uint64(baseID), 10),
@@ -314,18 +314,13 @@ func launch(bin string, src []byte, opts Options) (*Envoy, error) {
 		"-l", "warning",
 		"--log-path", e.logPath,
 	)
-	e.cmd.Stdout, e.cmd.Stderr = stdout, stderr
-	if err := e.cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	e.files = []*os.File{stdout, stderr}
+	if e.proc, err = proc.Start(cmd); err != nil {
 		stdout.Close()
 		stderr.Close()
 		return fail(fmt.Errorf("starting %s: %w", bin, err))
 	}
-	go func() {
-		e.waitErr = e.cmd.Wait()
-		stdout.Close()
-		stderr.Close()
-		close(e.done)
-	}()
 	if err := e.waitReady(ReadyTimeout); err != nil {
 		return e, err
 	}
@@ -338,8 +333,8 @@ func (e *Envoy) waitReady(timeout time.Duration) error {
 	var last string
 	for time.Now().Before(deadline) {
 		select {
-		case <-e.done:
-			return fmt.Errorf("envoy exited: %v", e.waitErr)
+		case <-e.proc.Done():
+			return fmt.Errorf("envoy exited: %v", e.proc.Err())
 		default:
 		}
 		resp, err := client.Get(e.AdminURL() + "/ready")
@@ -357,24 +352,23 @@ func (e *Envoy) waitReady(timeout time.Duration) error {
 	return fmt.Errorf("admin /ready not 200 after %s (last: %s)", timeout, last)
 }
 
-// Stop terminates Envoy (SIGTERM, then SIGKILL after 5s), waits for it and
-// removes its files. It is safe to call more than once; Start registers it
-// with t.Cleanup.
+// Stop terminates Envoy (SIGTERM, then SIGKILL after 5s) and waits for it;
+// its logs stay readable (the access log is complete only then). It is safe
+// to call more than once.
 func (e *Envoy) Stop() {
 	e.stopOnce.Do(func() {
-		select {
-		case <-e.done:
-		default:
-			_ = e.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-e.done:
-			case <-time.After(5 * time.Second):
-				_ = e.cmd.Process.Kill()
-				<-e.done
-			}
+		e.proc.Stop(syscall.SIGTERM, 5*time.Second)
+		for _, f := range e.files {
+			f.Close()
 		}
-		_ = os.RemoveAll(e.dir)
 	})
+}
+
+// Close stops Envoy and removes its files. Start registers it with
+// t.Cleanup; whoever calls Launch calls it.
+func (e *Envoy) Close() {
+	e.Stop()
+	_ = os.RemoveAll(e.dir)
 }
 
 // Options returns the options Envoy runs with, every port filled in.

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,13 +20,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/extauthz/extauthz/internal/check"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/metrics"
 	"github.com/extauthz/extauthz/internal/reload"
+	"github.com/extauthz/extauthz/internal/testkit"
 	"github.com/extauthz/extauthz/internal/web"
 )
 
@@ -187,19 +185,7 @@ func newStackAt(t *testing.T, path string) *stack {
 	r := reload.New(cfg, reload.Options{Path: path, Check: checker, Web: pages, Metrics: m, Log: log, LookupEnv: noEnv, Now: clk.Now, Content: data})
 	t.Cleanup(r.Close)
 
-	g := grpc.NewServer()
-	checker.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := testkit.ServeCheck(t, checker, 0)
 	hs := httptest.NewServer(pages)
 	t.Cleanup(hs.Close)
 	return &stack{t: t, path: path, checker: checker, pages: pages, http: hs, metrics: m, reloader: r,
