@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/url"
 	"text/tabwriter"
 
@@ -31,7 +30,7 @@ func validate(e *env, args []string) error {
 		fmt.Fprintln(e.stderr, err)
 		return errReported
 	}
-	fmt.Fprintf(e.stdout, "%s: ok (%d routes, %d administrators)\n", *path, len(cfg.Routes.Routes), len(cfg.Administrators))
+	fmt.Fprintf(e.stdout, "%s: ok (%d routes, %d administrators)\n", *path, len(cfg.CompiledPolicy.Routes), len(cfg.Administrators))
 	return nil
 }
 
@@ -74,7 +73,7 @@ func explain(e *env, args []string) error {
 	keep := func(decision.Verdict) bool { return true }
 	switch {
 	case *routeName != "":
-		r, ok := cfg.Routes.Lookup(*routeName)
+		r, ok := cfg.CompiledPolicy.Lookup(*routeName)
 		if !ok {
 			return usagef("no route named %q in %s.", *routeName, *path)
 		}
@@ -84,7 +83,7 @@ func explain(e *env, args []string) error {
 		if err != nil || u.Host == "" {
 			return usagef("--url must be an absolute URL, got %q.", *rawURL)
 		}
-		r, ok := cfg.Routes.Match(u.Host, u.RequestURI())
+		r, ok := cfg.CompiledPolicy.Match(u.Host, u.RequestURI())
 		if !ok {
 			return usagef("no route serves %s.", *rawURL)
 		}
@@ -119,5 +118,3 @@ func explain(e *env, args []string) error {
 	}
 	return tw.Flush()
 }
-
-func splitPort(addr string) (string, string, error) { return net.SplitHostPort(addr) }

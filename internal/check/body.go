@@ -5,13 +5,10 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
-	"net/url"
 
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/negotiate"
 )
-
-func queryEscape(s string) string { return url.QueryEscape(s) }
 
 // clientReason is the reason a denied client is shown. A policy denial names
 // the route and that its policy denied, never whom the route allows

@@ -6,6 +6,7 @@ package check
 
 import (
 	"context"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/decision"
@@ -41,6 +43,17 @@ func New(snap *Snapshot, log *zap.Logger) *Server {
 	s := &Server{log: log, audit: audit.New(log), now: time.Now, health: health.NewServer()}
 	s.snap.Store(snap)
 	return s
+}
+
+// ServerOptions are the gRPC server options a Check server runs with.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		// Envoy keeps long-lived HTTP/2 connections and pings them.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// A fixed pool of stream workers keeps their grown stacks, instead of a
+		// fresh goroutine per Check growing (and copying) its stack every time.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+	}
 }
 
 // Snapshot returns the snapshot in force.

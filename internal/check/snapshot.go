@@ -2,6 +2,7 @@ package check
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -190,5 +191,5 @@ func SignInURL(r *authv3.AttributeContext_HttpRequest) string {
 		scheme = "https"
 	}
 	original := fmt.Sprintf("%s://%s%s", scheme, r.GetHost(), r.GetPath())
-	return "/.pomerium/sign_in?pomerium_redirect_uri=" + queryEscape(original)
+	return "/.pomerium/sign_in?pomerium_redirect_uri=" + url.QueryEscape(original)
 }

@@ -76,7 +76,7 @@ func NewEngine(cfg *config.Config) (*decision.Engine, error) {
 		return nil, err
 	}
 	return &decision.Engine{
-		Policy:     cfg.Routes,
+		Policy:     cfg.CompiledPolicy,
 		Verifier:   verifier,
 		Rules:      impersonation.NewRules(cfg.Administrators, cfg.ImpersonationProtected, cfg.ImpersonationDefaultAccess, identity.MaxLeeway),
 		CookieName: cfg.CookieName,
