@@ -4,7 +4,6 @@ package main
 // without ext_authz (the floor), with oauth2-proxy in its place.
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
@@ -74,16 +73,7 @@ func editYAML(src []byte, edit func(*yaml.Node) error) ([]byte, error) {
 	if err := edit(&doc); err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return nil, err
-	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return envoytest.EncodeYAML(&doc)
 }
 
 // extAuthzFilter finds the http_filters sequence and the ext_authz entry in it.

@@ -157,15 +157,7 @@ func (d *decoder) stringMap(raw, n *yaml.Node, path string) map[string]string {
 	out := map[string]string{}
 	for _, p := range d.pairs(n, path, 0) {
 		kpath := joinPath(path, p.key.Value)
-		if p.merged {
-			d.inAlias++
-		}
-		vn, aliased := d.enter(p.value)
-		ok := d.visit(p.value)
-		d.leave(aliased)
-		if p.merged {
-			d.inAlias--
-		}
+		vn, ok := d.pairValue(p)
 		if !ok {
 			break
 		}
@@ -208,15 +200,7 @@ func (d *decoder) decodeClaimHeaders(raw, n *yaml.Node, path string) []ClaimHead
 		var out []ClaimHeader
 		for _, p := range d.pairs(n, path, 0) {
 			ipath := indexPath(path, len(out))
-			if p.merged {
-				d.inAlias++
-			}
-			vn, aliased := d.enter(p.value)
-			ok := d.visit(p.value)
-			d.leave(aliased)
-			if p.merged {
-				d.inAlias--
-			}
+			vn, ok := d.pairValue(p)
 			if !ok {
 				break
 			}

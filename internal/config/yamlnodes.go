@@ -172,3 +172,18 @@ func (d *decoder) mergeSources(v *yaml.Node, path string) []*yaml.Node {
 	d.at(v, path, "a merge key (<<) must merge a mapping or a list of mappings")
 	return nil
 }
+
+// pairValue resolves a mapping pair's value for a scalar read, within the
+// alias budget (a value merged in with << counts as read through an alias).
+func (d *decoder) pairValue(p pair) (*yaml.Node, bool) {
+	if p.merged {
+		d.inAlias++
+	}
+	vn, aliased := d.enter(p.value)
+	ok := d.visit(p.value)
+	d.leave(aliased)
+	if p.merged {
+		d.inAlias--
+	}
+	return vn, ok
+}

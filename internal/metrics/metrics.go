@@ -38,38 +38,35 @@ const (
 )
 
 // series is one (decision, status, reason_class) combination of
-// extauthz_checks_total. Only the combinations a Check can produce exist, so
-// the exposition holds no impossible series.
-type series struct{ decision, status, class string }
+// extauthz_checks_total, and the decision kind and status that land in it.
+// Only the combinations a Check can produce exist, so the exposition holds no
+// impossible series.
+type series struct {
+	decision, status, class string
+	kind                    decision.Kind
+	code                    decision.Status
+}
+
+// checkSeries lists every series; sInternal, last, is also where any other
+// combination lands (fail closed).
+var checkSeries = [...]series{
+	{"allow", "200", ClassPublic, decision.KindPublic, decision.StatusOK},
+	{"allow", "200", ClassPolicyAllow, decision.KindAllowed, decision.StatusOK},
+	{"deny", "302", ClassNoToken, decision.KindNoToken, decision.StatusSignIn},
+	{"deny", "302", ClassTokenInvalid, decision.KindBadToken, decision.StatusSignIn},
+	{"deny", "401", ClassNoToken, decision.KindNoToken, decision.StatusUnauthorized},
+	{"deny", "401", ClassTokenInvalid, decision.KindBadToken, decision.StatusUnauthorized},
+	{"deny", "403", ClassPolicyDeny, decision.KindDeniedByPolicy, decision.StatusForbidden},
+	{"deny", "403", ClassImpersonationDenied, decision.KindImpersonationRefused, decision.StatusForbidden},
+	{"deny", "404", ClassNoRoute, decision.KindNoRoute, decision.StatusNotFound},
+	{"deny", "400", ClassBadRequest, decision.KindBadRequest, decision.StatusBadRequest},
+	{"deny", "500", ClassInternal, decision.KindInternal, decision.StatusInternal},
+}
 
 const (
-	sPublic = iota
-	sPolicyAllow
-	sSignInNoToken
-	sSignInTokenInvalid
-	sUnauthorizedNoToken
-	sUnauthorizedTokenInvalid
-	sPolicyDeny
-	sImpersonationDenied
-	sNoRoute
-	sBadRequest
-	sInternal
-	nSeries
+	nSeries   = len(checkSeries)
+	sInternal = nSeries - 1
 )
-
-var checkSeries = [nSeries]series{
-	sPublic:                   {"allow", "200", ClassPublic},
-	sPolicyAllow:              {"allow", "200", ClassPolicyAllow},
-	sSignInNoToken:            {"deny", "302", ClassNoToken},
-	sSignInTokenInvalid:       {"deny", "302", ClassTokenInvalid},
-	sUnauthorizedNoToken:      {"deny", "401", ClassNoToken},
-	sUnauthorizedTokenInvalid: {"deny", "401", ClassTokenInvalid},
-	sPolicyDeny:               {"deny", "403", ClassPolicyDeny},
-	sImpersonationDenied:      {"deny", "403", ClassImpersonationDenied},
-	sNoRoute:                  {"deny", "404", ClassNoRoute},
-	sBadRequest:               {"deny", "400", ClassBadRequest},
-	sInternal:                 {"deny", "500", ClassInternal},
-}
 
 // Reasons of extauthz_token_verification_failures_total: each
 // identity.Cause is its own label value, and anything else counts as "other".
@@ -200,8 +197,7 @@ func (m *Metrics) ObserveCheck(d *decision.Decision, elapsed time.Duration) {
 		return
 	}
 	m.duration.Observe(elapsed.Seconds())
-	s := seriesOf(d)
-	m.checks[s].Inc()
+	m.checks[seriesOf(d)].Inc()
 	if d.Kind == decision.KindBadToken {
 		if c, ok := m.tokenFailures[d.Cause]; ok {
 			c.Inc()
@@ -221,27 +217,10 @@ func (m *Metrics) ObserveCheck(d *decision.Decision, elapsed time.Duration) {
 // seriesOf picks the series of extauthz_checks_total a decision's kind and
 // status belong to; a combination no Check produces fails closed into internal.
 func seriesOf(d *decision.Decision) int {
-	switch {
-	case d.Kind == decision.KindPublic && d.Status == decision.StatusOK:
-		return sPublic
-	case d.Kind == decision.KindAllowed && d.Status == decision.StatusOK:
-		return sPolicyAllow
-	case d.Kind == decision.KindNoToken && d.Status == decision.StatusSignIn:
-		return sSignInNoToken
-	case d.Kind == decision.KindNoToken && d.Status == decision.StatusUnauthorized:
-		return sUnauthorizedNoToken
-	case d.Kind == decision.KindBadToken && d.Status == decision.StatusSignIn:
-		return sSignInTokenInvalid
-	case d.Kind == decision.KindBadToken && d.Status == decision.StatusUnauthorized:
-		return sUnauthorizedTokenInvalid
-	case d.Kind == decision.KindDeniedByPolicy && d.Status == decision.StatusForbidden:
-		return sPolicyDeny
-	case d.Kind == decision.KindImpersonationRefused && d.Status == decision.StatusForbidden:
-		return sImpersonationDenied
-	case d.Kind == decision.KindNoRoute && d.Status == decision.StatusNotFound:
-		return sNoRoute
-	case d.Kind == decision.KindBadRequest && d.Status == decision.StatusBadRequest:
-		return sBadRequest
+	for i := range checkSeries {
+		if checkSeries[i].kind == d.Kind && checkSeries[i].code == d.Status {
+			return i
+		}
 	}
 	return sInternal
 }

@@ -45,14 +45,9 @@ const (
 
 // Config is what a Flow is built from: the config's sign-in keys.
 type Config struct {
-	// ProviderURL, ClientID, ClientSecret, Scopes and AllowUnverifiedEmail
-	// are idp_provider_url, idp_client_id, idp_client_secret, idp_scopes and
-	// idp_allow_unverified_email.
-	ProviderURL          string
-	ClientID             string
-	ClientSecret         string
-	Scopes               []string
-	AllowUnverifiedEmail bool
+	// Provider is the identity provider (idp_*); no sign-in without its
+	// ProviderURL.
+	Provider idp.Config
 	// AuthenticateServiceURL is where the identity-provider session lives;
 	// "" makes each host its own authenticate host.
 	AuthenticateServiceURL string
@@ -122,11 +117,10 @@ type Flow struct {
 // is the Flow it replaces, if any; guard checks redirect targets; handoffs
 // keeps handoffs single-use; now is the clock.
 func New(cfg Config, prev *Flow, guard *Guard, pages Pages, handoffs HandoffLedger, log *zap.Logger, now func() time.Time) *Flow {
-	if cfg.ProviderURL == "" {
+	ic := cfg.Provider
+	if ic.ProviderURL == "" {
 		return nil
 	}
-	ic := idp.Config{ProviderURL: cfg.ProviderURL, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Scopes: cfg.Scopes,
-		AllowUnverifiedEmail: cfg.AllowUnverifiedEmail}
 	f := &Flow{cfg: cfg, keys: deriveKeys(cfg.Secret), expire: cfg.CookieExpire, issuer: cfg.Issuer, guard: guard,
 		pages: pages, handoffs: handoffs, log: log, now: now}
 	// A reload that keeps the provider keeps its discovery cache.
@@ -150,7 +144,7 @@ func New(cfg Config, prev *Flow, guard *Guard, pages Pages, handoffs HandoffLedg
 	// redirects on to the authenticate host and the provider: browsers
 	// apply form-action to those redirects too.
 	formAction := "'self'"
-	for _, src := range []*url.URL{f.authURL, schemeHostOf(cfg.ProviderURL)} {
+	for _, src := range []*url.URL{f.authURL, schemeHostOf(ic.ProviderURL)} {
 		if src != nil && cspSource.MatchString(src.String()) {
 			formAction += " " + src.String()
 		}

@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/idp"
 	"go.uber.org/zap"
 )
 
 // A reload that keeps the identity provider keeps its client (and so its
 // discovery cache); one that changes it builds a new client.
 func TestReloadKeepsProviderClient(t *testing.T) {
-	cfg := Config{Secret: "a shared secret of sufficient length, 32+", ProviderURL: "http://127.0.0.1:1", ClientID: "c"}
+	cfg := Config{Secret: "a shared secret of sufficient length, 32+", Provider: idp.Config{ProviderURL: "http://127.0.0.1:1", ClientID: "c"}}
 	build := func(c Config, prev *Flow) *Flow {
 		return New(c, prev, NewGuard("", nil), nil, nil, zap.NewNop(), time.Now)
 	}
@@ -21,12 +22,12 @@ func TestReloadKeepsProviderClient(t *testing.T) {
 		t.Error("an unchanged provider got a new client on reload")
 	}
 	changed := cfg
-	changed.ClientID = "other"
+	changed.Provider.ClientID = "other"
 	if build(changed, first).client == first.client {
 		t.Error("a changed provider kept the old client")
 	}
 	none := cfg
-	none.ProviderURL = ""
+	none.Provider.ProviderURL = ""
 	if build(none, first) != nil {
 		t.Error("no provider, yet the identity-provider sign-in is on")
 	}

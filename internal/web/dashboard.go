@@ -330,13 +330,7 @@ func (s *Server) showDashboard(w http.ResponseWriter, r *http.Request, status in
 }
 
 // dashboard is GET /.pomerium/.
-func (s *Server) dashboard(st *state, w http.ResponseWriter, r *http.Request) {
-	now := s.now()
-	sess, reason := st.loadSession(r, now)
-	if sess == nil {
-		s.unauthenticated(st, w, r, reason, pathDashboard)
-		return
-	}
+func (s *Server) dashboard(st *state, w http.ResponseWriter, r *http.Request, sess *session, now time.Time) {
 	v := s.dashboardView(st, r, sess, now)
 	if sess.Impersonation.Ended && sess.fromCookie() {
 		// The impersonation ran out: put the administrator's own session

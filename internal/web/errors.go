@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -27,6 +28,21 @@ func (s *Server) unauthenticated(st *state, w http.ResponseWriter, r *http.Reque
 	}
 	w.Header().Set("WWW-Authenticate", wwwAuthenticateChallenge)
 	s.fail(w, r, http.StatusUnauthorized, reason, "")
+}
+
+// signedIn runs a page that needs a session with the request's verified
+// session; without one it answers as unauthenticated does, coming back to the
+// dashboard after sign-in.
+func (s *Server) signedIn(page func(*state, http.ResponseWriter, *http.Request, *session, time.Time)) func(*state, http.ResponseWriter, *http.Request) {
+	return func(st *state, w http.ResponseWriter, r *http.Request) {
+		now := s.now()
+		sess, reason := st.loadSession(r, now)
+		if sess == nil {
+			s.unauthenticated(st, w, r, reason, pathDashboard)
+			return
+		}
+		page(st, w, r, sess, now)
+	}
 }
 
 // clip bounds what a refused, unvalidated field contributes to a log entry.

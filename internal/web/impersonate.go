@@ -35,13 +35,7 @@ func (s *Server) refuse(st *state, w http.ResponseWriter, r *http.Request, sess 
 // impersonate is POST /.pomerium/impersonate: start, change or stop an
 // impersonation. The administrator is checked here from the verified session,
 // never from what the page showed.
-func (s *Server) impersonate(st *state, w http.ResponseWriter, r *http.Request) {
-	now := s.now()
-	sess, reason := st.loadSession(r, now)
-	if sess == nil {
-		s.unauthenticated(st, w, r, reason, pathDashboard)
-		return
-	}
+func (s *Server) impersonate(st *state, w http.ResponseWriter, r *http.Request, sess *session, now time.Time) {
 	c := sess.Claims
 	sticky := func(v *dashboardView) { v.Form = stickyValues(r.PostForm) }
 	rules := st.set.Engine.Rules

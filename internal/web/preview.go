@@ -5,6 +5,7 @@ package web
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
@@ -12,13 +13,7 @@ import (
 
 // preview is POST /.pomerium/preview: what an email and groups could reach,
 // route by route, as decision.Engine.Explain answers (what Check answers).
-func (s *Server) preview(st *state, w http.ResponseWriter, r *http.Request) {
-	now := s.now()
-	sess, reason := st.loadSession(r, now)
-	if sess == nil {
-		s.unauthenticated(st, w, r, reason, pathDashboard)
-		return
-	}
+func (s *Server) preview(st *state, w http.ResponseWriter, r *http.Request, sess *session, now time.Time) {
 	c := sess.Claims
 	sticky := func(v *dashboardView) { v.PreviewForm = stickyValues(r.PostForm) }
 	if !st.set.Engine.Rules.IsAdministrator(c.Email) {

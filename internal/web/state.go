@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/idp"
 	"github.com/extauthz/extauthz/internal/signin"
 	"github.com/gorilla/csrf"
 )
@@ -66,9 +67,10 @@ func (s *Server) newState(set *Settings) *state {
 		prev = old.oidc
 	}
 	st.oidc = signin.New(signin.Config{
-		ProviderURL: set.IdpProviderURL, ClientID: set.IdpClientID, ClientSecret: set.IdpClientSecret, Scopes: set.IdpScopes,
-		AllowUnverifiedEmail: set.IdpAllowUnverifiedEmail, AuthenticateServiceURL: set.AuthenticateServiceURL,
-		Secret: set.Secret, Verifier: set.Engine.Verifier, CookieName: st.cookieName, CookieSecure: set.CookieSecure,
+		Provider: idp.Config{ProviderURL: set.IdpProviderURL, ClientID: set.IdpClientID, ClientSecret: set.IdpClientSecret,
+			Scopes: set.IdpScopes, AllowUnverifiedEmail: set.IdpAllowUnverifiedEmail},
+		AuthenticateServiceURL: set.AuthenticateServiceURL,
+		Secret:                 set.Secret, Verifier: set.Engine.Verifier, CookieName: st.cookieName, CookieSecure: set.CookieSecure,
 		CookieExpire: set.CookieExpire, Issuer: set.Issuer, CSP: contentSecurityPolicy,
 	}, prev, st.redirects, pagesFor{s, st}, s.handoffs, s.log, func() time.Time { return s.now() })
 	st.csp = contentSecurityPolicy
@@ -79,9 +81,9 @@ func (s *Server) newState(set *Settings) *state {
 		return func(w http.ResponseWriter, r *http.Request) { h(st, w, r) }
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.pomerium/{$}", page(s.dashboard))
-	mux.HandleFunc("POST "+pathImpersonate, page(s.impersonate))
-	mux.HandleFunc("POST "+pathPreview, page(s.preview))
+	mux.HandleFunc("GET /.pomerium/{$}", page(s.signedIn(s.dashboard)))
+	mux.HandleFunc("POST "+pathImpersonate, page(s.signedIn(s.impersonate)))
+	mux.HandleFunc("POST "+pathPreview, page(s.signedIn(s.preview)))
 	mux.HandleFunc("POST "+pathSignOut, page(s.signOut))
 	mux.HandleFunc("GET "+pathSignIn, page(s.signInPage))
 	mux.HandleFunc("POST "+pathSignIn, page(s.signIn))
