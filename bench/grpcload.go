@@ -371,15 +371,7 @@ func (c *grpcClient) closedLoop(pool [][]byte, workers int, d time.Duration) sam
 		}()
 	}
 	wg.Wait()
-	s := sample{Elapsed: time.Since(start)}
-	for w := range workers {
-		s.Requests += len(lats[w])
-		s.Errors += errs[w]
-		s.Allowed += allowed[w]
-	}
-	s.setLatencies(lats)
-	s.Rate = float64(s.Requests-s.Errors) / s.Elapsed.Seconds()
-	return s
+	return newSample(time.Since(start), 0, lats, errs, allowed)
 }
 
 // openLoop sends at a fixed rate for d whatever the answers do (open loop),
@@ -435,8 +427,14 @@ func (c *grpcClient) openLoop(pool [][]byte, rate float64, d time.Duration, maxI
 	}
 	close(work)
 	wg.Wait()
-	s := sample{Elapsed: time.Since(start), Target: rate}
-	for w := range maxInFlight {
+	return newSample(time.Since(start), rate, lats, errs, allowed)
+}
+
+// newSample sums what each worker saw into one sample over elapsed (at the
+// target rate, 0 for a closed loop).
+func newSample(elapsed time.Duration, target float64, lats [][]time.Duration, errs, allowed []int) sample {
+	s := sample{Elapsed: elapsed, Target: target}
+	for w := range lats {
 		s.Requests += len(lats[w])
 		s.Errors += errs[w]
 		s.Allowed += allowed[w]

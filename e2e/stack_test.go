@@ -172,3 +172,14 @@ func (s *stack) auditEntries(t *testing.T) []map[string]any {
 	}
 	return out
 }
+
+// refusesUnderscoredHeader: Envoy (headers_with_underscores_action:
+// REJECT_REQUEST) refuses a request with a header spelled x_pomerium_, even
+// with a valid token.
+func (s *stack) refusesUnderscoredHeader(t *testing.T, token string) {
+	t.Helper()
+	resp, body := s.do(t, "GET", "app.localhost", "/", "Authorization: Pomerium "+token, "x_pomerium_claim_email: ceo@corp.example")
+	if resp.StatusCode == 200 {
+		t.Fatalf("Envoy let an underscored header through: %s", body)
+	}
+}

@@ -3,14 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -43,46 +38,15 @@ type verdict struct {
 // reason, route by route. (The dashboard shows a non-administrator only the
 // routes they can reach, so its denials are the routes it leaves out.)
 func TestCheckTheDashboardAndExplainAgree(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 11))
-	groups := []string{"engineering", "finance", "support", "sales", "ops"}
-	domains := []string{"corp.example", "partner.example", "contractor.example"}
-	pick := func(from []string, max int) []string {
-		var out []string
-		for _, v := range from {
-			if rng.IntN(len(from)) < max {
-				out = append(out, v)
-			}
-		}
-		return out
-	}
-	const nRoutes, nIDs, admin = 24, 16, "root@corp.example"
-	emailOf := func(i int) string { return fmt.Sprintf("user%02d@%s", i, domains[i%len(domains)]) }
-	hostOf := func(i int) string { return fmt.Sprintf("r%02d.example.com", i) }
-	list := func(vs []string) string { return "[" + strings.Join(vs, ", ") + "]" }
-
-	secret := base64.StdEncoding.EncodeToString([]byte("agreement test shared secret 32b"))
-	var yaml strings.Builder
-	fmt.Fprintf(&yaml, "shared_secret: %s\nadministrators: [%s]\npolicy:\n", secret, admin)
-	for i := range nRoutes {
-		fmt.Fprintf(&yaml, "  - name: r%02d\n    from: https://%s\n", i, hostOf(i))
-		switch rng.IntN(8) {
-		case 0:
-			yaml.WriteString("    allow_public_unauthenticated_access: true\n")
-		case 1:
-			yaml.WriteString("    allow_any_authenticated_user: true\n")
-		default:
-			var users []string
-			for range rng.IntN(4) {
-				users = append(users, emailOf(rng.IntN(nIDs)))
-			}
-			fmt.Fprintf(&yaml, "    allowed_users: %s\n    allowed_groups: %s\n    allowed_domains: %s\n",
-				list(users), list(pick(groups, 2)), list(pick(domains, 1)))
-		}
-	}
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(yaml.String()), 0o600); err != nil {
+	const admin = "root@corp.example"
+	pop := testkit.NewPopulation(24, 16, 7)
+	secret := testkit.Secret(t)
+	// JSON is YAML: the config is the population's routes as written.
+	raw, err := json.Marshal(map[string]any{"shared_secret": secret, "administrators": []string{admin}, "policy": pop.Routes})
+	if err != nil {
 		t.Fatal(err)
 	}
+	path := testkit.WriteFile(t, "config.yaml", string(raw))
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +86,7 @@ func TestCheckTheDashboardAndExplainAgree(t *testing.T) {
 	dashboard := func(t *testing.T, token string) map[string]verdict {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, pages.URL+"/.pomerium/", nil)
-		req.Host = hostOf(0)
+		req.Host = testkit.Host(0)
 		req.Header.Set("Accept", "application/json")
 		req.Header.Set("Authorization", "Pomerium "+token)
 		resp, err := http.DefaultClient.Do(req)
@@ -173,34 +137,25 @@ func TestCheckTheDashboardAndExplainAgree(t *testing.T) {
 		return out
 	}
 
-	aud := make(jwt.ClaimStrings, nRoutes)
-	for i := range aud {
-		aud[i] = hostOf(i)
-	}
 	now := time.Now()
 	mint := func(c identity.Claims) string {
-		c.Audience = aud
+		c.Audience = pop.Audience()
 		c.ExpiresAt = jwt.NewNumericDate(now.Add(time.Hour))
 		c.IssuedAt = jwt.NewNumericDate(now.Add(-time.Minute))
-		tok, err := identity.Mint(&c, secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
+		return testkit.Mint(t, secret, c)
 	}
 
 	var allowed, denied int
-	for i := range nIDs {
-		id := identity.Identity{Email: emailOf(i), Groups: pick(groups, 2)}
+	for _, id := range pop.IDs {
 		held := mint(identity.Claims{Email: id.Email, Groups: id.Groups})
 		impersonated := mint(identity.Claims{Email: admin, ImpersonateEmail: id.Email, ImpersonateGroups: id.Groups})
 		explained := explainJSON(t, id)
 		for how, tok := range map[string]string{"held": held, "impersonated by an administrator": impersonated} {
 			t.Run(id.Email+" "+how, func(t *testing.T) {
 				shown := dashboard(t, tok)
-				for r := range nRoutes {
-					name := fmt.Sprintf("r%02d", r)
-					byCheck := checkOn(t, hostOf(r), tok)
+				for r := range pop.Routes {
+					name := testkit.RouteName(r)
+					byCheck := checkOn(t, testkit.Host(r), tok)
 					if got := explained[name]; got != byCheck {
 						t.Errorf("%s: explain says %+v, Check %+v", name, got, byCheck)
 					}
@@ -218,7 +173,7 @@ func TestCheckTheDashboardAndExplainAgree(t *testing.T) {
 		}
 	}
 	// The generated policy must exercise both outcomes, or agreement means little.
-	if allowed < nRoutes || denied < nRoutes {
+	if allowed < len(pop.Routes) || denied < len(pop.Routes) {
 		t.Fatalf("generated policy is lopsided: %d allowed, %d denied", allowed, denied)
 	}
 }

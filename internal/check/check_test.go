@@ -89,23 +89,8 @@ func newFixtureWith(t *testing.T, edit func(*check.Snapshot)) *fixture {
 
 func mint(t *testing.T, c identity.Claims) string {
 	t.Helper()
-	if c.Audience == nil {
-		c.Audience = jwt.ClaimStrings{"app.example.com", "admin.example.com", "quiet.example.com", "public.example.com"}
-	}
-	if c.ExpiresAt == nil {
-		c.ExpiresAt = jwt.NewNumericDate(now.Add(time.Hour))
-	}
-	if c.IssuedAt == nil {
-		c.IssuedAt = jwt.NewNumericDate(now.Add(-time.Minute))
-	}
-	if c.Issuer == "" {
-		c.Issuer = "authenticate.example.com"
-	}
-	tok, err := identity.Mint(&c, secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return testkit.Mint(t, secret, testkit.Fill(c, "authenticate.example.com", now,
+		"app.example.com", "admin.example.com", "quiet.example.com", "public.example.com"))
 }
 
 // envoyRequest shapes a CheckRequest the way Envoy 1.40 sends it.

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -120,24 +119,6 @@ func newKey(t testing.TB) (*identity.SigningKey, string) {
 	return k, enc
 }
 
-// clock is a settable, race-safe clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // stack is the sidecar as serve wires it, minus the signals: a Check server
 // on loopback gRPC, the pages over HTTP, metrics, and a Reloader on a file.
 type stack struct {
@@ -150,7 +131,7 @@ type stack struct {
 	reloader *reload.Reloader
 	client   authv3.AuthorizationClient
 	logs     *observer.ObservedLogs
-	clock    *clock
+	clock    *testkit.Clock
 }
 
 func newStack(t *testing.T, s spec) *stack {
@@ -181,7 +162,7 @@ func newStackAt(t *testing.T, path string) *stack {
 	checker.Observe = m.ObserveCheck
 	pages := web.New(settings, log)
 	pages.Metrics = m.Handler()
-	clk := &clock{t: time.Now()}
+	clk := testkit.NewClock(time.Now())
 	r := reload.New(cfg, reload.Options{Path: path, Check: checker, Web: pages, Metrics: m, Log: log, LookupEnv: noEnv, Now: clk.Now, Content: data})
 	t.Cleanup(r.Close)
 

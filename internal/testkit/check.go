@@ -6,14 +6,16 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/extauthz/extauthz/internal/check"
 )
 
-// ServeCheck serves srv's Authorization and health services over gRPC on a
-// loopback port until the test ends, and returns a connection to it. A
-// maxMsg above zero raises the message size limit on both sides.
-func ServeCheck(t testing.TB, srv *check.Server, maxMsg int) *grpc.ClientConn {
+// Registrar is a gRPC service set: check.Server registers the
+// Authorization and health services.
+type Registrar interface{ Register(*grpc.Server) }
+
+// ServeCheck serves srv (a check.Server) over gRPC on a loopback port until
+// the test ends, and returns a connection to it. A maxMsg above zero raises
+// the message size limit on both sides.
+func ServeCheck(t testing.TB, srv Registrar, maxMsg int) *grpc.ClientConn {
 	t.Helper()
 	var serverOpts []grpc.ServerOption
 	clientOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}

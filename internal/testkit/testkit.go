@@ -12,9 +12,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Secret is a fresh shared secret: base64 of 32 random bytes.
@@ -79,4 +82,46 @@ func DemoConfig(t testing.TB, listen, grpcPort, httpPort int, extra string) (con
 	demo = strings.Replace(demo, "grpc_address: 127.0.0.1:9191", "grpc_address: 127.0.0.1:"+strconv.Itoa(grpcPort), 1)
 	demo = strings.Replace(demo, "http_address: 127.0.0.1:9292", "http_address: 127.0.0.1:"+strconv.Itoa(httpPort), 1)
 	return "shared_secret: " + secret + "\nsigning_key: " + key + "\n" + demo + extra, secret
+}
+
+// Clock is a settable clock, safe for the server reading it while the test
+// moves it.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock is a Clock at t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now is the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// Fill sets what c leaves unset: the issuer, the audience, an expiry an hour
+// after now and an issue time a minute before it.
+func Fill(c identity.Claims, issuer string, now time.Time, audience ...string) identity.Claims {
+	if c.Issuer == "" {
+		c.Issuer = issuer
+	}
+	if c.Audience == nil {
+		c.Audience = audience
+	}
+	if c.ExpiresAt == nil {
+		c.ExpiresAt = jwt.NewNumericDate(now.Add(time.Hour))
+	}
+	if c.IssuedAt == nil {
+		c.IssuedAt = jwt.NewNumericDate(now.Add(-time.Minute))
+	}
+	return c
 }
