@@ -8,7 +8,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/decision"
 )
 
 // origin is what a browser compares to decide whether two URLs are the same
@@ -95,10 +95,10 @@ type Guard struct {
 	wildcard []origin // host is the suffix, ".example.com"
 }
 
-// NewGuard collects the allowed origins: authenticateServiceURL's and the
-// routes' of pol (nil allows none). A route whose from does not parse allows
-// nothing (config validation reports it).
-func NewGuard(authenticateServiceURL string, pol *policy.Policy) *Guard {
+// NewGuard collects the allowed origins: authenticateServiceURL's and those
+// of the routes e decides (none without an engine). A route whose from does
+// not parse allows nothing (config validation reports it).
+func NewGuard(authenticateServiceURL string, e *decision.Engine) *Guard {
 	g := &Guard{exact: map[origin]bool{}}
 	if authenticateServiceURL != "" {
 		if u, err := url.Parse(authenticateServiceURL); err == nil {
@@ -107,10 +107,10 @@ func NewGuard(authenticateServiceURL string, pol *policy.Policy) *Guard {
 			}
 		}
 	}
-	if pol == nil {
+	if e == nil || e.Policy == nil {
 		return g
 	}
-	for _, rt := range pol.Routes {
+	for _, rt := range e.Policy.Routes {
 		u, err := url.Parse(rt.From)
 		if err != nil || rt.Host == "" {
 			continue

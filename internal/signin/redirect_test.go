@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/policy"
 )
 
@@ -22,7 +23,7 @@ func guardForTest(t *testing.T) *Guard {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewGuard("http://authenticate.localhost:8080", pol)
+	return NewGuard("http://authenticate.localhost:8080", &decision.Engine{Policy: pol})
 }
 
 func guardRequest(host string, https bool) *http.Request {

@@ -61,7 +61,7 @@ func (s *Server) newState(set *Settings) *state {
 	if st.maxDuration <= 0 {
 		st.maxDuration = defaultMaxDuration
 	}
-	st.redirects = signin.NewGuard(set.AuthenticateServiceURL, set.Engine.Policy)
+	st.redirects = signin.NewGuard(set.AuthenticateServiceURL, set.Engine)
 	var prev *signin.Flow
 	if old := s.state.Load(); old != nil {
 		prev = old.oidc
