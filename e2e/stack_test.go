@@ -183,3 +183,15 @@ func (s *stack) refusesUnderscoredHeader(t *testing.T, token string) {
 		t.Fatalf("Envoy let an underscored header through: %s", body)
 	}
 }
+
+// seenAsBob is what the app saw, checking that it got bob's identity in an
+// assertion for app.localhost that verifies against the JWKS.
+func (s *stack) seenAsBob(t *testing.T, body string) echoed {
+	t.Helper()
+	e := upstreamSaw(t, body)
+	claims := s.verifyWithJWKS(t, e.Headers["x-pomerium-jwt-assertion"])
+	if claims["email"] != "bob@corp.example" || claims["sub"] != "u-bob" || claims["aud"] != "app.localhost" {
+		t.Errorf("assertion claims = %v", claims)
+	}
+	return e
+}

@@ -34,11 +34,12 @@ func (c *AssertionCache) Get(key *identity.SigningKey, token, route string, a id
 	// The identity follows from the token except when an impersonation
 	// ends; keying on it keeps an ended impersonation's assertion from
 	// being served.
-	actor := ""
+	var k shardcache.Key
 	if a.Actor != nil {
-		actor = "act"
+		k = c.c.Key(token, route, a.Audience, a.Identity.Email, "act")
+	} else {
+		k = c.c.Key(token, route, a.Audience, a.Identity.Email)
 	}
-	k := c.c.Key(token, route, a.Audience, a.Identity.Email, actor)
 	if e, ok := c.c.Get(k); ok && now.Before(e.reuseTill) {
 		return e.jws, nil
 	}

@@ -21,10 +21,14 @@ type Key [2]uint64
 // Cache maps keys to values of type V, holding about size entries at most.
 // The zero value is not usable; see New.
 type Cache[V any] struct {
-	seeds    [2]maphash.Seed
+	Hasher
 	perShard int
 	shards   [shards]shard[V]
 }
+
+// Hasher makes keys: two random seeds, so 128 bits that a client cannot
+// steer. It is not generic, so hashing costs nothing for being in a Cache.
+type Hasher struct{ seeds [2]maphash.Seed }
 
 type shard[V any] struct {
 	mu sync.RWMutex
@@ -33,32 +37,34 @@ type shard[V any] struct {
 
 // New returns a cache of at most about size entries.
 func New[V any](size int) *Cache[V] {
-	c := &Cache[V]{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, perShard: size/shards + 1}
+	c := &Cache[V]{Hasher: Hasher{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}, perShard: size/shards + 1}
 	for i := range c.shards {
 		c.shards[i].m = make(map[Key]V)
 	}
 	return c
 }
 
-// Key hashes parts, each ended by a NUL (so ("ab", "") and ("a", "b")
+// Key hashes parts, separated by a NUL (so ("ab", "") and ("a", "b")
 // differ), once under each seed.
-func (c *Cache[V]) Key(parts ...string) Key {
-	var k Key
-	for i, seed := range c.seeds {
-		var h maphash.Hash
-		h.SetSeed(seed)
-		for _, p := range parts {
-			h.WriteString(p)
-			h.WriteByte(0)
+func (h *Hasher) Key(parts ...string) Key {
+	return Key{h.sum(h.seeds[0], parts), h.sum(h.seeds[1], parts)}
+}
+
+func (h *Hasher) sum(seed maphash.Seed, parts []string) uint64 {
+	var m maphash.Hash
+	m.SetSeed(seed)
+	for i, p := range parts {
+		if i > 0 {
+			m.WriteByte(0)
 		}
-		k[i] = h.Sum64()
+		m.WriteString(p)
 	}
-	return k
+	return m.Sum64()
 }
 
 // StringKey is the key of one string.
-func (c *Cache[V]) StringKey(s string) Key {
-	return Key{maphash.String(c.seeds[0], s), maphash.String(c.seeds[1], s)}
+func (h *Hasher) StringKey(s string) Key {
+	return Key{maphash.String(h.seeds[0], s), maphash.String(h.seeds[1], s)}
 }
 
 // Get returns the value under k.

@@ -581,18 +581,7 @@ func TestOIDCConsentDenied(t *testing.T) {
 // app, and returns that URL, not visited.
 func (f *oidcFixture) handoffURL(b *oidcBrowser, target string) *url.URL {
 	f.t.Helper()
-	var h *url.URL
-	last, chain := b.follow(b.get(signInURL(appHost, target)), func(u *url.URL) bool {
-		if u.Query().Has("pomerium_handoff") {
-			h = u
-			return true
-		}
-		return false
-	})
-	if h == nil {
-		f.t.Fatalf("no handoff: %v\n%d %s", chain, last.StatusCode, last.body)
-	}
-	return h
+	return f.handoffURLSeeing(b, target, func(*url.URL) {})
 }
 
 // handoffURLSeeing is handoffURL, calling see with every URL visited.
