@@ -16,7 +16,6 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/extauthz/extauthz/internal/envoytest"
 	"github.com/extauthz/extauthz/internal/identity"
@@ -53,20 +52,6 @@ func withSocket(uds []byte, sock string) ([]byte, error) {
 	return bytes.ReplaceAll(uds, []byte(udsConfigPipe), []byte(sock)), nil
 }
 
-// withoutExtAuthz removes the ext_authz HTTP filter from the bundled config.
-// The per-route ext_authz settings stay: with no filter to read them they do
-// nothing.
-func withoutExtAuthz(bundled []byte) ([]byte, error) {
-	return editYAML(bundled, func(doc *yaml.Node) error {
-		filters, i, err := extAuthzFilter(doc)
-		if err != nil {
-			return err
-		}
-		filters.Content = append(filters.Content[:i], filters.Content[i+1:]...)
-		return nil
-	})
-}
-
 // oauth2ProxyExtAuthz is the ext_authz filter config for oauth2-proxy:
 // Envoy's HTTP ext_authz sends the request's method, path (after
 // path_prefix: /oauth2/auth/<path>), Host and Authorization to oauth2-proxy;
@@ -87,132 +72,6 @@ status_on_error: { code: ServiceUnavailable }
 validate_mutations: true
 include_peer_certificate: false
 `
-
-// withOAuth2Proxy points the bundled config's ext_authz filter at
-// oauth2-proxy over HTTP: the filter's typed_config becomes an http_service,
-// and the extauthz_grpc cluster becomes the oauth2_proxy cluster on the same
-// port (so envoytest maps it like the sidecar's), with the same timeouts and
-// circuit breakers but HTTP/1.1 (oauth2-proxy does not speak h2c).
-func withOAuth2Proxy(bundled []byte) ([]byte, error) {
-	return editYAML(bundled, func(doc *yaml.Node) error {
-		filters, i, err := extAuthzFilter(doc)
-		if err != nil {
-			return err
-		}
-		var tc yaml.Node
-		if err := yaml.Unmarshal([]byte(oauth2ProxyExtAuthz), &tc); err != nil {
-			return err
-		}
-		if !setKey(filters.Content[i], "typed_config", tc.Content[0]) {
-			return errors.New("ext_authz filter has no typed_config")
-		}
-		clusters := findKey(doc, "clusters")
-		if clusters == nil || clusters.Kind != yaml.SequenceNode {
-			return errors.New("no clusters")
-		}
-		for _, c := range clusters.Content {
-			if v := mapValue(c, "name"); v == nil || v.Value != "extauthz_grpc" {
-				continue
-			}
-			mapValue(c, "name").Value = "oauth2_proxy"
-			deleteKey(c, "typed_extension_protocol_options")
-			if la := mapValue(c, "load_assignment"); la != nil {
-				if n := mapValue(la, "cluster_name"); n != nil {
-					n.Value = "oauth2_proxy"
-				}
-			}
-			return nil
-		}
-		return errors.New("no extauthz_grpc cluster")
-	})
-}
-
-func editYAML(src []byte, edit func(*yaml.Node) error) ([]byte, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(src, &doc); err != nil {
-		return nil, err
-	}
-	if err := edit(&doc); err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return nil, err
-	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-// extAuthzFilter finds the http_filters sequence and the ext_authz entry in it.
-func extAuthzFilter(doc *yaml.Node) (*yaml.Node, int, error) {
-	filters := findKey(doc, "http_filters")
-	if filters == nil || filters.Kind != yaml.SequenceNode {
-		return nil, 0, errors.New("no http_filters")
-	}
-	for i, f := range filters.Content {
-		if v := mapValue(f, "name"); v != nil && v.Value == envoytest.ExtAuthzFilterName {
-			return filters, i, nil
-		}
-	}
-	return nil, 0, fmt.Errorf("no %s filter", envoytest.ExtAuthzFilterName)
-}
-
-// findKey returns the value of the first mapping key named key, depth first.
-func findKey(n *yaml.Node, key string) *yaml.Node {
-	switch n.Kind {
-	case yaml.DocumentNode, yaml.SequenceNode:
-		for _, c := range n.Content {
-			if v := findKey(c, key); v != nil {
-				return v
-			}
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == key {
-				return n.Content[i+1]
-			}
-			if v := findKey(n.Content[i+1], key); v != nil {
-				return v
-			}
-		}
-	}
-	return nil
-}
-
-func mapValue(n *yaml.Node, key string) *yaml.Node {
-	if n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
-}
-
-func setKey(n *yaml.Node, key string, v *yaml.Node) bool {
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			n.Content[i+1] = v
-			return true
-		}
-	}
-	return false
-}
-
-func deleteKey(n *yaml.Node, key string) {
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			n.Content = append(n.Content[:i], n.Content[i+2:]...)
-			return
-		}
-	}
-}
 
 // envoyConf is one running configuration of the Envoy layer.
 type envoyConf struct {
@@ -372,22 +231,32 @@ func httpConstant(ts []vegeta.Target, rate float64, workers, maxInFlight int, d 
 // envoyStack is everything the Envoy layer runs: the echo upstream, the three
 // authorizers and one Envoy per configuration.
 type envoyStack struct {
-	scope   *scope
+	mu      sync.Mutex
+	envoys  []*envoytest.Envoy
 	procs   []*proc
 	confs   []*envoyConf
 	version string
 }
 
 func (s *envoyStack) Close() {
-	s.scope.Close() // Envoys first: they hold connections to the rest
+	s.mu.Lock()
+	envoys := s.envoys
+	s.envoys = nil
+	s.mu.Unlock()
+	for _, e := range envoys { // Envoys first: they hold connections to the rest
+		e.Close()
+	}
 	stopAll(s.procs...)
 }
+
+// errNoEnvoy is returned by startEnvoyStack when no Envoy binary can be found.
+var errNoEnvoy = errors.New("no Envoy binary")
 
 // startEnvoyStack starts the echo upstream, the no-op server, ours over TCP
 // and over a Unix socket, oauth2-proxy (when oauth2Bin is set) and an Envoy for each configuration,
 // with sessions authenticated users.
 func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, sessions int) (st *envoyStack, err error) {
-	st = &envoyStack{scope: newScope(env.logf)}
+	st = &envoyStack{}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -521,11 +390,14 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e, err := startEnvoy(st.scope, envoytest.Options{ConfigPath: path, GRPCPort: sp.grpcPort, UpstreamPort: portOf(echoAddr)})
+			e, err := envoytest.Launch(envoytest.Options{ConfigPath: path, GRPCPort: sp.grpcPort, UpstreamPort: portOf(echoAddr)})
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w", envoyConfigNames[sp.key], err)
 				return
 			}
+			st.mu.Lock()
+			st.envoys = append(st.envoys, e)
+			st.mu.Unlock()
 			c := &envoyConf{Key: sp.key, Name: envoyConfigNames[sp.key], envoy: e, authorizer: sp.authorizer,
 				targets: envoyTargets(e.URL(), sp.auths), checksAuth: sp.checksAuth, identity: sp.identity}
 			for _, r := range sp.rejects {

@@ -198,48 +198,44 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // statusCode reads CheckResponse.status.code (field 1, then field 1) from a
 // marshalled CheckResponse; a missing status or code is OK (0).
 func statusCode(b []byte) (int64, error) {
+	st, err := field(b, 1, protowire.BytesType)
+	if err != nil || st == nil {
+		return 0, err
+	}
+	st, n := protowire.ConsumeBytes(st)
+	if n < 0 {
+		return 0, protowire.ParseError(n)
+	}
+	code, err := field(st, 1, protowire.VarintType)
+	if err != nil || code == nil {
+		return 0, err
+	}
+	v, n := protowire.ConsumeVarint(code)
+	if n < 0 {
+		return 0, protowire.ParseError(n)
+	}
+	return int64(int32(v)), nil
+}
+
+// field returns the encoded value of the first field num of wire type typ
+// in the message b (nil when there is none), skipping every other field.
+func field(b []byte, num protowire.Number, typ protowire.Type) ([]byte, error) {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		gotNum, gotTyp, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return 0, protowire.ParseError(n)
+			return nil, protowire.ParseError(n)
 		}
 		b = b[n:]
-		if num == 1 && typ == protowire.BytesType {
-			st, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return 0, protowire.ParseError(n)
-			}
-			var code int64
-			for len(st) > 0 {
-				num, typ, n := protowire.ConsumeTag(st)
-				if n < 0 {
-					return 0, protowire.ParseError(n)
-				}
-				st = st[n:]
-				if num == 1 && typ == protowire.VarintType {
-					v, n := protowire.ConsumeVarint(st)
-					if n < 0 {
-						return 0, protowire.ParseError(n)
-					}
-					code = int64(int32(v))
-					st = st[n:]
-					continue
-				}
-				n = protowire.ConsumeFieldValue(num, typ, st)
-				if n < 0 {
-					return 0, protowire.ParseError(n)
-				}
-				st = st[n:]
-			}
-			return code, nil
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
+		n = protowire.ConsumeFieldValue(gotNum, gotTyp, b)
 		if n < 0 {
-			return 0, protowire.ParseError(n)
+			return nil, protowire.ParseError(n)
+		}
+		if gotNum == num && gotTyp == typ {
+			return b[:n], nil
 		}
 		b = b[n:]
 	}
-	return 0, nil
+	return nil, nil
 }
 
 // pacerTick is the open-loop pacer's shortest sleep.
@@ -375,15 +371,7 @@ func (c *grpcClient) closedLoop(pool [][]byte, workers int, d time.Duration) sam
 		}()
 	}
 	wg.Wait()
-	s := sample{Elapsed: time.Since(start)}
-	for w := range workers {
-		s.Requests += len(lats[w])
-		s.Errors += errs[w]
-		s.Allowed += allowed[w]
-	}
-	s.setLatencies(lats)
-	s.Rate = float64(s.Requests-s.Errors) / s.Elapsed.Seconds()
-	return s
+	return newSample(time.Since(start), 0, lats, errs, allowed)
 }
 
 // openLoop sends at a fixed rate for d whatever the answers do (open loop),
@@ -439,8 +427,14 @@ func (c *grpcClient) openLoop(pool [][]byte, rate float64, d time.Duration, maxI
 	}
 	close(work)
 	wg.Wait()
-	s := sample{Elapsed: time.Since(start), Target: rate}
-	for w := range maxInFlight {
+	return newSample(time.Since(start), rate, lats, errs, allowed)
+}
+
+// newSample sums what each worker saw into one sample over elapsed (at the
+// target rate, 0 for a closed loop).
+func newSample(elapsed time.Duration, target float64, lats [][]time.Duration, errs, allowed []int) sample {
+	s := sample{Elapsed: elapsed, Target: target}
+	for w := range lats {
 		s.Requests += len(lats[w])
 		s.Errors += errs[w]
 		s.Allowed += allowed[w]

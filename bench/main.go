@@ -266,6 +266,3 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	logf("done in %s", time.Since(started).Round(time.Second))
 	return res, nil
 }
-
-// outDir is where -out goes, for the plot's default place.
-func outDir(out string) string { return filepath.Dir(out) }

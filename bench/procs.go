@@ -16,17 +16,16 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	child "github.com/extauthz/extauthz/internal/proc"
 )
 
 // proc is a child process the runner started: a server under test, the
 // floor, oauth2-proxy or the echo upstream.
 type proc struct {
+	*child.Proc
 	name string
-	cmd  *exec.Cmd
 	out  *capped
-	done chan struct{}
-	err  error
-	once sync.Once
 }
 
 // capped keeps the last few KiB a process printed, for error messages.
@@ -54,41 +53,20 @@ func (c *capped) String() string {
 }
 
 func startProc(name, bin string, args ...string) (*proc, error) {
-	p := &proc{name: name, cmd: exec.Command(bin, args...), out: &capped{}, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
+	out := &capped{}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	c, err := child.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	return p, nil
+	return &proc{Proc: c, name: name, out: out}, nil
 }
 
-func (p *proc) Pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *proc) Pid() int { return p.Cmd.Process.Pid }
 
 // Stop sends SIGTERM, then SIGKILL after 10 s, and waits.
-func (p *proc) Stop() {
-	p.once.Do(func() {
-		if p.exited() {
-			return
-		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-}
+func (p *proc) Stop() { p.Proc.Stop(syscall.SIGTERM, 10*time.Second) }
 
 // failure describes why p is not usable, with the tail of its output.
 func (p *proc) failure(err error) error {
@@ -96,8 +74,8 @@ func (p *proc) failure(err error) error {
 	if len(out) > 4000 {
 		out = "..." + out[len(out)-4000:]
 	}
-	if p.exited() {
-		return fmt.Errorf("%s exited (%v): %w\n--- %s output ---\n%s", p.name, p.err, err, p.name, out)
+	if p.Exited() {
+		return fmt.Errorf("%s exited (%v): %w\n--- %s output ---\n%s", p.name, p.Err(), err, p.name, out)
 	}
 	return fmt.Errorf("%s: %w\n--- %s output ---\n%s", p.name, err, p.name, out)
 }
@@ -107,7 +85,7 @@ func (p *proc) waitReady(timeout time.Duration, ready func() error) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
-		if p.exited() {
+		if p.Exited() {
 			return p.failure(errors.New("not ready"))
 		}
 		if last = ready(); last == nil {

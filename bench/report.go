@@ -345,7 +345,7 @@ func (r *Results) foreignSummary() string {
 // write writes the markdown report and the plot.
 func (r *Results) write(out, plotPath string) error {
 	if plotPath == "" {
-		plotPath = filepath.Join(outDir(out), "bench-latency.png")
+		plotPath = filepath.Join(filepath.Dir(out), "bench-latency.png")
 	}
 	r.PlotPath = plotPath
 	hasPlot := false
@@ -355,12 +355,12 @@ func (r *Results) write(out, plotPath string) error {
 		}
 		hasPlot = true
 	}
-	rel, err := filepath.Rel(outDir(out), plotPath)
+	rel, err := filepath.Rel(filepath.Dir(out), plotPath)
 	if err != nil {
 		rel = plotPath
 	}
 	md := r.markdown(rel, hasPlot)
-	if err := os.MkdirAll(outDir(out), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
 	return os.WriteFile(out, []byte(md), 0o644)

@@ -156,8 +156,8 @@ func profileOurs(env *runEnv, w *workload, d time.Duration) (string, error) {
 	c.closedLoop(w.pool, env.cfg.GRPCConns*env.cfg.GRPCStreams, d)
 	c.Close()
 	p.Stop()
-	if p.err != nil {
-		return "", p.failure(p.err)
+	if err := p.Err(); err != nil {
+		return "", p.failure(err)
 	}
 	return pprofTop(env.root, env.bins.Prof, prof, 30)
 }

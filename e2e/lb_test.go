@@ -2,16 +2,12 @@ package e2e_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +18,7 @@ import (
 	"github.com/extauthz/extauthz/internal/envoytest"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/oidctest"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 // The sidecar as deployed behind a TLS-terminating load balancer: every
@@ -53,35 +50,11 @@ type lbPorts struct{ grpc, http, upstream int }
 func startLBSidecar(t *testing.T, extra string) (*stack, lbPorts) {
 	t.Helper()
 	envoytest.RequireBinary(t)
-	ports := lbPorts{envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t)}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
-	}
-	key, err := identity.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	encodedKey, err := identity.EncodeSigningKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret := base64.StdEncoding.EncodeToString(raw)
-	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-	cfg := fmt.Sprintf(lbStackConfig, secret, encodedKey, ports.grpc, ports.http, extra)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startEcho(t, ports.upstream)
-	s := &stack{secret: secret, logs: &syncBuffer{}, done: make(chan struct{})}
-	s.sidecar = exec.Command(binary, "serve", "--config", cfgPath, "--log-format", "json")
-	s.sidecar.Stdout, s.sidecar.Stderr = s.logs, s.logs
-	if err := s.sidecar.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.sidecar.Wait(); close(s.done) }()
-	t.Cleanup(s.stopSidecar)
-	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", ports.http), s)
+	p := freePorts(t)
+	secret := testkit.Secret(t)
+	_, key := testkit.SigningKey(t)
+	s := startSidecar(t, fmt.Sprintf(lbStackConfig, secret, key, p.grpc, p.http, extra), secret, p)
+	ports := lbPorts{p.grpc, p.http, p.upstream}
 	return s, ports
 }
 

@@ -1,26 +1,17 @@
 package e2e_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/extauthz/extauthz/internal/envoytest"
-	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/oidctest"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 const oidcStackConfig = `shared_secret: %s
@@ -66,104 +57,51 @@ func startOIDCStack(t *testing.T, users ...oidctest.User) *oidcStack {
 			{ID: "bob-id", Name: "bob", Email: "bob@corp.example", Groups: []string{"engineering"}},
 		}
 	}
-	listen, grpcPort, httpPort, upstreamPort := envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t)
+	p := freePorts(t)
 	provider := oidctest.Start(t, oidctest.Options{
 		ClientID:     "extauthz",
 		ClientSecret: "e2e-client-secret",
-		RedirectURIs: []string{fmt.Sprintf("http://authenticate.localhost:%d/.pomerium/callback", listen)},
+		RedirectURIs: []string{fmt.Sprintf("http://authenticate.localhost:%d/.pomerium/callback", p.listen)},
 		Users:        users,
 	})
-
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
-	}
-	key, err := identity.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	encodedKey, err := identity.EncodeSigningKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-	cfg := fmt.Sprintf(oidcStackConfig, base64.StdEncoding.EncodeToString(raw), encodedKey, grpcPort, httpPort, listen, provider.Issuer)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startEcho(t, upstreamPort)
-	s := &stack{logs: &syncBuffer{}, done: make(chan struct{})}
-	s.sidecar = exec.Command(binary, "serve", "--config", cfgPath, "--log-format", "json")
-	s.sidecar.Stdout, s.sidecar.Stderr = s.logs, s.logs
-	if err := s.sidecar.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.sidecar.Wait(); close(s.done) }()
-	t.Cleanup(s.stopSidecar)
-	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort), s)
-	s.envoy = envoytest.Start(t, envoytest.Options{ListenPort: listen, GRPCPort: grpcPort, HTTPPort: httpPort, UpstreamPort: upstreamPort})
-	return &oidcStack{stack: s, provider: provider, listen: listen}
+	secret := testkit.Secret(t)
+	_, key := testkit.SigningKey(t)
+	s := startSidecar(t, fmt.Sprintf(oidcStackConfig, secret, key, p.grpc, p.http, p.listen, provider.Issuer), secret, p)
+	s.startEnvoy(t, "", p)
+	return &oidcStack{stack: s, provider: provider, listen: p.listen}
 }
 
 // oidcBrowser keeps cookies and does not follow redirects by itself.
 // *.localhost on Envoy's port goes to Envoy, ports listed in elsewhere to
 // their address, and everything else (the provider) direct.
 type oidcBrowser struct {
-	t      *testing.T
-	s      *oidcStack
-	jar    *cookiejar.Jar
-	client *http.Client
+	*testkit.Browser
+	t   *testing.T
+	s   *oidcStack
+	jar *cookiejar.Jar
 }
 
 func (s *oidcStack) browser(t *testing.T, elsewhere map[string]string) *oidcBrowser {
-	jar, _ := cookiejar.New(nil)
 	envoyAddr := fmt.Sprintf("127.0.0.1:%d", s.listen)
-	var d net.Dialer
-	client := &http.Client{Jar: jar, Timeout: 20 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, port, _ := net.SplitHostPort(addr)
-			switch {
-			case elsewhere[port] != "":
-				addr = elsewhere[port]
-			case strings.HasSuffix(host, ".localhost"):
-				addr = envoyAddr
-			}
-			return d.DialContext(ctx, network, addr)
-		}},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &oidcBrowser{t: t, s: s, jar: jar, client: client}
+	b := testkit.NewBrowser(func(host, port string) string {
+		switch {
+		case elsewhere[port] != "":
+			return elsewhere[port]
+		case strings.HasSuffix(host, ".localhost"):
+			return envoyAddr
+		}
+		return ""
+	})
+	return &oidcBrowser{Browser: b, t: t, s: s, jar: b.Jar}
 }
 
 // browse follows redirects from start like a browser until an answer that
 // is not a redirect, or until stop accepts the next URL (not visited); it
 // returns the last status and body and the URLs visited after start.
 func (b *oidcBrowser) browse(start string, stop func(*url.URL) bool) (int, string, []string) {
-	t := b.t
-	t.Helper()
-	next := start
-	var chain []string
-	for i := 0; i < 20; i++ {
-		req, _ := http.NewRequest(http.MethodGet, next, nil)
-		req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
-		resp, err := b.client.Do(req)
-		if err != nil {
-			t.Fatalf("GET %s: %v\nsidecar:\n%s", next, err, b.s.logs.String())
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		loc := resp.Header.Get("Location")
-		if resp.StatusCode < 300 || resp.StatusCode > 399 || loc == "" {
-			return resp.StatusCode, string(body), chain
-		}
-		u, _ := resp.Request.URL.Parse(loc)
-		if stop != nil && stop(u) {
-			return resp.StatusCode, string(body), chain
-		}
-		next = u.String()
-		chain = append(chain, next)
-	}
-	t.Fatalf("too many redirects: %v", chain)
-	return 0, "", nil
+	b.t.Helper()
+	resp, body, chain := b.Browse(b.t, start, stop, b.s.logs.String)
+	return resp.StatusCode, body, chain
 }
 
 // TestOIDCThroughEnvoy signs a browser in through the real Envoy with the

@@ -5,8 +5,6 @@ package e2e_test
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +21,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/envoytest"
 	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 var binary string
@@ -76,129 +74,51 @@ func startEcho(t *testing.T, port int) {
 type stack struct {
 	envoy   *envoytest.Envoy
 	secret  string
-	config  string // the sidecar's config file, which serve reloads on change
-	sidecar *exec.Cmd
-	logs    *syncBuffer
-	done    chan struct{}
+	sidecar *testkit.Sidecar
+	config  string              // the sidecar's config file, which serve reloads on change
+	logs    *testkit.SyncBuffer // the sidecar's
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
+// ports are the ports of one stack: Envoy's listener, the sidecar's gRPC and
+// HTTP, and the echo upstream.
+type ports struct{ listen, grpc, http, upstream int }
+
+// freePorts picks them. The listen port is picked first: the policy's from
+// URLs carry it, the public port that sign-in redirects must use exactly.
+func freePorts(t *testing.T) ports {
+	return ports{envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t)}
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+// startSidecar runs the echo upstream on p.upstream and the sidecar on
+// config, whose shared_secret is secret.
+func startSidecar(t *testing.T, config, secret string, p ports) *stack {
+	t.Helper()
+	startEcho(t, p.upstream)
+	sc := testkit.StartSidecar(t, binary, config, p.http)
+	return &stack{secret: secret, sidecar: sc, config: sc.Config, logs: sc.Logs}
 }
 
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// startEnvoy puts an Envoy on envoyConfig ("" for the bundled envoy.yaml) in
+// front of the stack.
+func (s *stack) startEnvoy(t *testing.T, envoyConfig string, p ports) {
+	t.Helper()
+	s.envoy = envoytest.Start(t, envoytest.Options{ConfigPath: envoyConfig,
+		ListenPort: p.listen, GRPCPort: p.grpc, HTTPPort: p.http, UpstreamPort: p.upstream})
 }
 
-const stackConfig = `shared_secret: %s
-signing_key: %s
-grpc_address: 127.0.0.1:%d
-http_address: 127.0.0.1:%d
-authenticate_service_url: http://authenticate.localhost:%[5]d
-cookie_secure: false
-administrators: [alice@corp.example]
-impersonation_protected: [security@corp.example]
-jwt_claims_headers: [email, groups]
-policy:
-  - name: app
-    from: http://app.localhost:%[5]d
-    allowed_groups: [engineering]
-  - name: admin
-    from: http://admin.localhost:%[5]d
-    allowed_groups: [admins]
-  - name: wiki
-    from: http://wiki.localhost:%[5]d
-    allowed_domains: [corp.example]
-  - name: public
-    from: http://public.localhost:%[5]d
-    allow_public_unauthenticated_access: true
-`
-
+// startStack runs the demo config (internal/config/demo.yaml) behind the
+// bundled Envoy.
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	envoytest.RequireBinary(t)
-	// The listen port is picked here: the policy's from URLs carry it, the
-	// public port that sign-in redirects must use exactly.
-	listen, grpcPort, httpPort, upstreamPort := envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t)
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
-	}
-	secret := base64.StdEncoding.EncodeToString(raw)
-	key, err := identity.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	encodedKey, err := identity.EncodeSigningKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(stackConfig, secret, encodedKey, grpcPort, httpPort, listen)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startEcho(t, upstreamPort)
-
-	s := &stack{secret: secret, config: cfgPath, logs: &syncBuffer{}, done: make(chan struct{})}
-	s.sidecar = exec.Command(binary, "serve", "--config", cfgPath, "--log-format", "json")
-	s.sidecar.Stdout, s.sidecar.Stderr = s.logs, s.logs
-	if err := s.sidecar.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.sidecar.Wait(); close(s.done) }()
-	t.Cleanup(s.stopSidecar)
-	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort), s)
-
-	s.envoy = envoytest.Start(t, envoytest.Options{ListenPort: listen, GRPCPort: grpcPort, HTTPPort: httpPort, UpstreamPort: upstreamPort})
+	p := freePorts(t)
+	config, secret := testkit.DemoConfig(t, p.listen, p.grpc, p.http, "")
+	s := startSidecar(t, config, secret, p)
+	s.startEnvoy(t, "", p)
 	return s
 }
 
-func (s *stack) stopSidecar() {
-	if s.sidecar.Process == nil {
-		return
-	}
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	_ = s.sidecar.Process.Signal(os.Interrupt)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.sidecar.Process.Kill()
-		<-s.done
-	}
-}
-
-func waitHTTP(t *testing.T, url string, s *stack) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("the sidecar exited:\n%s", s.logs.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatalf("the sidecar did not become ready at %s:\n%s", url, s.logs.String())
-}
+func (s *stack) stopSidecar() { s.sidecar.Stop() }
 
 // mint signs a token with the stack's secret for the demo hosts.
 func (s *stack) mint(t *testing.T, c identity.Claims) string {
@@ -251,4 +171,27 @@ func (s *stack) auditEntries(t *testing.T) []map[string]any {
 		}
 	}
 	return out
+}
+
+// refusesUnderscoredHeader: Envoy (headers_with_underscores_action:
+// REJECT_REQUEST) refuses a request with a header spelled x_pomerium_, even
+// with a valid token.
+func (s *stack) refusesUnderscoredHeader(t *testing.T, token string) {
+	t.Helper()
+	resp, body := s.do(t, "GET", "app.localhost", "/", "Authorization: Pomerium "+token, "x_pomerium_claim_email: ceo@corp.example")
+	if resp.StatusCode == 200 {
+		t.Fatalf("Envoy let an underscored header through: %s", body)
+	}
+}
+
+// seenAsBob is what the app saw, checking that it got bob's identity in an
+// assertion for app.localhost that verifies against the JWKS.
+func (s *stack) seenAsBob(t *testing.T, body string) echoed {
+	t.Helper()
+	e := upstreamSaw(t, body)
+	claims := s.verifyWithJWKS(t, e.Headers["x-pomerium-jwt-assertion"])
+	if claims["email"] != "bob@corp.example" || claims["sub"] != "u-bob" || claims["aud"] != "app.localhost" {
+		t.Errorf("assertion claims = %v", claims)
+	}
+	return e
 }

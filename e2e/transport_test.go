@@ -1,13 +1,10 @@
 package e2e_test
 
 import (
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,6 +16,7 @@ import (
 	"github.com/extauthz/extauthz/internal/envoytest"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/listen/certtest"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 // sidecarName is the name in the sidecar's certificate that envoy-mtls.yaml
@@ -29,41 +27,18 @@ const sidecarName = "extauthz.internal"
 // names.
 type transportPorts struct{ listen, http, upstream int }
 
-// startTransportSidecar runs the sidecar on stackConfig with grpc_address
+// startTransportSidecar runs the sidecar on the demo config with grpc_address
 // replaced by grpcAddress and extra keys appended, and an echo upstream.
 func startTransportSidecar(t *testing.T, grpcAddress, extra string) (*stack, transportPorts) {
 	t.Helper()
 	envoytest.RequireBinary(t)
 	p := transportPorts{envoytest.FreePort(t), envoytest.FreePort(t), envoytest.FreePort(t)}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
+	cfg, secret := testkit.DemoConfig(t, p.listen, 0, p.http, "")
+	if !strings.Contains(cfg, "grpc_address: 127.0.0.1:0\n") {
+		t.Fatal("the demo config no longer sets grpc_address as the test kit writes it")
 	}
-	secret := base64.StdEncoding.EncodeToString(raw)
-	key, err := identity.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	encodedKey, err := identity.EncodeSigningKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(stackConfig, secret, encodedKey, 0, p.http, p.listen)
 	cfg = strings.Replace(cfg, "grpc_address: 127.0.0.1:0\n", "grpc_address: "+grpcAddress+"\n", 1) + extra
-	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startEcho(t, p.upstream)
-	s := &stack{secret: secret, config: cfgPath, logs: &syncBuffer{}, done: make(chan struct{})}
-	s.sidecar = exec.Command(binary, "serve", "--config", cfgPath, "--log-format", "json")
-	s.sidecar.Stdout, s.sidecar.Stderr = s.logs, s.logs
-	if err := s.sidecar.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.sidecar.Wait(); close(s.done) }()
-	t.Cleanup(s.stopSidecar)
-	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", p.http), s)
+	s := startSidecar(t, cfg, secret, ports{listen: p.listen, http: p.http, upstream: p.upstream})
 	return s, p
 }
 
@@ -189,7 +164,7 @@ func TestTransportsThroughEnvoy(t *testing.T) {
 		next := serverCA.Server(t, "sidecar after rotation", sidecarName)
 		certtest.WriteFile(t, certFile, next.CertPEM)
 		certtest.WriteFile(t, keyFile, next.KeyPEM)
-		if err := s.sidecar.Process.Signal(syscall.SIGHUP); err != nil {
+		if err := s.sidecar.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 		roots := x509.NewCertPool()

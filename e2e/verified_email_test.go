@@ -2,71 +2,14 @@ package e2e_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/extauthz/extauthz/internal/oidctest"
 )
-
-// plainBrowser keeps cookies, reaches *.localhost through Envoy and the
-// provider directly, and follows redirects itself so that the chain is seen.
-type plainBrowser struct {
-	t      *testing.T
-	env    *oidcStack
-	jar    *cookiejar.Jar
-	client *http.Client
-}
-
-func (e *oidcStack) plainBrowser(t *testing.T) *plainBrowser {
-	jar, _ := cookiejar.New(nil)
-	envoyAddr := fmt.Sprintf("127.0.0.1:%d", e.listen)
-	var d net.Dialer
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if host, _, _ := net.SplitHostPort(addr); strings.HasSuffix(host, ".localhost") {
-			addr = envoyAddr
-		}
-		return d.DialContext(ctx, network, addr)
-	}}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &plainBrowser{t: t, env: e, jar: jar, client: &http.Client{Jar: jar, Timeout: 20 * time.Second, Transport: tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-}
-
-// browse GETs start as a browser would and follows redirects; it returns the
-// last answer, its body and the URLs visited after start.
-func (b *plainBrowser) browse(start string) (*http.Response, string, []string) {
-	b.t.Helper()
-	next := start
-	var chain []string
-	for range 20 {
-		req, _ := http.NewRequest(http.MethodGet, next, nil)
-		req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
-		resp, err := b.client.Do(req)
-		if err != nil {
-			b.t.Fatalf("GET %s: %v\nsidecar:\n%s", next, err, b.env.logs.String())
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		loc := resp.Header.Get("Location")
-		if resp.StatusCode < 300 || resp.StatusCode > 399 || loc == "" {
-			return resp, string(body), chain
-		}
-		u, _ := resp.Request.URL.Parse(loc)
-		next = u.String()
-		chain = append(chain, next)
-	}
-	b.t.Fatalf("too many redirects: %v", chain)
-	return nil, "", nil
-}
 
 // sidecarLog returns the sidecar's JSON log entries whose msg is msg.
 func (e *oidcStack) sidecarLog(msg string) []map[string]any {
@@ -97,8 +40,8 @@ func TestVerifiedEmailThroughEnvoy(t *testing.T) {
 
 	t.Run("an unverified account with an administrator's address does not sign in and gets the page", func(t *testing.T) {
 		e.provider.AutoLogin("mallory")
-		b := e.plainBrowser(t)
-		resp, body, chain := b.browse(wiki)
+		b := e.browser(t, nil)
+		resp, body, chain := b.Browse(t, wiki, nil, e.logs.String)
 		if resp.StatusCode != http.StatusForbidden {
 			t.Fatalf("answered %d after %v\n%s\nsidecar:\n%s", resp.StatusCode, chain, body, e.logs.String())
 		}
@@ -119,7 +62,7 @@ func TestVerifiedEmailThroughEnvoy(t *testing.T) {
 				}
 			}
 		}
-		if again, _, _ := b.browse(wiki); again.StatusCode == http.StatusOK {
+		if again, _, _ := b.Browse(t, wiki, nil, e.logs.String); again.StatusCode == http.StatusOK {
 			t.Error("the wiki answered 200 after the refusal")
 		}
 		var logged bool
@@ -135,7 +78,7 @@ func TestVerifiedEmailThroughEnvoy(t *testing.T) {
 
 	t.Run("the administrator's verified account signs in", func(t *testing.T) {
 		e.provider.AutoLogin("alice")
-		resp, body, chain := e.plainBrowser(t).browse(e.envoy.URLFor("admin.localhost") + "/headers")
+		resp, body, chain := e.browser(t, nil).Browse(t, e.envoy.URLFor("admin.localhost")+"/headers", nil, e.logs.String)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("answered %d after %v\n%s", resp.StatusCode, chain, body)
 		}

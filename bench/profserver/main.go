@@ -1,6 +1,6 @@
 // Command profserver is extauthz's Check path with a CPU profile: the config
 // is loaded and compiled by the same packages `extauthz serve` uses
-// (config.Load, reload.Build, check.New, the same gRPC server options), and
+// (config.Load, reload.Build, check.New, check.ServerOptions), and
 // the profile is written when it is stopped (SIGTERM or SIGINT). The runner
 // loads it like the real binary to show where our server's CPU goes, gRPC
 // transport included; the measurements themselves always use the real binary.
@@ -16,12 +16,10 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/extauthz/extauthz/internal/check"
 	"github.com/extauthz/extauthz/internal/config"
@@ -58,7 +56,7 @@ func run(cfgPath, profile string) error {
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	g := grpc.NewServer(check.ServerOptions()...)
 	check.New(snap, log).Register(g)
 
 	f, err := os.Create(profile)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -27,7 +28,7 @@ func demoToken(cfg *config.Config, c identity.Claims) (string, error) {
 
 // printDemo prints ready-to-paste tokens and commands for the embedded demo.
 func printDemo(e *env, cfg *config.Config, grpcAddr, httpAddr string) error {
-	if _, ok := cfg.Routes.Lookup("app"); !ok {
+	if _, ok := cfg.CompiledPolicy.Lookup("app"); !ok {
 		return errNoDemo
 	}
 	bob, err := demoToken(cfg, identity.Claims{Email: "bob@corp.example", User: "bob", Groups: []string{"engineering"}})
@@ -50,7 +51,7 @@ func printDemo(e *env, cfg *config.Config, grpcAddr, httpAddr string) error {
 	if self == e.args[0] {
 		self = shellQuote(self) // a path with spaces must still paste
 	}
-	_, httpPort, _ := splitPort(httpAddr)
+	_, httpPort, _ := net.SplitHostPort(httpAddr)
 	fmt.Fprintf(e.stdout, `
 extauthz demo is running (embedded config; %s).
   ext_authz gRPC:  %s   (point Envoy's ext_authz filter here)

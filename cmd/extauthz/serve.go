@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
@@ -19,7 +18,6 @@ import (
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/extauthz/extauthz/internal/check"
 	"github.com/extauthz/extauthz/internal/config"
@@ -120,13 +118,7 @@ func serve(e *env, args []string) error {
 		grpcLis.Close()
 		return fmt.Errorf("http_address: %w", err)
 	}
-	grpcOpts := []grpc.ServerOption{
-		// Envoy keeps long-lived HTTP/2 connections and pings them.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		// A fixed pool of stream workers keeps their grown stacks, instead of a
-		// fresh goroutine per Check growing (and copying) its stack every time.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-	}
+	grpcOpts := check.ServerOptions()
 	if cfg.GRPCTLS != nil {
 		// Every handshake takes the certificate and client CA of the config
 		// in force, so a reload rotates them for new connections.
@@ -163,7 +155,7 @@ func serve(e *env, args []string) error {
 		zap.String("grpc_address", listenedOn(grpcAddr, grpcLis)),
 		zap.String("grpc_transport", grpcTransport(cfg)),
 		zap.String("http_address", httpLis.Addr().String()),
-		zap.Int("routes", len(cfg.Routes.Routes)),
+		zap.Int("routes", len(cfg.CompiledPolicy.Routes)),
 		zap.String("signing_key_id", cfg.Key.ID))
 	if *configPath == "" {
 		if err := printDemo(e, cfg, grpcLis.Addr().String(), httpLis.Addr().String()); err != nil {
@@ -237,11 +229,6 @@ func lameDuck(checks func() uint64, drain time.Duration, sigc <-chan os.Signal) 
 			}
 		}
 	}
-}
-
-// shutdown lets in-flight Checks and page requests finish, up to drain.
-func shutdown(g *grpc.Server, h *http.Server, drain time.Duration) {
-	drainAndStop(g, h, drain, nil)
 }
 
 // drainAndStop stops accepting, lets in-flight Checks and page requests

@@ -26,51 +26,39 @@ import (
 
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/envoytest"
+	"github.com/extauthz/extauthz/internal/proc"
 )
 
 // server is a running `extauthz serve` child process.
 type server struct {
+	*proc.Proc
 	cmd            *exec.Cmd
 	stdout, stderr *syncBuffer
-	done           chan struct{} // closed when the process has exited
-	grpc, http     string        // listener addresses, from the "serving" log line
+	done           <-chan struct{} // closed when the process has exited
+	grpc, http     string          // listener addresses, from the "serving" log line
 }
 
 // startServe starts `extauthz serve args...` and stops it (SIGTERM, then
 // SIGKILL) when the test ends, failing the test if the binary reported a race.
 func startServe(t *testing.T, env map[string]string, args ...string) *server {
 	t.Helper()
-	s := &server{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	s := &server{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	s.cmd = exec.Command(binExtauthz, append([]string{"serve"}, args...)...)
 	s.cmd.Env = baseEnv(env)
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
-	if err := s.cmd.Start(); err != nil {
+	var err error
+	if s.Proc, err = proc.Start(s.cmd); err != nil {
 		t.Fatalf("starting serve: %v", err)
 	}
-	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	s.done = s.Done()
 	t.Cleanup(func() {
-		if !s.exited() {
-			_ = s.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-s.done:
-			case <-time.After(30 * time.Second):
-				_ = s.cmd.Process.Kill()
-				<-s.done
-			}
-		}
+		s.Stop(syscall.SIGTERM, 30*time.Second)
 		checkNoRace(t, s.stderr.String())
 	})
 	return s
 }
 
-func (s *server) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *server) exited() bool { return s.Exited() }
 
 // exitCode waits up to d for the process to exit and returns its code.
 func (s *server) exitCode(t *testing.T, d time.Duration) int {

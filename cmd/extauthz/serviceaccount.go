@@ -14,7 +14,6 @@ import (
 
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/identity"
-	"github.com/extauthz/extauthz/internal/impersonation"
 )
 
 // serviceAccount mints a token with the flags of the original pomerium-cli.
@@ -68,7 +67,7 @@ func serviceAccount(e *env, args []string) error {
 			return usagef("-aud takes route host names (such as app.example.com), not URLs; got %q.", a)
 		}
 	}
-	if impersonation.CheckTarget(*impEmail) != nil {
+	if identity.CheckAddress(*impEmail) != nil {
 		return usagef("-impersonate_email must be a plain ASCII address like name@example.com (one @, no spaces, no accented, full-width or other-script letters), got %+q.", *impEmail)
 	}
 	if *impAccess != "" && *impAccess != identity.AccessReadOnly && *impAccess != identity.AccessReadWrite {

@@ -3,13 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/url"
 	"text/tabwriter"
 
 	"github.com/extauthz/extauthz/internal/config"
+	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
-	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/reload"
 )
 
 // validate loads a config and prints every problem with its location.
@@ -33,12 +33,12 @@ func validate(e *env, args []string) error {
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(e.stderr, "warning: %s\n", w)
 	}
-	fmt.Fprintf(e.stdout, "%s: ok (%d routes, %d administrators)\n", *path, len(cfg.Routes.Routes), len(cfg.Administrators))
+	fmt.Fprintf(e.stdout, "%s: ok (%d routes, %d administrators)\n", *path, len(cfg.CompiledPolicy.Routes), len(cfg.Administrators))
 	return nil
 }
 
-// explain prints what an identity could reach, route by route, decided by the
-// same Route.Evaluate that answers Check.
+// explain prints what an identity could reach, route by route, as
+// decision.Engine.Explain answers: what Check answers a token that identity holds.
 func explain(e *env, args []string) error {
 	fs := newFlagSet(e, "explain")
 	path := fs.String("config", "", "config file (required)")
@@ -67,24 +67,30 @@ func explain(e *env, args []string) error {
 		fmt.Fprintln(e.stderr, err)
 		return errReported
 	}
-	routes := cfg.Routes.Routes
+	engine, err := reload.NewEngine(cfg)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return errReported
+	}
+	// Only one route: the named one, or the one that serves the URL.
+	keep := func(decision.Verdict) bool { return true }
 	switch {
 	case *routeName != "":
-		r, ok := cfg.Routes.Lookup(*routeName)
+		r, ok := cfg.CompiledPolicy.Lookup(*routeName)
 		if !ok {
 			return usagef("no route named %q in %s.", *routeName, *path)
 		}
-		routes = []*policy.Route{r}
+		keep = func(v decision.Verdict) bool { return v.Route == r }
 	case *rawURL != "":
 		u, err := url.Parse(*rawURL)
 		if err != nil || u.Host == "" {
 			return usagef("--url must be an absolute URL, got %q.", *rawURL)
 		}
-		r, ok := cfg.Routes.Match(u.Host, u.RequestURI())
+		r, ok := cfg.CompiledPolicy.Match(u.Host, u.RequestURI())
 		if !ok {
 			return usagef("no route serves %s.", *rawURL)
 		}
-		routes = []*policy.Route{r}
+		keep = func(v decision.Verdict) bool { return v.Route == r }
 	}
 	id := identity.Identity{Email: *email, User: *email, Subject: *email, Groups: groups}
 	type row struct {
@@ -93,10 +99,11 @@ func explain(e *env, args []string) error {
 		Allowed bool   `json:"allowed"`
 		Reason  string `json:"reason"`
 	}
-	rows := make([]row, 0, len(routes))
-	for _, r := range routes {
-		v := r.Evaluate(id)
-		rows = append(rows, row{Route: r.Name, From: r.From, Allowed: v.Allowed, Reason: v.Reason})
+	rows := []row{}
+	for _, v := range engine.Explain(decision.As(id)) {
+		if keep(v) {
+			rows = append(rows, row{Route: v.Route.Name, From: v.Route.From, Allowed: v.Allowed, Reason: v.Reason})
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
@@ -114,5 +121,3 @@ func explain(e *env, args []string) error {
 	}
 	return tw.Flush()
 }
-
-func splitPort(addr string) (string, string, error) { return net.SplitHostPort(addr) }

@@ -5,13 +5,10 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
-	"net/url"
 
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/negotiate"
 )
-
-func queryEscape(s string) string { return url.QueryEscape(s) }
 
 // clientReason is the reason a denied client is shown. A policy denial names
 // the route and that its policy denied, never whom the route allows
@@ -20,7 +17,7 @@ func queryEscape(s string) string { return url.QueryEscape(s) }
 // explain and preview. Every other denial (no or bad token, impersonation
 // refused, no route) is about the request itself and is shown as it is.
 func clientReason(d *decision.Decision) string {
-	if d.Status != decision.StatusForbidden || d.Impersonation.Denied != "" {
+	if d.Status != decision.StatusForbidden || d.Impersonation.Refusal != "" {
 		return d.Reason
 	}
 	if d.Route == nil {

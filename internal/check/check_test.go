@@ -3,7 +3,6 @@ package check_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -15,8 +14,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/extauthz/extauthz/internal/check"
@@ -24,6 +21,7 @@ import (
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/impersonation"
 	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 const secret = "dGhpcyBpcyBhIHRlc3Qgc2VjcmV0IG9mIGF0IGxlYXN0IDMyIGJ5dGVz" // 41 bytes decoded
@@ -84,42 +82,15 @@ func newFixtureWith(t *testing.T, edit func(*check.Snapshot)) *fixture {
 	// Read atomically: tests move the clock between Checks served on
 	// another goroutine.
 	srv.SetClock(func() time.Time { return time.Unix(0, f.clock.Load()).UTC() })
-	g := grpc.NewServer()
-	srv.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := testkit.ServeCheck(t, srv, 0)
 	f.client, f.health, f.key, f.logs, f.srv = authv3.NewAuthorizationClient(conn), healthpb.NewHealthClient(conn), key, logs, srv
 	return f
 }
 
 func mint(t *testing.T, c identity.Claims) string {
 	t.Helper()
-	if c.Audience == nil {
-		c.Audience = jwt.ClaimStrings{"app.example.com", "admin.example.com", "quiet.example.com", "public.example.com"}
-	}
-	if c.ExpiresAt == nil {
-		c.ExpiresAt = jwt.NewNumericDate(now.Add(time.Hour))
-	}
-	if c.IssuedAt == nil {
-		c.IssuedAt = jwt.NewNumericDate(now.Add(-time.Minute))
-	}
-	if c.Issuer == "" {
-		c.Issuer = "authenticate.example.com"
-	}
-	tok, err := identity.Mint(&c, secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return testkit.Mint(t, secret, testkit.Fill(c, "authenticate.example.com", now,
+		"app.example.com", "admin.example.com", "quiet.example.com", "public.example.com"))
 }
 
 // envoyRequest shapes a CheckRequest the way Envoy 1.40 sends it.

@@ -18,6 +18,7 @@ import (
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/impersonation"
 	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 const fuzzSecret = "ZnV6eiB0aGUgQ2hlY2sgcmVxdWVzdCBtYXBwaW5nIHNlY3JldA==" // 36 bytes decoded
@@ -61,23 +62,8 @@ func fuzzServer(tb testing.TB) (*Server, *identity.Verifier) {
 
 func fuzzToken(tb testing.TB, c identity.Claims) string {
 	tb.Helper()
-	if c.Audience == nil {
-		c.Audience = jwt.ClaimStrings{"app.example.com", "admin.example.com", "public.example.com", "docs.wiki.example.com"}
-	}
-	if c.ExpiresAt == nil {
-		c.ExpiresAt = jwt.NewNumericDate(fuzzNow.Add(time.Hour))
-	}
-	if c.IssuedAt == nil {
-		c.IssuedAt = jwt.NewNumericDate(fuzzNow.Add(-time.Minute))
-	}
-	if c.Issuer == "" {
-		c.Issuer = "authenticate.example.com"
-	}
-	tok, err := identity.Mint(&c, fuzzSecret)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return tok
+	return testkit.Mint(tb, fuzzSecret, testkit.Fill(c, "authenticate.example.com", fuzzNow,
+		"app.example.com", "admin.example.com", "public.example.com", "docs.wiki.example.com"))
 }
 
 // FuzzCheckRequest feeds arbitrary request attributes (host, path, method,

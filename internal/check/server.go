@@ -6,7 +6,7 @@ package check
 
 import (
 	"context"
-	"strings"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -15,7 +15,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
+	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/negotiate"
 	"github.com/extauthz/extauthz/internal/requestid"
@@ -27,7 +29,7 @@ type Server struct {
 
 	snap   atomic.Pointer[Snapshot]
 	log    *zap.Logger
-	audit  *zap.Logger
+	audit  *audit.Log
 	now    func() time.Time
 	health *health.Server
 	// Observe, when set, is called once per Check with the decision and its
@@ -38,9 +40,20 @@ type Server struct {
 // New returns a server answering with snap. log receives operational logs;
 // audit entries go to log.Named("audit").
 func New(snap *Snapshot, log *zap.Logger) *Server {
-	s := &Server{log: log, audit: log.Named("audit"), now: time.Now, health: health.NewServer()}
+	s := &Server{log: log, audit: audit.New(log), now: time.Now, health: health.NewServer()}
 	s.snap.Store(snap)
 	return s
+}
+
+// ServerOptions are the gRPC server options a Check server runs with.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		// Envoy keeps long-lived HTTP/2 connections and pings them.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// A fixed pool of stream workers keeps their grown stacks, instead of a
+		// fresh goroutine per Check growing (and copying) its stack every time.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+	}
 }
 
 // Snapshot returns the snapshot in force.
@@ -76,7 +89,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	headers := requestHeaders(httpReq)
 	requestID := requestid.Pick(headers["x-request-id"], httpReq.GetId())
 	if httpReq == nil || httpReq.GetHost() == "" {
-		d := &decision.Decision{Status: 400, Reason: "malformed check request: no HTTP attributes"}
+		d := &decision.Decision{Kind: decision.KindBadRequest, Status: decision.StatusBadRequest, Reason: decision.ReasonBadRequest}
 		resp := snap.deny(d, negotiate.Text, requestID, nil)
 		if s.Observe != nil {
 			s.Observe(d, s.now().Sub(start))
@@ -94,9 +107,6 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		Browser:   format == negotiate.HTML,
 	}
 	d := snap.Engine.Decide(in, start)
-	if d.Audited() {
-		s.writeAudit(&d, &in, requestID)
-	}
 	var resp *authv3.CheckResponse
 	if d.Allowed() {
 		var err error
@@ -104,61 +114,20 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		if err != nil {
 			// Fail closed: an assertion we cannot sign is never an allow.
 			s.log.Error("building allow response", zap.Error(err), zap.String("request_id", requestID))
-			d = decision.Decision{Status: 500, Reason: "internal error", Route: d.Route}
-			resp = snap.deny(&d, format, requestID, httpReq)
+			d.Fail()
 		}
-	} else {
+	}
+	if !d.Allowed() {
 		resp = snap.deny(&d, format, requestID, httpReq)
 		if ce := s.log.Check(zap.DebugLevel, "denied"); ce != nil {
 			ce.Write(zap.Int("status", int(d.Status)), zap.String("reason", d.Reason),
-				zap.String("host", in.Host), zap.String("path", pathOnly(in.Path)), zap.String("request_id", requestID))
+				zap.String("host", in.Host), zap.String("path", audit.PathOnly(in.Path)), zap.String("request_id", requestID))
 		}
 	}
+	// The answer is final: the audit log records what the client got.
+	s.audit.Decision(&d, audit.Request{Host: in.Host, Method: in.Method, Path: in.Path, RequestID: requestID})
 	if s.Observe != nil {
 		s.Observe(&d, s.now().Sub(start))
 	}
 	return resp, nil
-}
-
-func (s *Server) writeAudit(d *decision.Decision, in *decision.Request, requestID string) {
-	imp := d.Impersonation
-	outcome := "deny"
-	if d.Allowed() {
-		outcome = "allow"
-	}
-	event := "impersonated_request"
-	if imp.Ended {
-		event = "impersonation_ended"
-	}
-	routeName := ""
-	if d.Route != nil {
-		routeName = d.Route.Name
-	}
-	s.audit.Info(event,
-		zap.String("actor_email", d.Claims.Email),
-		zap.String("actor_user", d.Claims.User),
-		zap.String("impersonated_email", d.Claims.ImpersonateEmail),
-		zap.Strings("impersonated_groups", d.Claims.ImpersonateGroups),
-		zap.String("access", imp.Access),
-		zap.String("impersonation_reason", d.Claims.ImpersonateReason),
-		zap.String("route", routeName),
-		zap.String("host", in.Host),
-		zap.String("method", in.Method),
-		zap.String("path", pathOnly(in.Path)),
-		zap.String("decision", outcome),
-		zap.Int("status", int(d.Status)),
-		zap.String("reason", d.Reason),
-		zap.String("token_id", d.Claims.ID),
-		// The id revoked_token_ids takes to end this whole session.
-		zap.String("sid", d.Claims.SessionID()),
-		zap.String("request_id", requestID),
-	)
-}
-
-// pathOnly drops the query, which may carry secrets that do not belong in logs.
-func pathOnly(p string) string {
-	if i := strings.IndexByte(p, '?'); i >= 0 {
-		return p[:i]
-	}
-	return p
 }

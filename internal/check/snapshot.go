@@ -2,6 +2,7 @@ package check
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -16,11 +17,8 @@ import (
 	"github.com/extauthz/extauthz/internal/negotiate"
 )
 
-// Header names set upstream.
-const (
-	HeaderAssertion   = "x-pomerium-jwt-assertion"
-	ClaimHeaderPrefix = "x-pomerium-claim-"
-)
+// HeaderAssertion carries the signed assertion upstream.
+const HeaderAssertion = "x-pomerium-jwt-assertion"
 
 // ClaimHeader copies one identity claim into an upstream header.
 type ClaimHeader struct {
@@ -122,31 +120,10 @@ func (s *Snapshot) isClaimHeader(name string) bool {
 }
 
 // AssertionFor returns the signed upstream assertion for an allowed decision on
-// host (without port), from the cache while it is fresh.
+// host (without port), from the cache while it is fresh. What it says is
+// decided by decision.Engine.Assertion.
 func (s *Snapshot) AssertionFor(d *decision.Decision, host string, now time.Time) (string, error) {
-	a := identity.Assertion{
-		Issuer:   s.Issuer,
-		Audience: host,
-		Identity: d.Identity,
-	}
-	if a.Issuer == "" {
-		a.Issuer = host
-	}
-	// exp = min(iat + lifetime, the token's exp + leeway, impersonate_exp when
-	// impersonating) (contract section 8): a token accepted within its leeway
-	// still gets an assertion that expires after it is issued.
-	if d.Claims.ExpiresAt != nil {
-		a.NotAfter = d.Claims.ExpiresAt.Time
-		if s.Engine != nil && s.Engine.Verifier != nil {
-			a.NotAfter = a.NotAfter.Add(s.Engine.Verifier.Leeway())
-		}
-	}
-	if d.Impersonation.Impersonating {
-		a.Actor = &identity.Actor{Subject: d.Claims.Subject, Email: d.Claims.Email}
-		if exp := d.Claims.ImpersonateExp; exp != nil && (a.NotAfter.IsZero() || exp.Time.Before(a.NotAfter)) {
-			a.NotAfter = exp.Time
-		}
-	}
+	a := s.Engine.Assertion(d, s.Issuer, host)
 	if s.Assertions == nil {
 		return s.Key.Sign(a, now)
 	}
@@ -214,5 +191,5 @@ func SignInURL(r *authv3.AttributeContext_HttpRequest) string {
 		scheme = "https"
 	}
 	original := fmt.Sprintf("%s://%s%s", scheme, r.GetHost(), r.GetPath())
-	return "/.pomerium/sign_in?pomerium_redirect_uri=" + queryEscape(original)
+	return "/.pomerium/sign_in?pomerium_redirect_uri=" + url.QueryEscape(original)
 }

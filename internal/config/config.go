@@ -1,4 +1,4 @@
-// Package config loads, validates and describes the sidecar's YAML configuration.
+// Package config loads and validates the sidecar's YAML configuration.
 //
 // A config is a YAML file with Pomerium-compatible keys (see Example for every
 // key, documented). Environment variables named after the keys in upper case
@@ -173,8 +173,8 @@ type Config struct {
 	// header: the one the mapping form names, else "x-pomerium-claim-<claim>".
 	ClaimHeaders []ClaimHeader `yaml:"-"`
 
-	// Routes is Policy compiled.
-	Routes *policy.Policy `yaml:"-"`
+	// CompiledPolicy is Policy compiled: the routes Check matches.
+	CompiledPolicy *policy.Policy `yaml:"-"`
 	// Key signs upstream assertions: signing_key parsed, or generated in
 	// memory when signing_key is absent (then KeyGenerated is true and the
 	// caller should warn that assertions will not verify across restarts).
@@ -371,90 +371,8 @@ func (c *Config) String() string {
 		return "config(nil)"
 	}
 	n := len(c.Policy)
-	if c.Routes != nil {
-		n = len(c.Routes.Routes)
+	if c.CompiledPolicy != nil {
+		n = len(c.CompiledPolicy.Routes)
 	}
 	return fmt.Sprintf("config from %s (%d routes)", c.Source, n)
-}
-
-// Describe summarises the config for an operator (validate, serve's start-up
-// log): sources, listeners, issuer, keys by id, impersonation rules and routes.
-// Secrets are never shown, only how many there are.
-func (c *Config) Describe() string {
-	var b strings.Builder
-	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	line("source: %s", c.Source)
-	line("grpc_address: %s", c.GRPCAddress)
-	line("http_address: %s", c.HTTPAddress)
-	if m := c.GRPCTLS; m != nil {
-		client := "not required"
-		if m.MutualTLS {
-			client = "required, signed by a CA in " + c.GRPCClientCAFile
-		}
-		line("grpc tls: certificate %q from %s, expires %s; client certificates %s",
-			m.Leaf.Subject.CommonName, c.GRPCTLSCertFile, m.Leaf.NotAfter.UTC().Format(time.RFC3339), client)
-	}
-	if c.Issuer != "" {
-		line("issuer: %s (from authenticate_service_url %s)", c.Issuer, c.AuthenticateServiceURL)
-	} else {
-		line("issuer: not checked (authenticate_service_url is unset)")
-	}
-	line("shared secrets: %d (1 current, %d previous)", len(c.Secrets()), len(c.PreviousSharedSecrets))
-	if c.Key != nil {
-		gen := ""
-		if c.KeyGenerated {
-			gen = " (generated in memory: signing_key is unset)"
-		}
-		line("signing key: kid %s%s", c.Key.ID, gen)
-	}
-	for _, k := range c.PreviousKeys {
-		line("previous signing key: kid %s", k.ID)
-	}
-	if c.IdpProviderURL != "" {
-		line("identity provider: %s (client %s, scopes %v)", c.IdpProviderURL, c.IdpClientID, c.IdpScopes)
-		if c.IdpAllowUnverifiedEmail {
-			line("unverified email addresses: accepted (idp_allow_unverified_email)")
-		}
-	}
-	line("cookie: %s, secure %t, expires after %s, domain %q", c.CookieName, c.CookieSecureOrDefault(), c.ExpireDuration(), c.CookieDomain)
-	if len(c.ClaimHeaders) > 0 {
-		parts := make([]string, len(c.ClaimHeaders))
-		for i, h := range c.ClaimHeaders {
-			parts[i] = h.Claim + " -> " + h.Header
-		}
-		line("claim headers: %s", strings.Join(parts, ", "))
-	}
-	if c.MaxServiceAccountLifetime > 0 {
-		line("max service account lifetime: %s", c.MaxServiceAccountLifetime)
-	}
-	if len(c.RevokedTokenIDs) > 0 {
-		line("revoked token ids: %d", len(c.RevokedTokenIDs))
-	}
-	if c.StorageTarget != nil {
-		line("store: %s at %s (shared by every replica), revocations kept %s", c.DatabrokerStorageType, c.StorageTarget, c.RevocationTTL)
-	} else {
-		line("store: %s (one replica only), revocations kept %s", c.DatabrokerStorageType, c.RevocationTTL)
-	}
-	line("administrators: %s", listOrNone(c.Administrators))
-	line("impersonation: default access %s, max duration %s, reason required %t, protected %s",
-		c.ImpersonationDefaultAccess, c.ImpersonationMaxDurationOrDefault(), c.ImpersonationRequireReasonOrDefault(),
-		listOrNone(c.ImpersonationProtected))
-	if c.Routes != nil {
-		line("routes: %d", len(c.Routes.Routes))
-		for i, r := range c.Routes.Routes {
-			name := r.Name
-			if name == "" {
-				name = fmt.Sprintf("policy[%d]", i)
-			}
-			line("  %s: %s", name, r.From)
-		}
-	}
-	return b.String()
-}
-
-func listOrNone(l []string) string {
-	if len(l) == 0 {
-		return "none"
-	}
-	return strings.Join(l, ", ")
 }

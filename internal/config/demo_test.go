@@ -43,8 +43,8 @@ func TestDemoHonoursItsEnvironmentOverrides(t *testing.T) {
 			}
 		}},
 		{"keys outside DemoEnv keep the demo's values", map[string]string{"COOKIE_NAME": "_other", "POLICY": "W10=", "ADMINISTRATORS": "eve@corp.example"}, func(t *testing.T, c *Config) {
-			if c.CookieName != DefaultCookieName || len(c.Routes.Routes) != 4 || strings.Join(c.Administrators, ",") != "alice@corp.example" {
-				t.Errorf("cookie %q, %d routes, administrators %v", c.CookieName, len(c.Routes.Routes), c.Administrators)
+			if c.CookieName != DefaultCookieName || len(c.CompiledPolicy.Routes) != 4 || strings.Join(c.Administrators, ",") != "alice@corp.example" {
+				t.Errorf("cookie %q, %d routes, administrators %v", c.CookieName, len(c.CompiledPolicy.Routes), c.Administrators)
 			}
 		}},
 	}

@@ -59,12 +59,12 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if c.Routes == nil || c.Key == nil || c.SharedSecret == "" {
-			t.Fatalf("accepted config is incomplete: routes %v key %v", c.Routes, c.Key)
+		if c.CompiledPolicy == nil || c.Key == nil || c.SharedSecret == "" {
+			t.Fatalf("accepted config is incomplete: routes %v key %v", c.CompiledPolicy, c.Key)
 		}
-		if len(c.Routes.Routes) != len(c.Policy) {
-			t.Fatalf("%d routes compiled from %d specs", len(c.Routes.Routes), len(c.Policy))
+		if len(c.CompiledPolicy.Routes) != len(c.Policy) {
+			t.Fatalf("%d routes compiled from %d specs", len(c.CompiledPolicy.Routes), len(c.Policy))
 		}
-		_ = c.Describe()
+		_ = c.String()
 	})
 }

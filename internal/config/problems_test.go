@@ -28,7 +28,7 @@ func problemsOf(t *testing.T, src string, env map[string]string) []string {
 	t.Helper()
 	c, err := Parse([]byte(src), "t.yaml", envOf(env))
 	if err == nil {
-		if c == nil || c.Routes == nil || c.Key == nil {
+		if c == nil || c.CompiledPolicy == nil || c.Key == nil {
 			t.Fatalf("Parse returned no error but an incomplete config: %+v", c)
 		}
 		return nil

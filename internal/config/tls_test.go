@@ -93,13 +93,10 @@ func TestGRPCListenerKeys(t *testing.T) {
 		})
 	}
 
-	t.Run("the files are read into the config and described", func(t *testing.T) {
+	t.Run("the files are read into the config", func(t *testing.T) {
 		c := mustParse(t, "grpc_tls_cert_file: "+cert+"\ngrpc_tls_key_file: "+key+"\ngrpc_client_ca_file: "+caFile+"\n", withSecret)
 		if c.GRPCTLS == nil || !c.GRPCTLS.MutualTLS || c.GRPCTLS.Leaf.Subject.CommonName != "sidecar" {
 			t.Fatalf("GRPCTLS = %+v", c.GRPCTLS)
-		}
-		if d := c.Describe(); !strings.Contains(d, `grpc tls: certificate "sidecar"`) || !strings.Contains(d, "required, signed by a CA in "+caFile) {
-			t.Errorf("Describe does not say how grpc_address is secured:\n%s", d)
 		}
 	})
 	t.Run("without the keys the listener is plaintext", func(t *testing.T) {

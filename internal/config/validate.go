@@ -235,7 +235,7 @@ func (d *decoder) validate(c *Config) error {
 func (d *decoder) compilePolicy(c *Config) {
 	routes, err := policy.Compile(c.Policy)
 	if err == nil {
-		c.Routes = routes
+		c.CompiledPolicy = routes
 		return
 	}
 	var errs []error

@@ -1,6 +1,9 @@
-// Package decision is the pure authorization decision shared by Envoy's Check,
-// the dashboard and the debugging client: route, then token, then
-// impersonation, then policy. It does no I/O and reads no clock.
+// Package decision is the one authorization decision: route, then public,
+// then token, then impersonation, then policy. Envoy's Check (internal/check)
+// calls Decide; the dashboard and sign-in pages call its first half,
+// Authenticate; the dashboard's routes table, its preview panel and
+// `extauthz explain` call Explain, which answers route by route with the same
+// code. It does no I/O and reads no clock: time comes in as now.
 package decision
 
 import (
@@ -19,9 +22,11 @@ type Status int
 const (
 	StatusOK           Status = 200
 	StatusSignIn       Status = 302
+	StatusBadRequest   Status = 400
 	StatusUnauthorized Status = 401
 	StatusForbidden    Status = 403
 	StatusNotFound     Status = 404
+	StatusInternal     Status = 500
 )
 
 // Request is what the decision needs to know about one HTTP request.
@@ -39,10 +44,15 @@ type Request struct {
 
 // Decision is the outcome for one request.
 type Decision struct {
+	// Kind is what the decision reached; adapters map it to metrics labels
+	// and audit fields, never the Reason sentence.
+	Kind Kind
+	// Cause is why the token was refused, for KindBadToken.
+	Cause  identity.Cause
 	Status Status
-	// Reason explains the outcome. It holds no secret, but a policy
-	// denial's reason lists whom the route allows: Check shows that client
-	// only the route (policy.Route.ClientDenial).
+	// Reason is the canonical reason (see Kind). It holds no secret, but a
+	// policy denial's reason lists whom the route allows: Check shows that
+	// client only the route (policy.Route.ClientDenial).
 	Reason string
 	Route  *policy.Route
 	// Token and Source are the carrier that was read, if any.
@@ -59,10 +69,20 @@ type Decision struct {
 // Allowed reports whether the request may go upstream.
 func (d *Decision) Allowed() bool { return d.Status == StatusOK }
 
-// Audited reports whether this decision belongs in the audit log: every
-// decision on a token that asks to impersonate.
-func (d *Decision) Audited() bool {
+// Authenticated reports whether a token verified: Claims, Identity and
+// Impersonation are then set.
+func (d *Decision) Authenticated() bool { return d.Claims != nil }
+
+// AsksToImpersonate reports whether the verified token asks to impersonate,
+// live or ended: every decision on such a token belongs in the audit log.
+func (d *Decision) AsksToImpersonate() bool {
 	return d.Claims != nil && d.Claims.Impersonating()
+}
+
+// Fail turns d into an internal error (500), keeping who it was about so the
+// audit log and the metrics see the answer the client got.
+func (d *Decision) Fail() {
+	d.Kind, d.Status, d.Reason = KindInternal, StatusInternal, ReasonInternal
 }
 
 // Engine holds everything a decision depends on. It is immutable; a config
@@ -79,19 +99,39 @@ func (e *Engine) Decide(r Request, now time.Time) Decision {
 	route, ok := e.Policy.Select(r.RouteName, r.Host, r.Path)
 	if !ok {
 		if r.RouteName != "" {
-			return Decision{Status: StatusNotFound, Reason: "route " + r.RouteName + " is not in the policy"}
+			return Decision{Kind: KindNoRoute, Status: StatusNotFound, Reason: "route " + r.RouteName + " is not in the policy"}
 		}
-		return Decision{Status: StatusNotFound, Reason: "no route matches this host and path"}
+		return Decision{Kind: KindNoRoute, Status: StatusNotFound, Reason: ReasonNoRoute}
+	}
+	if route.Public {
+		return Decision{Kind: KindPublic, Status: StatusOK, Reason: ReasonPublic, Route: route}
 	}
 	d := Decision{Route: route}
-	if route.Public {
-		d.Status, d.Reason = StatusOK, "public route"
-		return d
+	if e.authenticate(&d, r, now) {
+		e.evaluate(&d, route)
 	}
+	return d
+}
+
+// Authenticate is the first half of Decide, for a request on a route that
+// is not public: it reads the token from the carriers Check reads, in the
+// same order, verifies it for r.Host, and applies impersonation for
+// r.Method. When no token verified, the decision is final (KindNoToken or
+// KindBadToken, a sign-in redirect for browsers with a cookie or nothing);
+// otherwise Kind is not yet set and Claims, Identity and Impersonation are.
+func (e *Engine) Authenticate(r Request, now time.Time) Decision {
+	var d Decision
+	e.authenticate(&d, r, now)
+	return d
+}
+
+// authenticate fills d as Authenticate says, in place (Decide's hot path
+// copies no Decision); it reports whether a token verified.
+func (e *Engine) authenticate(d *Decision, r Request, now time.Time) bool {
 	d.Token, d.Source = identity.ExtractToken(r.Header, e.CookieName)
 	if d.Source == identity.SourceNone {
-		d.Status, d.Reason = e.unauthenticated(r, d.Source), "no Pomerium token or session"
-		return d
+		d.Kind, d.Status, d.Reason = KindNoToken, e.unauthenticated(r, d.Source), ReasonNoToken
+		return false
 	}
 	var claims *identity.Claims
 	var err error
@@ -102,29 +142,35 @@ func (e *Engine) Decide(r Request, now time.Time) Decision {
 		claims, err = e.Verifier.Verify(d.Token, r.Host, now)
 	}
 	if err != nil {
+		d.Kind, d.Status = KindBadToken, e.unauthenticated(r, d.Source)
+		d.Cause, d.Reason = identity.CauseMalformed, identity.ReasonMalformed
 		var te *identity.TokenError
-		d.Reason = identity.ReasonMalformed
 		if errors.As(err, &te) {
-			d.Reason = te.Reason
+			d.Cause, d.Reason = te.Cause, te.Reason
 		}
-		d.Status = e.unauthenticated(r, d.Source)
-		return d
+		return false
 	}
 	d.Claims = claims
 	d.Impersonation = e.Rules.Apply(claims, r.Method, now)
 	d.Identity = d.Impersonation.Effective
-	if d.Impersonation.Denied != "" {
-		d.Status, d.Reason = StatusForbidden, d.Impersonation.Denied
-		return d
+	return true
+}
+
+// evaluate is the second half of Decide: an authenticated decision on a
+// route that is not public, decided by the impersonation refusal or the
+// route's allow rules.
+func (e *Engine) evaluate(d *Decision, route *policy.Route) {
+	if d.Impersonation.Refusal != "" {
+		d.Kind, d.Status, d.Reason = KindImpersonationRefused, StatusForbidden, d.Impersonation.Refusal
+		return
 	}
 	v := route.Evaluate(d.Identity)
 	d.Reason = v.Reason
 	if v.Allowed {
-		d.Status = StatusOK
+		d.Kind, d.Status = KindAllowed, StatusOK
 	} else {
-		d.Status = StatusForbidden
+		d.Kind, d.Status = KindDeniedByPolicy, StatusForbidden
 	}
-	return d
 }
 
 // unauthenticated sends browsers without a usable session to sign in; a bad

@@ -125,7 +125,7 @@ func TestDecide(t *testing.T) {
 			email: "alice@corp.example", source: identity.SourceAuthorization},
 
 		{name: "a public route is allowed without a token",
-			req: request("public.example.com", "/", headers{}), status: decision.StatusOK, reason: "public route", route: "public"},
+			req: request("public.example.com", "/", headers{}), status: decision.StatusOK, reason: decision.ReasonPublic, route: "public"},
 		{name: "a public route ignores an invalid token",
 			req: request("public.example.com", "/", pomerium("garbage")), status: decision.StatusOK, route: "public"},
 		{name: "a public route ignores a valid token and passes no identity",
@@ -298,7 +298,7 @@ func TestDecideBadTokens(t *testing.T) {
 				if d.Status != decision.StatusUnauthorized || d.Reason != tc.reason {
 					t.Fatalf("browser=%v: Decide = %d %q, want 401 %q", r.Browser, d.Status, d.Reason, tc.reason)
 				}
-				if d.Claims != nil || d.Identity.Email != "" || d.Audited() {
+				if d.Claims != nil || d.Identity.Email != "" || d.AsksToImpersonate() {
 					t.Fatalf("a refused token left claims %+v / identity %+v", d.Claims, d.Identity)
 				}
 			}
@@ -339,7 +339,7 @@ func TestDecideImpersonation(t *testing.T) {
 			if alone.Status != tc.admin {
 				t.Fatalf("the administrator alone: %d (%s), want %d", alone.Status, alone.Reason, tc.admin)
 			}
-			if alone.Audited() || alone.Impersonation.Impersonating {
+			if alone.AsksToImpersonate() || alone.Impersonation.Impersonating {
 				t.Fatal("a plain administrator request is marked as impersonation")
 			}
 
@@ -350,18 +350,18 @@ func TestDecideImpersonation(t *testing.T) {
 			if d.Identity.Email != tc.wantEmail || !slices.Equal(d.Identity.Groups, tc.wantGroups) {
 				t.Errorf("Identity = %+v, want email %q groups %v", d.Identity, tc.wantEmail, tc.wantGroups)
 			}
-			if !d.Impersonation.Impersonating || d.Impersonation.Actor.Email != adminID || d.Impersonation.Denied != "" {
+			if !d.Impersonation.Impersonating || d.Impersonation.Actor.Email != adminID || d.Impersonation.Refusal != "" {
 				t.Errorf("Impersonation = %+v, want the administrator as actor", d.Impersonation)
 			}
-			if !d.Audited() {
+			if !d.AsksToImpersonate() {
 				t.Error("an impersonated decision is not audited")
 			}
 		})
 	}
 	t.Run("a denied impersonation is still audited", func(t *testing.T) {
 		d := e.Decide(request(appHost, "/", pomerium(mint(t, claims("alice@corp.example", nil, impersonate("carol@corp.example"))))), now)
-		if d.Status != decision.StatusForbidden || !d.Audited() || d.Impersonation.Actor.Email != "alice@corp.example" {
-			t.Fatalf("Decide = %d %q audited=%v actor=%+v", d.Status, d.Reason, d.Audited(), d.Impersonation.Actor)
+		if d.Status != decision.StatusForbidden || !d.AsksToImpersonate() || d.Impersonation.Actor.Email != "alice@corp.example" {
+			t.Fatalf("Decide = %d %q audited=%v actor=%+v", d.Status, d.Reason, d.AsksToImpersonate(), d.Impersonation.Actor)
 		}
 	})
 }

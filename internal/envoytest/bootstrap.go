@@ -1,10 +1,12 @@
 package envoytest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	"go.yaml.in/yaml/v3"
@@ -123,4 +125,68 @@ func ValidateDeep(m proto.Message) error {
 	}
 	walk(string(m.ProtoReflect().Descriptor().Name()), m.ProtoReflect())
 	return errors.Join(errs...)
+}
+
+// RewritePorts parses an Envoy YAML config and replaces the value of every
+// `port_value` field through ports (original -> new). It works on the YAML
+// tree, not the text, and fails on a port_value it has no mapping for, so a
+// config cannot silently keep a port the test does not control. Anchors and
+// aliases are preserved (an aliased node is rewritten once, where it is
+// anchored).
+func RewritePorts(src []byte, ports map[int]int) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return nil, err
+	}
+	var errs []error
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		switch n.Kind {
+		case yaml.DocumentNode, yaml.SequenceNode:
+			for _, c := range n.Content {
+				walk(c)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				if k.Value == "port_value" && v.Kind == yaml.ScalarNode {
+					old, err := strconv.Atoi(v.Value)
+					if err != nil {
+						errs = append(errs, fmt.Errorf("line %d: port_value %q is not a number", v.Line, v.Value))
+						continue
+					}
+					repl, ok := ports[old]
+					if !ok {
+						errs = append(errs, fmt.Errorf("line %d: port_value %d has no replacement", v.Line, old))
+						continue
+					}
+					v.Value = strconv.Itoa(repl)
+					v.Tag = "!!int"
+					continue
+				}
+				walk(v)
+			}
+		}
+		// Alias nodes are not followed: their target is rewritten where it is defined.
+	}
+	walk(&doc)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return EncodeYAML(&doc)
+}
+
+// EncodeYAML renders an edited config the way the bundled ones are written
+// (two-space indent).
+func EncodeYAML(doc *yaml.Node) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

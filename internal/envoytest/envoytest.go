@@ -12,7 +12,6 @@
 package envoytest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +28,7 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/extauthz/extauthz/internal/proc"
 )
 
 // The ports written in the bundled envoy/envoy.yaml. Start maps each to the
@@ -147,12 +146,20 @@ func Validate(bin, path string) (string, error) {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freePort()
 	if err != nil {
 		t.Fatalf("FreePort: %v", err)
 	}
+	return p
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Options say which config to run and on which ports. A zero port is replaced
@@ -178,61 +185,85 @@ type Envoy struct {
 	outPath string
 	errPath string
 
-	cmd      *exec.Cmd
-	done     chan struct{}
-	waitErr  error
+	proc     *proc.Proc
+	files    []*os.File // its stdout and stderr, closed by Stop
 	stopOnce sync.Once
 }
 
 var baseIDCounter atomic.Uint32
 
-// Start runs Envoy with opts.ConfigPath (default the bundled envoy/envoy.yaml)
-// after replacing its ports, waits until the admin /ready answers 200 and
-// stops Envoy when the test ends. Without an Envoy binary the test is skipped
-// (failed under CI=true).
+// Start runs Envoy as Launch does and stops it when the test ends. Without
+// an Envoy binary the test is skipped (failed under CI=true); an Envoy that
+// does not become ready fails the test with its log tail.
 func Start(t testing.TB, opts Options) *Envoy {
 	t.Helper()
-	bin := RequireBinary(t)
-
-	if opts.ConfigPath == "" {
-		p, err := BundledConfig()
-		if err != nil {
-			t.Fatalf("envoytest: %v", err)
+	RequireBinary(t)
+	e, err := Launch(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("envoy log tail (%s):\n%s", e.dir, e.LogTail(40))
+			t.Logf("envoy access log tail:\n%s", tail(e.outPath, 20))
 		}
-		opts.ConfigPath = p
+		e.Close()
+	})
+	return e
+}
+
+// Launch runs Envoy with opts.ConfigPath (default the bundled
+// envoy/envoy.yaml) after replacing its ports, and waits until the admin
+// /ready answers 200. The caller stops it with Close, which also removes
+// its files. The error of an Envoy that did not become ready carries its log tail.
+func Launch(opts Options) (*Envoy, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	if opts.ConfigPath == "" {
+		if opts.ConfigPath, err = BundledConfig(); err != nil {
+			return nil, fmt.Errorf("envoytest: %w", err)
+		}
 	}
 	src, err := os.ReadFile(opts.ConfigPath)
 	if err != nil {
-		t.Fatalf("envoytest: %v", err)
+		return nil, fmt.Errorf("envoytest: %w", err)
 	}
 	// Envoy binds the listener and admin ports itself; if one we picked was
-	// taken in the meantime by another test process, pick again.
+	// taken in the meantime by another process, pick again.
 	pickedBound := opts.ListenPort == 0 || opts.AdminPort == 0
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
 		o := opts
 		for _, p := range []*int{&o.ListenPort, &o.AdminPort, &o.GRPCPort, &o.HTTPPort, &o.UpstreamPort} {
 			if *p == 0 {
-				*p = FreePort(t)
+				if *p, err = freePort(); err != nil {
+					return nil, fmt.Errorf("envoytest: %w", err)
+				}
 			}
 		}
-		e, err := launch(t, bin, src, o)
+		e, err := launch(bin, src, o)
 		if err == nil {
-			return e
+			return e, nil
 		}
-		if pickedBound && attempt < attempts && strings.Contains(e.LogTail(60), "Address already in use") {
-			t.Logf("envoytest: a port was taken before Envoy bound it; retrying (%v)", err)
+		logTail := ""
+		if e != nil {
+			logTail = e.LogTail(60)
+			e.Close()
+		}
+		if pickedBound && attempt < attempts && strings.Contains(logTail, "Address already in use") {
 			continue
 		}
-		t.Fatalf("envoytest: Envoy (%s, config %s) did not become ready: %v\n--- log tail ---\n%s",
-			bin, opts.ConfigPath, err, e.LogTail(60))
+		return nil, fmt.Errorf("envoytest: Envoy (%s, config %s) did not become ready: %w\n--- log tail ---\n%s",
+			bin, opts.ConfigPath, err, logTail)
 	}
 }
 
-// launch writes the config with opts' ports and starts Envoy on it. On error
-// the returned Envoy is stopped and its log can still be read.
-func launch(t testing.TB, bin string, src []byte, opts Options) (*Envoy, error) {
-	t.Helper()
+// launch writes the config with opts' ports and starts Envoy on it. On a
+// failure to become ready the returned Envoy is still running (its log can
+// be read); the caller stops it.
+func launch(bin string, src []byte, opts Options) (*Envoy, error) {
 	out, err := RewritePorts(src, map[int]int{
 		DefaultListenPort:   opts.ListenPort,
 		DefaultAdminPort:    opts.AdminPort,
@@ -241,10 +272,12 @@ func launch(t testing.TB, bin string, src []byte, opts Options) (*Envoy, error) 
 		DefaultUpstreamPort: opts.UpstreamPort,
 	})
 	if err != nil {
-		t.Fatalf("envoytest: %s: %v", opts.ConfigPath, err)
+		return nil, fmt.Errorf("envoytest: %s: %w", opts.ConfigPath, err)
 	}
-
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp("", "envoytest-")
+	if err != nil {
+		return nil, fmt.Errorf("envoytest: %w", err)
+	}
 	e := &Envoy{
 		opts:    opts,
 		dir:     dir,
@@ -252,24 +285,28 @@ func launch(t testing.TB, bin string, src []byte, opts Options) (*Envoy, error) 
 		logPath: filepath.Join(dir, "envoy.log"),
 		outPath: filepath.Join(dir, "envoy.stdout"), // access log
 		errPath: filepath.Join(dir, "envoy.stderr"),
-		done:    make(chan struct{}),
+	}
+	fail := func(err error) (*Envoy, error) {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("envoytest: %w", err)
 	}
 	if err := os.WriteFile(e.config, out, 0o600); err != nil {
-		t.Fatalf("envoytest: %v", err)
+		return fail(err)
 	}
 	stdout, err := os.Create(e.outPath)
 	if err != nil {
-		t.Fatalf("envoytest: %v", err)
+		return fail(err)
 	}
 	stderr, err := os.Create(e.errPath)
 	if err != nil {
-		t.Fatalf("envoytest: %v", err)
+		stdout.Close()
+		return fail(err)
 	}
 
 	// A unique base id per Envoy, so parallel test processes never share
 	// hot-restart state even if --disable-hot-restart were dropped.
 	baseID := (uint32(os.Getpid())%100000)*100 + baseIDCounter.Add(1)%100
-	e.cmd = exec.Command(bin,
+	cmd := exec.Command(bin,
 		"-c", e.config,
 		"--disable-hot-restart",
 		"--base-id", strconv.FormatUint(uint64(baseID), 10),
@@ -277,28 +314,14 @@ func launch(t testing.TB, bin string, src []byte, opts Options) (*Envoy, error) 
 		"-l", "warning",
 		"--log-path", e.logPath,
 	)
-	e.cmd.Stdout, e.cmd.Stderr = stdout, stderr
-	if err := e.cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	e.files = []*os.File{stdout, stderr}
+	if e.proc, err = proc.Start(cmd); err != nil {
 		stdout.Close()
 		stderr.Close()
-		t.Fatalf("envoytest: starting %s: %v", bin, err)
+		return fail(fmt.Errorf("starting %s: %w", bin, err))
 	}
-	go func() {
-		e.waitErr = e.cmd.Wait()
-		stdout.Close()
-		stderr.Close()
-		close(e.done)
-	}()
-	t.Cleanup(func() {
-		e.Stop()
-		if t.Failed() {
-			t.Logf("envoy log tail (%s):\n%s", e.dir, e.LogTail(40))
-			t.Logf("envoy access log tail:\n%s", tail(e.outPath, 20))
-		}
-	})
-
 	if err := e.waitReady(ReadyTimeout); err != nil {
-		e.Stop()
 		return e, err
 	}
 	return e, nil
@@ -310,8 +333,8 @@ func (e *Envoy) waitReady(timeout time.Duration) error {
 	var last string
 	for time.Now().Before(deadline) {
 		select {
-		case <-e.done:
-			return fmt.Errorf("envoy exited: %v", e.waitErr)
+		case <-e.proc.Done():
+			return fmt.Errorf("envoy exited: %v", e.proc.Err())
 		default:
 		}
 		resp, err := client.Get(e.AdminURL() + "/ready")
@@ -329,23 +352,23 @@ func (e *Envoy) waitReady(timeout time.Duration) error {
 	return fmt.Errorf("admin /ready not 200 after %s (last: %s)", timeout, last)
 }
 
-// Stop terminates Envoy (SIGTERM, then SIGKILL after 5s) and waits for it.
-// It is safe to call more than once; Start registers it with t.Cleanup.
+// Stop terminates Envoy (SIGTERM, then SIGKILL after 5s) and waits for it;
+// its logs stay readable (the access log is complete only then). It is safe
+// to call more than once.
 func (e *Envoy) Stop() {
 	e.stopOnce.Do(func() {
-		select {
-		case <-e.done:
-			return
-		default:
-		}
-		_ = e.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-e.done:
-		case <-time.After(5 * time.Second):
-			_ = e.cmd.Process.Kill()
-			<-e.done
+		e.proc.Stop(syscall.SIGTERM, 5*time.Second)
+		for _, f := range e.files {
+			f.Close()
 		}
 	})
+}
+
+// Close stops Envoy and removes its files. Start registers it with
+// t.Cleanup; whoever calls Launch calls it.
+func (e *Envoy) Close() {
+	e.Stop()
+	_ = os.RemoveAll(e.dir)
 }
 
 // Options returns the options Envoy runs with, every port filled in.
@@ -406,62 +429,4 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n") + "\n"
-}
-
-// RewritePorts parses an Envoy YAML config and replaces the value of every
-// `port_value` field through ports (original -> new). It works on the YAML
-// tree, not the text, and fails on a port_value it has no mapping for, so a
-// config cannot silently keep a port the test does not control. Anchors and
-// aliases are preserved (an aliased node is rewritten once, where it is
-// anchored).
-func RewritePorts(src []byte, ports map[int]int) ([]byte, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(src, &doc); err != nil {
-		return nil, err
-	}
-	var errs []error
-	var walk func(n *yaml.Node)
-	walk = func(n *yaml.Node) {
-		switch n.Kind {
-		case yaml.DocumentNode, yaml.SequenceNode:
-			for _, c := range n.Content {
-				walk(c)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				if k.Value == "port_value" && v.Kind == yaml.ScalarNode {
-					old, err := strconv.Atoi(v.Value)
-					if err != nil {
-						errs = append(errs, fmt.Errorf("line %d: port_value %q is not a number", v.Line, v.Value))
-						continue
-					}
-					repl, ok := ports[old]
-					if !ok {
-						errs = append(errs, fmt.Errorf("line %d: port_value %d has no replacement", v.Line, old))
-						continue
-					}
-					v.Value = strconv.Itoa(repl)
-					v.Tag = "!!int"
-					continue
-				}
-				walk(v)
-			}
-		}
-		// Alias nodes are not followed: their target is rewritten where it is defined.
-	}
-	walk(&doc)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return nil, err
-	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }

@@ -1,27 +1,15 @@
 package identity
 
 import (
-	"hash/maphash"
 	"strings"
-	"sync"
+
+	"github.com/extauthz/extauthz/internal/shardcache"
 )
 
-// tokenCache remembers verified tokens. Keys are a 128-bit hash under random
-// per-process seeds, so a client cannot steer collisions, and a hit is
-// confirmed by comparing the token's signature segment, which a forger cannot
-// produce without the key.
-type tokenCache struct {
-	seed1, seed2 maphash.Seed
-	perShard     int
-	shards       [tokenCacheShards]tokenShard
-}
-
-const tokenCacheShards = 32
-
-type tokenShard struct {
-	mu sync.RWMutex
-	m  map[[2]uint64]tokenEntry
-}
+// tokenCache remembers verified tokens (shardcache: keyed by a seeded
+// 128-bit hash). A hit is confirmed by comparing the token's signature
+// segment, which a forger cannot produce without the key.
+type tokenCache struct{ c *shardcache.Cache[tokenEntry] }
 
 type tokenEntry struct {
 	sig    string
@@ -29,15 +17,7 @@ type tokenEntry struct {
 }
 
 func newTokenCache(size int) *tokenCache {
-	c := &tokenCache{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed(), perShard: size/tokenCacheShards + 1}
-	for i := range c.shards {
-		c.shards[i].m = make(map[[2]uint64]tokenEntry)
-	}
-	return c
-}
-
-func (c *tokenCache) key(token string) [2]uint64 {
-	return [2]uint64{maphash.String(c.seed1, token), maphash.String(c.seed2, token)}
+	return &tokenCache{c: shardcache.New[tokenEntry](size)}
 }
 
 func signature(token string) string {
@@ -48,31 +28,14 @@ func signature(token string) string {
 }
 
 func (c *tokenCache) get(token string) (*Claims, bool) {
-	k := c.key(token)
-	sh := &c.shards[k[0]%tokenCacheShards]
-	sh.mu.RLock()
-	e, ok := sh.m[k]
-	sh.mu.RUnlock()
+	e, ok := c.c.Get(c.c.StringKey(token))
 	if !ok || e.sig != signature(token) || e.sig == "" {
 		return nil, false
 	}
 	return e.claims, true
 }
 
-// put remembers claims; when the shard is full an arbitrary entry goes (map
-// iteration order is random), which keeps the bound without bookkeeping.
 func (c *tokenCache) put(token string, claims *Claims) {
-	k := c.key(token)
-	sh := &c.shards[k[0]%tokenCacheShards]
 	// Keep only a copy of the signature, not a slice pinning the whole token.
-	sig := strings.Clone(signature(token))
-	sh.mu.Lock()
-	if len(sh.m) >= c.perShard {
-		for victim := range sh.m {
-			delete(sh.m, victim)
-			break
-		}
-	}
-	sh.m[k] = tokenEntry{sig: sig, claims: claims}
-	sh.mu.Unlock()
+	c.c.Put(c.c.StringKey(token), tokenEntry{sig: strings.Clone(signature(token)), claims: claims})
 }

@@ -205,12 +205,12 @@ func (v *Verifier) VerifyCookies(header, name, host string, now time.Time) (stri
 	first, n := sessionCookie(header, name)
 	switch {
 	case n == 0:
-		return "", nil, &TokenError{Reason: ReasonMalformed, Err: errors.New("no session cookie")}
+		return "", nil, &TokenError{Cause: CauseMalformed, Reason: ReasonMalformed, Err: errors.New("no session cookie")}
 	case n == 1: // the common case, without the bookkeeping below
 		c, err := v.Verify(first, host, now)
 		return first, c, err
 	case n > MaxSessionCookies:
-		return "", nil, &TokenError{Reason: ReasonTooManyCookies}
+		return "", nil, &TokenError{Cause: CauseTooManyCookies, Reason: ReasonTooManyCookies}
 	}
 	var (
 		best     string
@@ -236,7 +236,7 @@ func (v *Verifier) VerifyCookies(header, name, host string, now time.Time) (stri
 		case bestC == nil:
 			best, bestC = tok, c
 		case !sameIdentity(bestC, c):
-			return "", nil, &TokenError{Reason: ReasonCookiesDisagree}
+			return "", nil, &TokenError{Cause: CauseCookiesDisagree, Reason: ReasonCookiesDisagree}
 		case issuedAfter(c, bestC) || (!issuedAfter(bestC, c) && tok < best):
 			best, bestC = tok, c
 		}

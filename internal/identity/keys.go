@@ -1,10 +1,10 @@
 package identity
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // SigningKey is an EC P-256 key that signs upstream assertions, with the key
@@ -80,13 +82,11 @@ func GenerateSigningKey() (*SigningKey, error) {
 // NewSigningKey wraps a P-256 key, deriving its key id as the RFC 7638 JWK
 // thumbprint, so the same key always has the same kid across restarts.
 func NewSigningKey(k *ecdsa.PrivateKey) (*SigningKey, error) {
-	jwk, err := publicJWK(&k.PublicKey, "")
+	sum, err := (&jose.JSONWebKey{Key: &k.PublicKey}).Thumbprint(crypto.SHA256)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("signing key thumbprint: %w", err)
 	}
-	canonical := `{"crv":"P-256","kty":"EC","x":"` + jwk.X + `","y":"` + jwk.Y + `"}`
-	sum := sha256.Sum256([]byte(canonical))
-	return &SigningKey{Private: k, ID: base64.RawURLEncoding.EncodeToString(sum[:])}, nil
+	return &SigningKey{Private: k, ID: base64.RawURLEncoding.EncodeToString(sum)}, nil
 }
 
 // EncodeSigningKey renders a key as the config expects it: base64 of a SEC 1 PEM.
@@ -99,64 +99,12 @@ func EncodeSigningKey(k *SigningKey) (string, error) {
 	return base64.StdEncoding.EncodeToString(p), nil
 }
 
-// JWK is one public key of a JSON Web Key Set (RFC 7517).
-type JWK struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	Kid string `json:"kid"`
-	Use string `json:"use"`
-	Alg string `json:"alg"`
-}
-
-// JWKS is a JSON Web Key Set.
-type JWKS struct {
-	Keys []JWK `json:"keys"`
-}
-
-func publicJWK(pub *ecdsa.PublicKey, kid string) (JWK, error) {
-	raw, err := pub.Bytes() // 0x04 || X || Y, 32 bytes each
-	if err != nil {
-		return JWK{}, fmt.Errorf("encoding public key: %w", err)
-	}
-	if len(raw) != 65 {
-		return JWK{}, errors.New("public key is not P-256")
-	}
-	return JWK{
-		Kty: "EC", Crv: "P-256", Use: "sig", Alg: "ES256", Kid: kid,
-		X: base64.RawURLEncoding.EncodeToString(raw[1:33]),
-		Y: base64.RawURLEncoding.EncodeToString(raw[33:]),
-	}, nil
-}
-
-// MarshalJWKS renders the public halves of keys, current key first.
+// MarshalJWKS renders the public halves of keys as a JSON Web Key Set
+// (RFC 7517), current key first: EC P-256 keys for ES256 signatures.
 func MarshalJWKS(keys ...*SigningKey) ([]byte, error) {
-	set := JWKS{Keys: make([]JWK, 0, len(keys))}
+	set := jose.JSONWebKeySet{Keys: make([]jose.JSONWebKey, 0, len(keys))}
 	for _, k := range keys {
-		jwk, err := publicJWK(&k.Private.PublicKey, k.ID)
-		if err != nil {
-			return nil, err
-		}
-		set.Keys = append(set.Keys, jwk)
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.Private.PublicKey, KeyID: k.ID, Use: "sig", Algorithm: "ES256"})
 	}
 	return json.Marshal(set)
-}
-
-// PublicKeyFromJWK rebuilds an ECDSA public key from a JWK; tests and the
-// upstream-side verification use it.
-func PublicKeyFromJWK(j JWK) (*ecdsa.PublicKey, error) {
-	if j.Kty != "EC" || j.Crv != "P-256" {
-		return nil, fmt.Errorf("jwk %q is %s/%s, want EC/P-256", j.Kid, j.Kty, j.Crv)
-	}
-	x, err := base64.RawURLEncoding.DecodeString(j.X)
-	if err != nil || len(x) != 32 {
-		return nil, fmt.Errorf("jwk %q: bad x", j.Kid)
-	}
-	y, err := base64.RawURLEncoding.DecodeString(j.Y)
-	if err != nil || len(y) != 32 {
-		return nil, fmt.Errorf("jwk %q: bad y", j.Kid)
-	}
-	raw := append(append([]byte{4}, x...), y...)
-	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
 }

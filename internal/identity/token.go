@@ -22,6 +22,9 @@ const MaxLeeway = 60 * time.Second
 // TokenError says why a token was refused. Reason is safe to show to the
 // client: it never contains the token or a key.
 type TokenError struct {
+	// Cause is the refusal as a stable word, for metrics and audit.
+	Cause Cause
+	// Reason is the refusal in words, for answers and pages.
 	Reason string
 	Err    error
 }
@@ -50,6 +53,64 @@ const (
 	ReasonRevoked        = "token revoked"
 	ReasonLifetime       = "token lifetime exceeds the allowed maximum"
 )
+
+// Cause is why a token was refused, as a small number whose String is a
+// short stable word: metrics labels and audit fields use it, never the
+// Reason sentence.
+type Cause uint8
+
+// Causes of a token refusal, one per Reason*.
+const (
+	CauseMalformed Cause = iota + 1
+	CauseTooLarge
+	CauseAlgorithm
+	CauseSignature
+	CauseExpired
+	CauseNotYetValid
+	CauseIssuedInFuture
+	CauseMissingExpiry
+	CauseAudience
+	CauseIssuer
+	CauseRevoked
+	CauseLifetime
+	CauseCookiesDisagree
+	CauseTooManyCookies
+	causeEnd
+)
+
+var causeNames = [causeEnd]string{
+	CauseMalformed:       "malformed",
+	CauseTooLarge:        "too_large",
+	CauseAlgorithm:       "algorithm",
+	CauseSignature:       "signature",
+	CauseExpired:         "expired",
+	CauseNotYetValid:     "not_yet_valid",
+	CauseIssuedInFuture:  "issued_in_future",
+	CauseMissingExpiry:   "missing_expiry",
+	CauseAudience:        "audience",
+	CauseIssuer:          "issuer",
+	CauseRevoked:         "revoked",
+	CauseLifetime:        "lifetime",
+	CauseCookiesDisagree: "cookies_disagree",
+	CauseTooManyCookies:  "too_many_cookies",
+}
+
+// String is the cause as a short snake_case word; "" for no cause.
+func (c Cause) String() string {
+	if c < causeEnd {
+		return causeNames[c]
+	}
+	return ""
+}
+
+// Causes lists every Cause, for callers that prepare one series per cause.
+func Causes() []Cause {
+	out := make([]Cause, 0, causeEnd-1)
+	for c := CauseMalformed; c < causeEnd; c++ {
+		out = append(out, c)
+	}
+	return out
+}
 
 // Verifier checks HS256 tokens against one or more shared secrets. It is
 // immutable and safe for concurrent use.
@@ -132,7 +193,7 @@ func (v *Verifier) Leeway() time.Duration { return v.leeway }
 // the clock: time claims, audience.
 func (v *Verifier) Verify(token, host string, now time.Time) (*Claims, error) {
 	if len(token) > MaxTokenLength {
-		return nil, &TokenError{Reason: ReasonTooLarge}
+		return nil, &TokenError{Cause: CauseTooLarge, Reason: ReasonTooLarge}
 	}
 	claims, ok := v.cache.get(token)
 	if !ok {
@@ -153,11 +214,11 @@ func (v *Verifier) Verify(token, host string, now time.Time) (*Claims, error) {
 
 // Refusals that carry no detail are allocated once.
 var (
-	errAudience      = &TokenError{Reason: ReasonAudience}
-	errExpired       = &TokenError{Reason: ReasonExpired}
-	errNotYetValid   = &TokenError{Reason: ReasonNotYetValid}
-	errIssuedFuture  = &TokenError{Reason: ReasonIssuedInFuture}
-	errMissingExpiry = &TokenError{Reason: ReasonMissingExpiry}
+	errAudience      = &TokenError{Cause: CauseAudience, Reason: ReasonAudience}
+	errExpired       = &TokenError{Cause: CauseExpired, Reason: ReasonExpired}
+	errNotYetValid   = &TokenError{Cause: CauseNotYetValid, Reason: ReasonNotYetValid}
+	errIssuedFuture  = &TokenError{Cause: CauseIssuedInFuture, Reason: ReasonIssuedInFuture}
+	errMissingExpiry = &TokenError{Cause: CauseMissingExpiry, Reason: ReasonMissingExpiry}
 )
 
 // parse checks everything about a token that does not depend on the request
@@ -170,20 +231,20 @@ func (v *Verifier) parse(token string) (*Claims, error) {
 	// Checked here rather than with jwt.WithIssuer, which reports a missing iss
 	// as the same "required claim missing" error as a missing exp.
 	if v.issuer != "" && claims.Issuer != v.issuer {
-		return nil, &TokenError{Reason: ReasonIssuer}
+		return nil, &TokenError{Cause: CauseIssuer, Reason: ReasonIssuer}
 	}
 	if claims.ExpiresAt == nil {
 		return nil, errMissingExpiry
 	}
 	if v.isRevoked(claims.ID) || v.isRevoked(claims.SID) {
-		return nil, &TokenError{Reason: ReasonRevoked}
+		return nil, &TokenError{Cause: CauseRevoked, Reason: ReasonRevoked}
 	}
 	if v.maxLifetime > 0 {
 		if claims.IssuedAt == nil {
-			return nil, &TokenError{Reason: ReasonLifetime, Err: errors.New("token has no iat")}
+			return nil, &TokenError{Cause: CauseLifetime, Reason: ReasonLifetime, Err: errors.New("token has no iat")}
 		}
 		if claims.ExpiresAt.Sub(claims.IssuedAt.Time) > v.maxLifetime {
-			return nil, &TokenError{Reason: ReasonLifetime}
+			return nil, &TokenError{Cause: CauseLifetime, Reason: ReasonLifetime}
 		}
 	}
 	return claims, nil
@@ -228,22 +289,22 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 }
 
 func classify(err error) *TokenError {
-	reason := ReasonMalformed
+	cause, reason := CauseMalformed, ReasonMalformed
 	switch {
 	case errors.Is(err, errAlgorithm):
-		reason = ReasonAlgorithm
+		cause, reason = CauseAlgorithm, ReasonAlgorithm
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		reason = ReasonSignature
+		cause, reason = CauseSignature, ReasonSignature
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		reason = ReasonMissingExpiry
+		cause, reason = CauseMissingExpiry, ReasonMissingExpiry
 	case errors.Is(err, jwt.ErrTokenExpired):
-		reason = ReasonExpired
+		cause, reason = CauseExpired, ReasonExpired
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		reason = ReasonNotYetValid
+		cause, reason = CauseNotYetValid, ReasonNotYetValid
 	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		reason = ReasonIssuedInFuture
+		cause, reason = CauseIssuedInFuture, ReasonIssuedInFuture
 	}
-	return &TokenError{Reason: reason, Err: err}
+	return &TokenError{Cause: cause, Reason: reason, Err: err}
 }
 
 // audienceIncludes compares hosts case-insensitively with ports removed on both sides.

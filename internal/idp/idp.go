@@ -14,14 +14,11 @@ package idp
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -70,54 +67,6 @@ type Identity struct {
 	RefreshToken string
 }
 
-// Kind classifies a failure so that the page can say what a person can do.
-type Kind int
-
-const (
-	// Unreachable: the provider could not be reached, timed out, or answered
-	// with a server error. Try again later.
-	Unreachable Kind = iota + 1
-	// Refused: the provider refused the code or the refresh token
-	// (invalid_grant and friends). Sign in again.
-	Refused
-	// Invalid: the provider's answer did not verify (ID token signature,
-	// issuer, audience, expiry, nonce) or lacked what is required.
-	Invalid
-	// Misconfigured: the provider refused our client (invalid_client,
-	// unauthorized_client) or the discovery document is unusable.
-	Misconfigured
-	// Unverified: the provider did not confirm that the email address is
-	// verified, and AllowUnverifiedEmail is off. Err is an
-	// *UnverifiedEmailError. Verify the address at the provider.
-	Unverified
-)
-
-// Error is a failure talking to the provider. Msg is safe to show; Err has
-// the detail for the log.
-type Error struct {
-	Kind Kind
-	Msg  string
-	Err  error
-}
-
-func (e *Error) Error() string {
-	if e.Err != nil {
-		return e.Msg + ": " + e.Err.Error()
-	}
-	return e.Msg
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// KindOf returns the Kind of err, or 0 when it is not an *Error.
-func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return 0
-}
-
 // Client talks to one configured provider. It is safe for concurrent use.
 type Client struct {
 	cfg    Config
@@ -153,9 +102,6 @@ func New(cfg Config, hc *http.Client) *Client {
 	}
 	return &Client{cfg: cfg, scopes: slices.Clone(scopes), http: hc}
 }
-
-// Config returns the configuration the client was built with.
-func (c *Client) Config() Config { return c.cfg }
 
 // Same reports whether cfg would build an identical client, so that a config
 // reload keeps the discovery cache when the provider did not change.
@@ -215,17 +161,6 @@ func (c *Client) discover(parent context.Context) (*discovered, error) {
 	}
 	c.disc, c.lastErr = d, nil
 	return d, nil
-}
-
-func classifyDiscovery(provider string, err error) error {
-	var mismatch *oidc.IssuerMismatchError
-	if errors.As(err, &mismatch) {
-		return &Error{Kind: Misconfigured, Msg: "the identity provider's discovery document names another issuer than idp_provider_url", Err: err}
-	}
-	if strings.Contains(err.Error(), "failed to decode provider discovery object") {
-		return &Error{Kind: Unreachable, Msg: "the identity provider's discovery document could not be read", Err: err}
-	}
-	return &Error{Kind: Unreachable, Msg: "the identity provider at " + provider + " could not be reached", Err: err}
 }
 
 // Flow is what binds one authorization-code flow: the state, the nonce and
@@ -355,237 +290,4 @@ func (c *Client) EndSessionURL(ctx context.Context) string {
 	q.Set("client_id", c.cfg.ClientID)
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-// claims are the ID token and userinfo claims the sidecar reads.
-type claims struct {
-	Subject string `json:"sub"`
-	Email   string `json:"email"`
-	// EmailVerified is kept as sent: see emailVerified.
-	EmailVerified json.RawMessage `json:"email_verified"`
-	Name          string          `json:"name"`
-	// Groups is the "groups" claim: an array of strings, or one string.
-	Groups json.RawMessage `json:"groups"`
-}
-
-// identity reads the ID token's claims; what it lacks (email, name, groups,
-// email_verified) is asked of the userinfo endpoint when the provider has
-// one. The email address must be verified (see verification).
-func (c *Client) identity(ctx context.Context, d *discovered, idt *oidc.IDToken, tok *oauth2.Token) (*Identity, error) {
-	var cl claims
-	if err := idt.Claims(&cl); err != nil {
-		return nil, &Error{Kind: Invalid, Msg: "the ID token's claims could not be read", Err: err}
-	}
-	id, err := fromClaims(cl)
-	if err != nil {
-		return nil, err
-	}
-	if id.Subject == "" {
-		return nil, &Error{Kind: Invalid, Msg: "the ID token has no subject (sub)"}
-	}
-	_, decided := emailVerified(cl.EmailVerified)
-	// Without the ID token's word on the address, userinfo's is needed.
-	mustAsk := !decided && !c.cfg.AllowUnverifiedEmail
-	var answer *claims
-	if (id.Email == "" || cl.Groups == nil || !decided) && d.provider.UserInfoEndpoint() != "" && tok.AccessToken != "" {
-		ui, err := c.userinfo(ctx, d, tok)
-		var uid *Identity
-		if err == nil {
-			uid, err = fromClaims(*ui)
-		}
-		if err != nil && mustAsk {
-			return nil, err
-		}
-		// Otherwise userinfo only fills gaps: a failure leaves them.
-		if err == nil && uid.Subject == id.Subject {
-			answer = ui
-			if id.Email == "" {
-				id.Email = uid.Email
-			}
-			if id.Name == "" {
-				id.Name = uid.Name
-			}
-			if cl.Groups == nil {
-				id.Groups = uid.Groups
-			}
-		}
-	}
-	if err := c.requireVerified(id, verification(id, cl.EmailVerified, answer), idt.Issuer); err != nil {
-		return nil, err
-	}
-	return id, nil
-}
-
-// userinfo asks the userinfo endpoint with the access token of tok.
-func (c *Client) userinfo(ctx context.Context, d *discovered, tok *oauth2.Token) (*claims, error) {
-	if d.provider.UserInfoEndpoint() == "" {
-		return nil, &Error{Kind: Invalid, Msg: "the identity provider returned no ID token on refresh and has no userinfo endpoint"}
-	}
-	ui, err := d.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
-	if err != nil {
-		return nil, classifyToken(err, "the access token")
-	}
-	var cl claims
-	if err := ui.Claims(&cl); err != nil {
-		return nil, &Error{Kind: Invalid, Msg: "the userinfo answer could not be read", Err: err}
-	}
-	return &cl, nil
-}
-
-// emailVerified reads an email_verified claim as sent. Only the JSON boolean
-// true and the string "true" (as AWS Cognito sends it) count as verified;
-// everything else does not: false, "false", "True", "1", 1, "yes". Being
-// lenient here would let a provider's odd spelling of "no" sign someone in.
-// present is false when the claim is absent or null, so that another source
-// (userinfo) may be asked.
-func emailVerified(raw json.RawMessage) (verified, present bool) {
-	if len(raw) == 0 {
-		return false, false
-	}
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return false, true
-	}
-	switch v := v.(type) {
-	case nil:
-		return false, false
-	case bool:
-		return v, true
-	case string:
-		return v == "true", true
-	default:
-		return false, true
-	}
-}
-
-// verified is the outcome of verification, with what the log needs.
-type verified struct {
-	ok bool
-	// claim is email_verified as sent ("absent" when no source had it).
-	claim string
-	// source is where it was read: "ID token", "userinfo", or "" when none.
-	source string
-}
-
-// verification decides whether id.Email is verified. The ID token's
-// email_verified decides when present. Else userinfo's (ui; nil when not
-// asked) decides, but only when userinfo speaks of the same subject and the
-// same address: a verified address that is not the one signing in proves
-// nothing. A source that lacks the claim leaves the address unverified.
-func verification(id *Identity, token json.RawMessage, ui *claims) verified {
-	if ok, present := emailVerified(token); present {
-		return verified{ok: ok, claim: describeClaim(token), source: "ID token"}
-	}
-	if ui == nil {
-		return verified{claim: "absent"}
-	}
-	ok, present := emailVerified(ui.EmailVerified)
-	if !present {
-		return verified{claim: "absent", source: "userinfo"}
-	}
-	if ui.Subject != id.Subject || !strings.EqualFold(strings.TrimSpace(ui.Email), id.Email) {
-		return verified{claim: describeClaim(ui.EmailVerified) + " for another address", source: "userinfo"}
-	}
-	return verified{ok: ok, claim: describeClaim(ui.EmailVerified), source: "userinfo"}
-}
-
-// describeClaim renders a claim's JSON for the log, short.
-func describeClaim(raw json.RawMessage) string {
-	s := strings.TrimSpace(string(raw))
-	if len(s) > 40 {
-		s = s[:40] + "..."
-	}
-	return s
-}
-
-// UnverifiedEmailError is the detail of an Unverified error, for the log:
-// who signed in, at which provider, and what email_verified said. It holds
-// no token.
-type UnverifiedEmailError struct {
-	Issuer  string
-	Subject string
-	Email   string
-	// Claim is email_verified as sent (JSON), or "absent".
-	Claim string
-	// Source is where Claim was read: "ID token", "userinfo", or "".
-	Source string
-}
-
-func (e *UnverifiedEmailError) Error() string {
-	src := ""
-	if e.Source != "" {
-		src = " in the " + e.Source
-	}
-	return fmt.Sprintf("email_verified is %s%s, want true", e.Claim, src)
-}
-
-// requireVerified records v on id and refuses it, unless the configuration
-// accepts unverified addresses.
-func (c *Client) requireVerified(id *Identity, v verified, issuer string) error {
-	id.EmailVerified = v.ok
-	if v.ok || c.cfg.AllowUnverifiedEmail {
-		return nil
-	}
-	return &Error{Kind: Unverified,
-		Msg: "the identity provider did not confirm that the email address is verified",
-		Err: &UnverifiedEmailError{Issuer: issuer, Subject: id.Subject, Email: id.Email, Claim: v.claim, Source: v.source}}
-}
-
-func fromClaims(cl claims) (*Identity, error) {
-	id := &Identity{Subject: cl.Subject, Email: strings.TrimSpace(cl.Email), Name: strings.TrimSpace(cl.Name)}
-	if len(cl.Groups) > 0 && string(cl.Groups) != "null" {
-		var list []string
-		if err := json.Unmarshal(cl.Groups, &list); err != nil {
-			var one string
-			if err := json.Unmarshal(cl.Groups, &one); err != nil {
-				return nil, &Error{Kind: Invalid, Msg: "the groups claim is neither a list of strings nor a string", Err: err}
-			}
-			list = []string{one}
-		}
-		for _, g := range list {
-			if g = strings.TrimSpace(g); g != "" && !slices.Contains(id.Groups, g) {
-				id.Groups = append(id.Groups, g)
-			}
-		}
-	}
-	return id, nil
-}
-
-// classifyToken sorts a failed token-endpoint (or userinfo) call.
-func classifyToken(err error, what string) error {
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		code := re.ErrorCode
-		switch {
-		case code == "invalid_client" || code == "unauthorized_client":
-			return &Error{Kind: Misconfigured, Msg: "the identity provider refused this client (" + code + "): check idp_client_id and idp_client_secret", Err: err}
-		case code != "":
-			return &Error{Kind: Refused, Msg: "the identity provider refused " + what + " (" + code + ")", Err: err}
-		case re.Response != nil && re.Response.StatusCode >= 500:
-			return &Error{Kind: Unreachable, Msg: "the identity provider failed answering " + what, Err: err}
-		case re.Response != nil && re.Response.StatusCode >= 400:
-			return &Error{Kind: Refused, Msg: "the identity provider refused " + what, Err: err}
-		}
-	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return &Error{Kind: Unreachable, Msg: "the identity provider could not be reached", Err: err}
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return &Error{Kind: Unreachable, Msg: "the identity provider could not be reached", Err: err}
-	}
-	return &Error{Kind: Unreachable, Msg: "the identity provider's answer about " + what + " could not be used", Err: err}
-}
-
-func classifyVerify(err error) error {
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
-		return &Error{Kind: Unreachable, Msg: "the identity provider's signing keys could not be fetched", Err: err}
-	}
-	var exp *oidc.TokenExpiredError
-	if errors.As(err, &exp) {
-		return &Error{Kind: Invalid, Msg: "the ID token has expired (are the clocks in sync?)", Err: err}
-	}
-	return &Error{Kind: Invalid, Msg: "the ID token did not verify", Err: err}
 }

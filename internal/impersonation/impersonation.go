@@ -83,18 +83,19 @@ func (r *Rules) ProtectedTarget(email string, groups []string) string {
 type Outcome struct {
 	// Effective is the identity policy is evaluated against and passed upstream.
 	Effective identity.Identity
-	// Impersonating is true when Effective is not the holder.
-	Impersonating bool
 	// Actor is the real holder; meaningful when Impersonating or Ended.
 	Actor identity.Identity
+	// Impersonating is true when Effective is not the holder.
+	Impersonating bool
 	// Ended is true when the token carried an impersonation that is no longer
 	// live (impersonate_exp passed or beyond exp): the holder acts as themselves.
 	Ended bool
 	// Access and Reason describe the impersonation.
 	Access string
 	Reason string
-	// Denied, when not empty, says why the request must be refused (403).
-	Denied string
+	// Refusal, when not empty, says why the impersonation is refused: the
+	// request must be answered 403.
+	Refusal string
 }
 
 // Apply decides the effective identity for verified claims and a request
@@ -124,18 +125,18 @@ func (r *Rules) Apply(c *identity.Claims, method string, now time.Time) Outcome 
 	}
 	switch {
 	case !r.IsAdministrator(c.Email):
-		out.Denied = "impersonation requires an administrator"
+		out.Refusal = "impersonation requires an administrator"
 	case out.Access != identity.AccessReadOnly && out.Access != identity.AccessReadWrite:
-		out.Denied = "impersonate_access must be read_only or read_write"
+		out.Refusal = "impersonate_access must be read_only or read_write"
 	default:
 		if why := r.ProtectedTarget(c.ImpersonateEmail, c.ImpersonateGroups); why != "" {
-			out.Denied = why
-		} else if CheckTarget(c.ImpersonateEmail) != nil {
+			out.Refusal = why
+		} else if identity.CheckAddress(c.ImpersonateEmail) != nil {
 			// A look-alike of a protected user is not protected by name:
 			// refuse anything that is not a plain ASCII address.
-			out.Denied = ErrNotPlainAddress.Error()
+			out.Refusal = identity.ErrNotPlainAddress.Error()
 		} else if out.Access == identity.AccessReadOnly && !ReadOnlyMethod(method) {
-			out.Denied = "read-only impersonation allows only GET, HEAD and OPTIONS, not " + method
+			out.Refusal = "read-only impersonation allows only GET, HEAD and OPTIONS, not " + method
 		}
 	}
 	return out

@@ -210,11 +210,11 @@ func TestApply(t *testing.T) {
 				method = "GET"
 			}
 			out := r.Apply(tc.claims, method, now)
-			if tc.denied == "" && out.Denied != "" {
-				t.Fatalf("denied: %s", out.Denied)
+			if tc.denied == "" && out.Refusal != "" {
+				t.Fatalf("denied: %s", out.Refusal)
 			}
-			if tc.denied != "" && !strings.Contains(out.Denied, tc.denied) {
-				t.Fatalf("Denied = %q, want it to contain %q", out.Denied, tc.denied)
+			if tc.denied != "" && !strings.Contains(out.Refusal, tc.denied) {
+				t.Fatalf("Refusal = %q, want it to contain %q", out.Refusal, tc.denied)
 			}
 			if out.Impersonating != tc.impersonating || out.Ended != tc.ended {
 				t.Fatalf("Impersonating, Ended = %v, %v; want %v, %v", out.Impersonating, out.Ended, tc.impersonating, tc.ended)
@@ -275,14 +275,14 @@ func TestReadOnlyMethods(t *testing.T) {
 			}
 			c := admin(and(as("bob@corp.example"), access("read_only")))
 			out := rules("").Apply(c, tc.method, now)
-			if (out.Denied == "") != tc.ok {
-				t.Fatalf("Apply under read_only with %q: Denied = %q", tc.method, out.Denied)
+			if (out.Refusal == "") != tc.ok {
+				t.Fatalf("Apply under read_only with %q: Denied = %q", tc.method, out.Refusal)
 			}
-			if !tc.ok && !strings.Contains(out.Denied, "read-only impersonation") {
-				t.Fatalf("Denied = %q, want the read-only reason", out.Denied)
+			if !tc.ok && !strings.Contains(out.Refusal, "read-only impersonation") {
+				t.Fatalf("Refusal = %q, want the read-only reason", out.Refusal)
 			}
-			if rw := rules("").Apply(admin(and(as("bob@corp.example"), access("read_write"))), tc.method, now); rw.Denied != "" {
-				t.Fatalf("read_write denied %q: %s", tc.method, rw.Denied)
+			if rw := rules("").Apply(admin(and(as("bob@corp.example"), access("read_write"))), tc.method, now); rw.Refusal != "" {
+				t.Fatalf("read_write denied %q: %s", tc.method, rw.Refusal)
 			}
 		})
 	}
@@ -325,8 +325,8 @@ func TestRules(t *testing.T) {
 	})
 	t.Run("with no administrators nobody may impersonate", func(t *testing.T) {
 		out := impersonation.NewRules(nil, nil, "", leeway).Apply(admin(as("bob@corp.example")), "GET", now)
-		if out.Denied != "impersonation requires an administrator" {
-			t.Fatalf("Denied = %q", out.Denied)
+		if out.Refusal != "impersonation requires an administrator" {
+			t.Fatalf("Refusal = %q", out.Refusal)
 		}
 	})
 }

@@ -1,8 +1,8 @@
 // Package metrics is the sidecar's Prometheus instrumentation, on a registry of
 // its own (never the global one), served at /metrics.
 //
-// Label values come from small fixed sets only: a decision's reason is mapped
-// to a class, a token refusal to a short slug, an impersonation's access to
+// Label values come from small fixed sets only: a decision's kind is mapped
+// to a reason class, a token refusal's cause is its own short word, an impersonation's access to
 // one of four words. No email, route, host, token or free text ever becomes a
 // label value, so the series count is bounded whatever clients send.
 //
@@ -38,56 +38,38 @@ const (
 )
 
 // series is one (decision, status, reason_class) combination of
-// extauthz_checks_total. Only the combinations a Check can produce exist, so
-// the exposition holds no impossible series.
-type series struct{ decision, status, class string }
+// extauthz_checks_total, and the decision kind and status that land in it.
+// Only the combinations a Check can produce exist, so the exposition holds no
+// impossible series.
+type series struct {
+	decision, status, class string
+	kind                    decision.Kind
+	code                    decision.Status
+}
+
+// checkSeries lists every series; sInternal, last, is also where any other
+// combination lands (fail closed).
+var checkSeries = [...]series{
+	{"allow", "200", ClassPublic, decision.KindPublic, decision.StatusOK},
+	{"allow", "200", ClassPolicyAllow, decision.KindAllowed, decision.StatusOK},
+	{"deny", "302", ClassNoToken, decision.KindNoToken, decision.StatusSignIn},
+	{"deny", "302", ClassTokenInvalid, decision.KindBadToken, decision.StatusSignIn},
+	{"deny", "401", ClassNoToken, decision.KindNoToken, decision.StatusUnauthorized},
+	{"deny", "401", ClassTokenInvalid, decision.KindBadToken, decision.StatusUnauthorized},
+	{"deny", "403", ClassPolicyDeny, decision.KindDeniedByPolicy, decision.StatusForbidden},
+	{"deny", "403", ClassImpersonationDenied, decision.KindImpersonationRefused, decision.StatusForbidden},
+	{"deny", "404", ClassNoRoute, decision.KindNoRoute, decision.StatusNotFound},
+	{"deny", "400", ClassBadRequest, decision.KindBadRequest, decision.StatusBadRequest},
+	{"deny", "500", ClassInternal, decision.KindInternal, decision.StatusInternal},
+}
 
 const (
-	sPublic = iota
-	sPolicyAllow
-	sSignInNoToken
-	sSignInTokenInvalid
-	sUnauthorizedNoToken
-	sUnauthorizedTokenInvalid
-	sPolicyDeny
-	sImpersonationDenied
-	sNoRoute
-	sBadRequest
-	sInternal
-	nSeries
+	nSeries   = len(checkSeries)
+	sInternal = nSeries - 1
 )
 
-var checkSeries = [nSeries]series{
-	sPublic:                   {"allow", "200", ClassPublic},
-	sPolicyAllow:              {"allow", "200", ClassPolicyAllow},
-	sSignInNoToken:            {"deny", "302", ClassNoToken},
-	sSignInTokenInvalid:       {"deny", "302", ClassTokenInvalid},
-	sUnauthorizedNoToken:      {"deny", "401", ClassNoToken},
-	sUnauthorizedTokenInvalid: {"deny", "401", ClassTokenInvalid},
-	sPolicyDeny:               {"deny", "403", ClassPolicyDeny},
-	sImpersonationDenied:      {"deny", "403", ClassImpersonationDenied},
-	sNoRoute:                  {"deny", "404", ClassNoRoute},
-	sBadRequest:               {"deny", "400", ClassBadRequest},
-	sInternal:                 {"deny", "500", ClassInternal},
-}
-
-// Slugs of extauthz_token_verification_failures_total{reason}, one per
-// identity.Reason* constant, plus "other" for anything else.
-var tokenReasons = []struct{ reason, slug string }{
-	{identity.ReasonMalformed, "malformed"},
-	{identity.ReasonTooLarge, "too_large"},
-	{identity.ReasonAlgorithm, "algorithm"},
-	{identity.ReasonSignature, "signature"},
-	{identity.ReasonExpired, "expired"},
-	{identity.ReasonNotYetValid, "not_yet_valid"},
-	{identity.ReasonIssuedInFuture, "issued_in_future"},
-	{identity.ReasonMissingExpiry, "missing_expiry"},
-	{identity.ReasonAudience, "audience"},
-	{identity.ReasonIssuer, "issuer"},
-	{identity.ReasonRevoked, "revoked"},
-	{identity.ReasonLifetime, "lifetime"},
-}
-
+// Reasons of extauthz_token_verification_failures_total: each
+// identity.Cause is its own label value, and anything else counts as "other".
 const tokenReasonOther = "other"
 
 // Values of extauthz_impersonated_decisions_total{access}.
@@ -123,7 +105,7 @@ type Metrics struct {
 	checks        [nSeries]prometheus.Counter
 	duration      prometheus.Histogram
 	impersonated  [2][nAccess]prometheus.Counter // [allowed][access]
-	tokenFailures map[string]prometheus.Counter  // by identity.Reason* constant
+	tokenFailures map[identity.Cause]prometheus.Counter
 	tokenOther    prometheus.Counter
 
 	reloadOK, reloadFailed prometheus.Counter
@@ -164,9 +146,9 @@ func New() *Metrics {
 		Name: "extauthz_token_verification_failures_total",
 		Help: "Tokens presented and refused, by reason.",
 	}, []string{"reason"})
-	m.tokenFailures = make(map[string]prometheus.Counter, len(tokenReasons))
-	for _, r := range tokenReasons {
-		m.tokenFailures[r.reason] = tok.WithLabelValues(r.slug)
+	m.tokenFailures = make(map[identity.Cause]prometheus.Counter, len(identity.Causes()))
+	for _, c := range identity.Causes() {
+		m.tokenFailures[c] = tok.WithLabelValues(c.String())
 	}
 	m.tokenOther = tok.WithLabelValues(tokenReasonOther)
 
@@ -215,16 +197,15 @@ func (m *Metrics) ObserveCheck(d *decision.Decision, elapsed time.Duration) {
 		return
 	}
 	m.duration.Observe(elapsed.Seconds())
-	s := classify(d)
-	m.checks[s].Inc()
-	if s == sSignInTokenInvalid || s == sUnauthorizedTokenInvalid {
-		if c, ok := m.tokenFailures[d.Reason]; ok {
+	m.checks[seriesOf(d)].Inc()
+	if d.Kind == decision.KindBadToken {
+		if c, ok := m.tokenFailures[d.Cause]; ok {
 			c.Inc()
 		} else {
 			m.tokenOther.Inc()
 		}
 	}
-	if d.Audited() {
+	if d.AsksToImpersonate() {
 		allowed := 0
 		if d.Allowed() {
 			allowed = 1
@@ -233,33 +214,13 @@ func (m *Metrics) ObserveCheck(d *decision.Decision, elapsed time.Duration) {
 	}
 }
 
-// classify picks the series of extauthz_checks_total a decision belongs to.
-func classify(d *decision.Decision) int {
-	switch d.Status {
-	case decision.StatusOK:
-		if d.Route != nil && d.Route.Public {
-			return sPublic
+// seriesOf picks the series of extauthz_checks_total a decision's kind and
+// status belong to; a combination no Check produces fails closed into internal.
+func seriesOf(d *decision.Decision) int {
+	for i := range checkSeries {
+		if checkSeries[i].kind == d.Kind && checkSeries[i].code == d.Status {
+			return i
 		}
-		return sPolicyAllow
-	case decision.StatusSignIn:
-		if d.Source == identity.SourceNone {
-			return sSignInNoToken
-		}
-		return sSignInTokenInvalid
-	case decision.StatusUnauthorized:
-		if d.Source == identity.SourceNone {
-			return sUnauthorizedNoToken
-		}
-		return sUnauthorizedTokenInvalid
-	case decision.StatusForbidden:
-		if d.Impersonation.Denied != "" {
-			return sImpersonationDenied
-		}
-		return sPolicyDeny
-	case decision.StatusNotFound:
-		return sNoRoute
-	case 400:
-		return sBadRequest
 	}
 	return sInternal
 }

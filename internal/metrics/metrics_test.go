@@ -1,13 +1,8 @@
 package metrics_test
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"io"
 	"net/http/httptest"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,30 +70,32 @@ func TestChecksAreCountedByDecisionStatusAndReasonClass(t *testing.T) {
 		d    decision.Decision
 		want string
 	}{
-		{"a public route", decision.Decision{Status: 200, Route: publicRoute, Reason: "public route"},
+		{"a public route", decision.Decision{Kind: decision.KindPublic, Status: 200, Route: publicRoute, Reason: decision.ReasonPublic},
 			"decision=allow,reason_class=public,status=200"},
-		{"a policy allow", decision.Decision{Status: 200, Route: privateRoute, Claims: holder, Source: identity.SourceAuthorization, Reason: "allowed_users"},
+		{"a policy allow", decision.Decision{Kind: decision.KindAllowed, Status: 200, Route: privateRoute, Claims: holder, Source: identity.SourceAuthorization, Reason: "allowed_users"},
 			"decision=allow,reason_class=policy_allow,status=200"},
-		{"no token, API client", decision.Decision{Status: 401, Route: privateRoute, Reason: "no Pomerium token or session"},
+		{"no token, API client", decision.Decision{Kind: decision.KindNoToken, Status: 401, Route: privateRoute, Reason: "no Pomerium token or session"},
 			"decision=deny,reason_class=no_token,status=401"},
-		{"no token, browser", decision.Decision{Status: 302, Route: privateRoute, Reason: "no Pomerium token or session"},
+		{"no token, browser", decision.Decision{Kind: decision.KindNoToken, Status: 302, Route: privateRoute, Reason: "no Pomerium token or session"},
 			"decision=deny,reason_class=no_token,status=302"},
-		{"a bad token", decision.Decision{Status: 401, Route: privateRoute, Source: identity.SourceBearer, Reason: identity.ReasonSignature},
+		{"a bad token", decision.Decision{Kind: decision.KindBadToken, Status: 401, Route: privateRoute, Source: identity.SourceBearer, Cause: identity.CauseSignature, Reason: identity.ReasonSignature},
 			"decision=deny,reason_class=token_invalid,status=401"},
-		{"an expired cookie, browser", decision.Decision{Status: 302, Route: privateRoute, Source: identity.SourceCookie, Reason: identity.ReasonExpired},
+		{"an expired cookie, browser", decision.Decision{Kind: decision.KindBadToken, Status: 302, Route: privateRoute, Source: identity.SourceCookie, Cause: identity.CauseExpired, Reason: identity.ReasonExpired},
 			"decision=deny,reason_class=token_invalid,status=302"},
-		{"a policy deny", decision.Decision{Status: 403, Route: privateRoute, Claims: holder, Source: identity.SourceAuthorization, Reason: "no rule matched"},
+		{"a policy deny", decision.Decision{Kind: decision.KindDeniedByPolicy, Status: 403, Route: privateRoute, Claims: holder, Source: identity.SourceAuthorization, Reason: "no rule matched"},
 			"decision=deny,reason_class=policy_deny,status=403"},
-		{"an impersonation refused", decision.Decision{Status: 403, Route: privateRoute, Claims: impersonator, Source: identity.SourceAuthorization,
-			Impersonation: impersonation.Outcome{Impersonating: true, Denied: "impersonation requires an administrator"}},
+		{"an impersonation refused", decision.Decision{Kind: decision.KindImpersonationRefused, Status: 403, Route: privateRoute, Claims: impersonator, Source: identity.SourceAuthorization,
+			Impersonation: impersonation.Outcome{Impersonating: true, Refusal: "impersonation requires an administrator"}},
 			"decision=deny,reason_class=impersonation_denied,status=403"},
-		{"no route", decision.Decision{Status: 404, Reason: "no route matches this host and path"},
+		{"no route", decision.Decision{Kind: decision.KindNoRoute, Status: 404, Reason: "no route matches this host and path"},
 			"decision=deny,reason_class=no_route,status=404"},
-		{"a malformed CheckRequest", decision.Decision{Status: 400, Reason: "malformed check request"},
+		{"a malformed CheckRequest", decision.Decision{Kind: decision.KindBadRequest, Status: 400, Reason: "malformed check request"},
 			"decision=deny,reason_class=bad_request,status=400"},
-		{"an internal error", decision.Decision{Status: 500, Route: privateRoute, Reason: "internal error"},
+		{"an internal error", decision.Decision{Kind: decision.KindInternal, Status: 500, Route: privateRoute, Reason: "internal error"},
 			"decision=deny,reason_class=internal,status=500"},
-		{"a status nothing produces fails closed into internal", decision.Decision{Status: 418},
+		{"a status nothing produces fails closed into internal", decision.Decision{Kind: decision.KindAllowed, Status: 418},
+			"decision=deny,reason_class=internal,status=500"},
+		{"a kind nothing produces fails closed into internal", decision.Decision{Kind: 200, Status: 200},
 			"decision=deny,reason_class=internal,status=500"},
 	}
 	for _, c := range cases {
@@ -138,9 +135,9 @@ func TestTheSeriesAreFixedWhateverTheInput(t *testing.T) {
 	hostile := []string{"alice@corp.example", "<script>", strings.Repeat("x", 10000), "\x00\xff", "token expired\n", ""}
 	for i, h := range hostile {
 		for _, st := range []decision.Status{200, 302, 401, 403, 404, 500, 0, 999, decision.Status(i)} {
-			d := decision.Decision{Status: st, Reason: h, Route: privateRoute, Source: identity.SourceCookie,
+			d := decision.Decision{Kind: decision.Kind(i + int(st)), Status: st, Reason: h, Cause: identity.Cause(i * 40), Route: privateRoute, Source: identity.SourceCookie,
 				Claims:        &identity.Claims{Email: h, ImpersonateEmail: h + "x", ImpersonateAccess: h},
-				Impersonation: impersonation.Outcome{Access: h, Denied: h}}
+				Impersonation: impersonation.Outcome{Access: h, Refusal: h}}
 			m.ObserveCheck(&d, time.Duration(i))
 		}
 	}
@@ -158,44 +155,13 @@ func TestTheSeriesAreFixedWhateverTheInput(t *testing.T) {
 	}
 }
 
-// tokenReasons reads the identity.Reason* constants from the source, so a
-// reason added there without a slug here fails this test.
-func tokenReasons(t *testing.T) map[string]string {
-	t.Helper()
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, filepath.Join("..", "identity", "token.go"), nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	ast.Inspect(f, func(n ast.Node) bool {
-		vs, ok := n.(*ast.ValueSpec)
-		if !ok {
-			return true
-		}
-		for i, name := range vs.Names {
-			if !strings.HasPrefix(name.Name, "Reason") || i >= len(vs.Values) {
-				continue
-			}
-			if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-				v, _ := strconv.Unquote(lit.Value)
-				out[name.Name] = v
-			}
-		}
-		return true
-	})
-	if len(out) < 10 {
-		t.Fatalf("found only %d Reason constants in identity/token.go", len(out))
-	}
-	return out
-}
-
 func TestEveryTokenRefusalReasonHasItsOwnSlug(t *testing.T) {
 	m := metrics.New()
 	slugs := map[string]string{}
-	for name, reason := range tokenReasons(t) {
+	for _, cause := range identity.Causes() {
+		name := cause.String()
 		before := series(t, m, "extauthz_token_verification_failures_total")
-		m.ObserveCheck(&decision.Decision{Status: 401, Route: privateRoute, Source: identity.SourceAuthorization, Reason: reason}, 0)
+		m.ObserveCheck(&decision.Decision{Kind: decision.KindBadToken, Status: 401, Route: privateRoute, Source: identity.SourceAuthorization, Cause: cause}, 0)
 		after := series(t, m, "extauthz_token_verification_failures_total")
 		var moved []string
 		for k, v := range after {
@@ -209,7 +175,7 @@ func TestEveryTokenRefusalReasonHasItsOwnSlug(t *testing.T) {
 		}
 		slug := strings.TrimPrefix(moved[0], "reason=")
 		if slug == "other" {
-			t.Errorf("%s (%q) has no slug of its own", name, reason)
+			t.Errorf("%s (%q) has no slug of its own", name, cause)
 		}
 		if prev, dup := slugs[slug]; dup {
 			t.Errorf("%s and %s share the slug %s", name, prev, slug)
@@ -224,8 +190,8 @@ func TestEveryTokenRefusalReasonHasItsOwnSlug(t *testing.T) {
 	}
 	// A token that verified is not a verification failure, whatever follows.
 	before := series(t, m, "extauthz_token_verification_failures_total")
-	m.ObserveCheck(&decision.Decision{Status: 403, Route: privateRoute, Claims: holder, Source: identity.SourceAuthorization, Reason: identity.ReasonExpired}, 0)
-	m.ObserveCheck(&decision.Decision{Status: 401, Route: privateRoute, Reason: "no Pomerium token or session"}, 0)
+	m.ObserveCheck(&decision.Decision{Kind: decision.KindDeniedByPolicy, Status: 403, Route: privateRoute, Claims: holder, Source: identity.SourceAuthorization, Cause: identity.CauseExpired, Reason: identity.ReasonExpired}, 0)
+	m.ObserveCheck(&decision.Decision{Kind: decision.KindNoToken, Status: 401, Route: privateRoute, Reason: "no Pomerium token or session"}, 0)
 	after := series(t, m, "extauthz_token_verification_failures_total")
 	for k, v := range after {
 		if v != before[k] {
@@ -237,14 +203,18 @@ func TestEveryTokenRefusalReasonHasItsOwnSlug(t *testing.T) {
 func TestImpersonatedDecisionsAreCountedByDecisionAndAccess(t *testing.T) {
 	m := metrics.New()
 	obs := func(status decision.Status, out impersonation.Outcome) {
-		m.ObserveCheck(&decision.Decision{Status: status, Route: privateRoute, Claims: impersonator, Source: identity.SourceCookie, Impersonation: out}, 0)
+		kind := decision.KindAllowed
+		if status != 200 {
+			kind = decision.KindImpersonationRefused
+		}
+		m.ObserveCheck(&decision.Decision{Kind: kind, Status: status, Route: privateRoute, Claims: impersonator, Source: identity.SourceCookie, Impersonation: out}, 0)
 	}
 	obs(200, impersonation.Outcome{Impersonating: true, Access: identity.AccessReadOnly})
 	obs(200, impersonation.Outcome{Impersonating: true, Access: identity.AccessReadOnly})
-	obs(403, impersonation.Outcome{Impersonating: true, Access: identity.AccessReadOnly, Denied: "read-only"})
+	obs(403, impersonation.Outcome{Impersonating: true, Access: identity.AccessReadOnly, Refusal: "read-only"})
 	obs(200, impersonation.Outcome{Impersonating: true, Access: identity.AccessReadWrite})
 	obs(200, impersonation.Outcome{Ended: true})
-	obs(403, impersonation.Outcome{Impersonating: true, Access: "superuser", Denied: "impersonate_access must be"})
+	obs(403, impersonation.Outcome{Impersonating: true, Access: "superuser", Refusal: "impersonate_access must be"})
 	// Not an impersonation: not counted.
 	m.ObserveCheck(&decision.Decision{Status: 200, Route: privateRoute, Claims: holder}, 0)
 	want := map[string]float64{

@@ -17,6 +17,9 @@ type Verdict struct {
 	Reason string
 }
 
+// ReasonPublic is the reason a public route allows: the rule's own key.
+const ReasonPublic = "allow_public_unauthenticated_access"
+
 // ClientDenial is what a client the route's policy denied is told: the route
 // and that its policy denied, never whom it allows (contract section 8), so a
 // 403 cannot be used to learn the policy.
@@ -27,7 +30,7 @@ func (r *Route) ClientDenial() string { return r.clientDenial }
 // Reasons are prepared at compile time: evaluating allocates nothing.
 func (r *Route) Evaluate(id identity.Identity) Verdict {
 	if r.Public {
-		return Verdict{Allowed: true, Reason: "allow_public_unauthenticated_access"}
+		return Verdict{Allowed: true, Reason: ReasonPublic}
 	}
 	if r.AnyAuthenticated {
 		return Verdict{Allowed: true, Reason: "allow_any_authenticated_user"}

@@ -22,21 +22,9 @@ const AssertionCacheSize = 8192
 // that signed assertions before a reload and must verify until those expire),
 // each key once.
 func Build(cfg *config.Config, retired ...*identity.SigningKey) (*check.Snapshot, *web.Settings, error) {
-	verifier, err := identity.NewVerifier(identity.VerifierOptions{
-		Secrets:     cfg.Secrets(),
-		Issuer:      cfg.Issuer,
-		Leeway:      identity.MaxLeeway,
-		RevokedIDs:  cfg.RevokedTokenIDs,
-		MaxLifetime: cfg.MaxServiceAccountLifetime.Std(),
-	})
+	engine, err := NewEngine(cfg)
 	if err != nil {
 		return nil, nil, err
-	}
-	engine := &decision.Engine{
-		Policy:     cfg.Routes,
-		Verifier:   verifier,
-		Rules:      impersonation.NewRules(cfg.Administrators, cfg.ImpersonationProtected, cfg.ImpersonationDefaultAccess, identity.MaxLeeway),
-		CookieName: cfg.CookieName,
 	}
 	claimHeaders := make([]check.ClaimHeader, 0, len(cfg.ClaimHeaders))
 	for _, ch := range cfg.ClaimHeaders {
@@ -72,6 +60,27 @@ func Build(cfg *config.Config, retired ...*identity.SigningKey) (*check.Snapshot
 		IdpAllowUnverifiedEmail:    cfg.IdpAllowUnverifiedEmail,
 	}
 	return snap, settings, nil
+}
+
+// NewEngine builds the decision engine of a validated config: Build's, and
+// what `extauthz explain` decides with.
+func NewEngine(cfg *config.Config) (*decision.Engine, error) {
+	verifier, err := identity.NewVerifier(identity.VerifierOptions{
+		Secrets:     cfg.Secrets(),
+		Issuer:      cfg.Issuer,
+		Leeway:      identity.MaxLeeway,
+		RevokedIDs:  cfg.RevokedTokenIDs,
+		MaxLifetime: cfg.MaxServiceAccountLifetime.Std(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &decision.Engine{
+		Policy:     cfg.CompiledPolicy,
+		Verifier:   verifier,
+		Rules:      impersonation.NewRules(cfg.Administrators, cfg.ImpersonationProtected, cfg.ImpersonationDefaultAccess, identity.MaxLeeway),
+		CookieName: cfg.CookieName,
+	}, nil
 }
 
 // publishedKeys is the JWKS content: current key first, then previous, then

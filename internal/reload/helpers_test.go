@@ -5,27 +5,26 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/extauthz/extauthz/internal/check"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/metrics"
 	"github.com/extauthz/extauthz/internal/reload"
+	"github.com/extauthz/extauthz/internal/testkit"
 	"github.com/extauthz/extauthz/internal/web"
 )
 
@@ -120,24 +119,6 @@ func newKey(t testing.TB) (*identity.SigningKey, string) {
 	return k, enc
 }
 
-// clock is a settable, race-safe clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // stack is the sidecar as serve wires it, minus the signals: a Check server
 // on loopback gRPC, the pages over HTTP, metrics, and a Reloader on a file.
 type stack struct {
@@ -150,7 +131,7 @@ type stack struct {
 	reloader *reload.Reloader
 	client   authv3.AuthorizationClient
 	logs     *observer.ObservedLogs
-	clock    *clock
+	clock    *testkit.Clock
 }
 
 func newStack(t *testing.T, s spec) *stack {
@@ -181,23 +162,11 @@ func newStackAt(t *testing.T, path string) *stack {
 	checker.Observe = m.ObserveCheck
 	pages := web.New(settings, log)
 	pages.Metrics = m.Handler()
-	clk := &clock{t: time.Now()}
+	clk := testkit.NewClock(time.Now())
 	r := reload.New(cfg, reload.Options{Path: path, Check: checker, Web: pages, Metrics: m, Log: log, LookupEnv: noEnv, Now: clk.Now, Content: data})
 	t.Cleanup(r.Close)
 
-	g := grpc.NewServer()
-	checker.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := testkit.ServeCheck(t, checker, 0)
 	hs := httptest.NewServer(pages)
 	t.Cleanup(hs.Close)
 	return &stack{t: t, path: path, checker: checker, pages: pages, http: hs, metrics: m, reloader: r,
@@ -313,24 +282,24 @@ func (s *stack) check(req *authv3.CheckRequest) answer {
 	return summarize(resp)
 }
 
-func (s *stack) jwks() identity.JWKS {
+func (s *stack) jwks() jose.JSONWebKeySet {
 	s.t.Helper()
 	resp, err := http.Get(s.http.URL + "/.well-known/pomerium/jwks.json")
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var set identity.JWKS
+	var set jose.JSONWebKeySet
 	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
 		s.t.Fatal(err)
 	}
 	return set
 }
 
-func kids(set identity.JWKS) []string {
+func kids(set jose.JSONWebKeySet) []string {
 	out := make([]string, len(set.Keys))
 	for i, k := range set.Keys {
-		out[i] = k.Kid
+		out[i] = k.KeyID
 	}
 	return out
 }
@@ -393,7 +362,7 @@ func (s *stack) assertion(tok string) string {
 
 // verifyWith checks that jws verifies with the key of set its kid names, and
 // that the kid is want.
-func verifyWith(t *testing.T, set identity.JWKS, jws, want string) {
+func verifyWith(t *testing.T, set jose.JSONWebKeySet, jws, want string) {
 	t.Helper()
 	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"})).Parse(jws, func(tok *jwt.Token) (any, error) {
 		kid, _ := tok.Header["kid"].(string)
@@ -401,8 +370,8 @@ func verifyWith(t *testing.T, set identity.JWKS, jws, want string) {
 			return nil, fmt.Errorf("kid %s, want %s", kid, want)
 		}
 		for _, k := range set.Keys {
-			if k.Kid == kid {
-				return identity.PublicKeyFromJWK(k)
+			if k.KeyID == kid {
+				return k.Key, nil
 			}
 		}
 		return nil, fmt.Errorf("kid %s is not in the JWKS", kid)

@@ -1,8 +1,9 @@
-// Package reload puts a changed config in force while the sidecar serves: it
-// watches the config file (see Watcher) and reloads on change or on request
-// (SIGHUP), builds a new Check snapshot and page settings from a valid config
-// and swaps both in, and refuses an invalid one, logging every located problem
-// and keeping the previous config serving.
+// Package reload puts a changed config in force while the sidecar serves.
+//
+// It watches the config file (see Watcher) and reloads on change or on
+// SIGHUP. A valid config becomes a new decision engine, Check snapshot and
+// page settings (Build), swapped in together. An invalid one is refused: every
+// located problem is logged, and the previous config keeps serving.
 //
 // A swap is atomic per request: a Check reads the snapshot once when it
 // starts and finishes with it, so a reload never fails or mis-decides a Check
@@ -192,7 +193,7 @@ func (r *Reloader) reload(trigger string, onlyIfChanged bool) error {
 	fields := []zap.Field{
 		zap.String("trigger", trigger),
 		zap.String("config", next.Source),
-		zap.Int("routes", len(next.Routes.Routes)),
+		zap.Int("routes", len(next.CompiledPolicy.Routes)),
 		zap.String("signing_key_id", next.Key.ID),
 		zap.Int("previous_shared_secrets", len(next.PreviousSharedSecrets)),
 		zap.Int("revoked_token_ids", len(next.RevokedTokenIDs)),

@@ -109,7 +109,7 @@ type Backend interface {
 
 	// Issue and Use are the sign-in handoff ledger (see
 	// HandoffsPerUserPerMinute, ErrHandoffRateLimited and ErrHandoffUsed),
-	// with the method set of web.HandoffLedger.
+	// with the method set of signin.HandoffLedger.
 	Issue(ctx context.Context, user string) error
 	Use(ctx context.Context, id string, exp time.Time) error
 

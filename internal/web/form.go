@@ -3,14 +3,14 @@ package web
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/identity"
-	"github.com/extauthz/extauthz/internal/impersonation"
+	"github.com/extauthz/extauthz/internal/signin"
 )
 
 // Bounds on what the forms accept. A session cookie must stay under the ~4 KiB
@@ -23,8 +23,6 @@ const (
 	maxGroups      = 64
 	maxGroupLen    = 256
 	maxReasonRunes = 500
-	maxCookieValue = 3800
-	maxRedirectLen = 4096
 )
 
 // formError is a refusal of what the user typed; its text is shown on the
@@ -43,6 +41,11 @@ type impersonateForm struct {
 	Groups []string
 	Access string // identity.AccessReadOnly or identity.AccessReadWrite
 	Reason string
+}
+
+// target is whom and how the form impersonates, for the audit log.
+func (f impersonateForm) target() audit.Target {
+	return audit.Target{Email: f.Email, Groups: f.Groups, Access: f.Access, Reason: f.Reason}
 }
 
 // Stop reports whether the form asks to stop impersonating: no email and no groups.
@@ -207,7 +210,7 @@ func parsePreviewForm(form url.Values) (email string, groups []string, err error
 
 // parseEmail trims and checks that s looks like an email address, returning
 // it normalized; "" stays "". It must be a plain ASCII address, as Check
-// requires of an impersonation target (impersonation.CheckTarget): a
+// requires of an impersonation target (identity.CheckAddress): a
 // look-alike of a protected user would pass everything else.
 func parseEmail(s string) (string, error) {
 	s = strings.TrimSpace(s)
@@ -219,7 +222,7 @@ func parseEmail(s string) (string, error) {
 			"full-width or other-script letters are refused, since they can pass for another user.")
 	}
 	bad := formErrorf("Enter a valid email address, like name@example.com.")
-	if impersonation.CheckTarget(s) != nil {
+	if identity.CheckAddress(s) != nil {
 		return "", bad
 	}
 	if len(s) > maxEmailLen || strings.Count(s, "@") != 1 {
@@ -230,7 +233,7 @@ func parseEmail(s string) (string, error) {
 		return "", bad
 	}
 	for _, r := range local {
-		if unicode.IsControl(r) || unicode.IsSpace(r) || strings.ContainsRune(`<>()[]\,;:"`, r) || isBidiControl(r) {
+		if unicode.IsControl(r) || unicode.IsSpace(r) || strings.ContainsRune(`<>()[]\,;:"`, r) || signin.IsBidiControl(r) {
 			return "", bad
 		}
 	}
@@ -264,7 +267,7 @@ func parseGroups(s string) ([]string, error) {
 			return nil, formErrorf("A group name is too long: at most %d characters.", maxGroupLen)
 		}
 		for _, r := range g {
-			if unicode.IsControl(r) || isBidiControl(r) {
+			if unicode.IsControl(r) || signin.IsBidiControl(r) {
 				return nil, formErrorf("Group names must not contain control characters.")
 			}
 		}
@@ -287,25 +290,9 @@ func parseReason(s string) (string, error) {
 		return "", formErrorf("The reason is too long: at most %d characters (this one has %d).", maxReasonRunes, n)
 	}
 	for _, r := range s {
-		if (unicode.IsControl(r) && r != '\n' && r != '\t') || isBidiControl(r) {
+		if (unicode.IsControl(r) && r != '\n' && r != '\t') || signin.IsBidiControl(r) {
 			return "", formErrorf("The reason must not contain control characters.")
 		}
 	}
 	return s, nil
-}
-
-func isBidiControl(r rune) bool {
-	return r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069 || r == 0x200E || r == 0x200F || r == 0x061C
-}
-
-// requestScheme is the scheme the browser used: Envoy sets x-forwarded-proto.
-func requestScheme(r *http.Request) string {
-	if r.TLS != nil {
-		return "https"
-	}
-	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
-	if strings.EqualFold(strings.TrimSpace(proto), "https") {
-		return "https"
-	}
-	return "http"
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/extauthz/extauthz/internal/signin"
 )
 
 func TestParseImpersonateForm(t *testing.T) {
@@ -252,7 +254,7 @@ func clean(s string, multiline bool) bool {
 		if multiline && (r == '\n' || r == '\t') {
 			continue
 		}
-		if unicode.IsControl(r) || isBidiControl(r) {
+		if unicode.IsControl(r) || signin.IsBidiControl(r) {
 			return false
 		}
 	}

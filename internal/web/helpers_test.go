@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/impersonation"
 	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/testkit"
 	"github.com/extauthz/extauthz/internal/web"
 )
 
@@ -47,31 +47,13 @@ var testRoutes = []policy.RouteSpec{
 	{Name: "support", From: "https://support.example.test", AllowedGroups: []string{"support"}, AllowedUsers: []string{"carol@partner.example"}},
 }
 
-// clock is a settable, race-safe clock for the server under test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
 	t        *testing.T
 	srv      *httptest.Server
 	pages    *web.Server
 	settings *web.Settings
 	logs     *observer.ObservedLogs
-	clock    *clock
+	clock    *testkit.Clock
 	now      time.Time
 }
 
@@ -115,7 +97,7 @@ func newFixture(t *testing.T, edit ...func(*web.Settings)) *fixture {
 	}
 	core, logs := observer.New(zap.DebugLevel)
 	pages := web.New(set, zap.New(core))
-	c := &clock{t: time.Now().Truncate(time.Second)}
+	c := testkit.NewClock(time.Now().Truncate(time.Second))
 	pages.SetClock(c.Now)
 	srv := httptest.NewServer(pages)
 	t.Cleanup(srv.Close)
@@ -161,8 +143,8 @@ func (f *fixture) verify(tok string) *identity.Claims {
 // under any host name, and does not follow redirects.
 type browser struct {
 	f      *fixture
-	jar    *cookiejar.Jar
-	client *http.Client
+	Jar    *cookiejar.Jar
+	Client *http.Client
 	accept string
 }
 
@@ -175,7 +157,7 @@ func (f *fixture) browser() *browser {
 }
 
 // via is the same browser (same cookies) talking to another server.
-func (b *browser) via(g *fixture) *browser { return g.browserWith(b.jar) }
+func (b *browser) via(g *fixture) *browser { return g.browserWith(b.Jar) }
 
 func (f *fixture) browserWith(jar *cookiejar.Jar) *browser {
 	addr := f.srv.Listener.Addr().String()
@@ -184,7 +166,7 @@ func (f *fixture) browserWith(jar *cookiejar.Jar) *browser {
 		return d.DialContext(ctx, network, addr)
 	}}
 	f.t.Cleanup(tr.CloseIdleConnections)
-	return &browser{f: f, jar: jar, accept: "text/html,application/xhtml+xml,*/*;q=0.8", client: &http.Client{
+	return &browser{f: f, Jar: jar, accept: "text/html,application/xhtml+xml,*/*;q=0.8", Client: &http.Client{
 		Jar:       jar,
 		Transport: tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -198,13 +180,13 @@ func pageURL(host, path string) string { return "http://" + host + path }
 // setSession puts a session token in the jar, as a browser holding it would.
 func (b *browser) setSession(host, tok string) {
 	u, _ := url.Parse(pageURL(host, "/"))
-	b.jar.SetCookies(u, []*http.Cookie{{Name: cookieName, Value: tok, Path: "/"}})
+	b.Jar.SetCookies(u, []*http.Cookie{{Name: cookieName, Value: tok, Path: "/"}})
 }
 
 // session returns the session cookie the browser holds for host.
 func (b *browser) session(host string) string {
 	u, _ := url.Parse(pageURL(host, "/"))
-	for _, c := range b.jar.Cookies(u) {
+	for _, c := range b.Jar.Cookies(u) {
 		if c.Name == cookieName {
 			return c.Value
 		}
@@ -222,7 +204,7 @@ func (b *browser) do(req *http.Request) response {
 	if req.Header.Get("Accept") == "" && b.accept != "" {
 		req.Header.Set("Accept", b.accept)
 	}
-	resp, err := b.client.Do(req)
+	resp, err := b.Client.Do(req)
 	if err != nil {
 		b.f.t.Fatal(err)
 	}

@@ -100,39 +100,6 @@ func writeText(w http.ResponseWriter, r *http.Request, status int, text string) 
 	}
 }
 
-type errorView struct {
-	page
-	Status     int
-	StatusText string
-	Message    string
-	// Retry, when set, is a link to start again (a path or a checked URL).
-	Retry string
-}
-
-// fail answers an error in the client's format: an HTML page for browsers,
-// {"error","request_id"} for JSON clients, a line of text otherwise.
-func (s *Server) fail(st *state, w http.ResponseWriter, r *http.Request, status int, msg string) {
-	s.failRetry(st, w, r, status, msg, "")
-}
-
-// failRetry is fail with a "Try again" link on the HTML page.
-func (s *Server) failRetry(st *state, w http.ResponseWriter, r *http.Request, status int, msg, retry string) {
-	switch negotiate.Preferred(r.Header.Get("Accept")) {
-	case negotiate.JSON:
-		writeJSON(w, r, status, errorJSON{Error: msg, RequestID: requestID(r)})
-	case negotiate.HTML:
-		v := errorView{page: newPage(r, http.StatusText(status)), Status: status, StatusText: http.StatusText(status), Message: msg, Retry: retry}
-		s.render(w, r, status, "error.html", v)
-	default:
-		writeText(w, r, status, msg+"\nrequest id: "+requestID(r)+"\n")
-	}
-}
-
-type errorJSON struct {
-	Error     string `json:"error"`
-	RequestID string `json:"request_id"`
-}
-
 // asset serves the embedded stylesheet.
 func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != pathStyle {

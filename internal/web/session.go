@@ -2,7 +2,6 @@ package web
 
 import (
 	"crypto/sha256"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -10,54 +9,33 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
+	"github.com/extauthz/extauthz/internal/audit"
+	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
-	"github.com/extauthz/extauthz/internal/impersonation"
 	"github.com/extauthz/extauthz/internal/requestid"
+	"github.com/extauthz/extauthz/internal/signin"
 )
 
-// session is a verified session read from a request.
-type session struct {
-	Token   string
-	Source  identity.Source
-	Claims  *identity.Claims
-	Outcome impersonation.Outcome // for GET: who the session acts as
-}
+// session is a verified session read from a request: the first half of
+// the decision (decision.Engine.Authenticate), for a GET. Its Impersonation
+// says who it acts as.
+type session struct{ decision.Decision }
 
 // fromCookie reports whether the session came from the session cookie.
 func (s *session) fromCookie() bool { return s.Source == identity.SourceCookie }
 
 // reasonNoSession is the refusal when no carrier holds a token.
-const reasonNoSession = "no Pomerium token or session"
+const reasonNoSession = decision.ReasonNoToken
 
-// loadSession reads the token from the same carriers, in the same order, as
-// Check does, and verifies it for this host. On failure it returns a reason
-// safe to show (never the token).
+// loadSession authenticates the request as Check does (the same carriers,
+// in the same order, several session cookies read alike) for this host. On
+// failure it returns the decision's reason, safe to show (never the token).
 func (st *state) loadSession(r *http.Request, now time.Time) (*session, string) {
-	token, src := identity.ExtractToken(requestHeader(r), st.cookieName)
-	if src == identity.SourceNone {
-		return nil, reasonNoSession
+	d := st.set.Engine.Authenticate(decision.Request{Host: r.Host, Path: r.URL.Path, Method: http.MethodGet, Header: requestHeader(r)}, now)
+	if !d.Authenticated() {
+		return nil, d.Reason
 	}
-	var claims *identity.Claims
-	var err error
-	if src == identity.SourceCookie {
-		// Several session cookies: as Check reads them (contract section 4).
-		token, claims, err = st.set.Engine.Verifier.VerifyCookies(requestHeader(r)(identity.HeaderCookie), st.cookieName, r.Host, now)
-	} else {
-		claims, err = st.set.Engine.Verifier.Verify(token, r.Host, now)
-	}
-	if err != nil {
-		var te *identity.TokenError
-		if errors.As(err, &te) {
-			return nil, te.Reason
-		}
-		return nil, identity.ReasonMalformed
-	}
-	return &session{
-		Token:   token,
-		Source:  src,
-		Claims:  claims,
-		Outcome: st.set.Engine.Rules.Apply(claims, http.MethodGet, now),
-	}, ""
+	return &session{d}, ""
 }
 
 // requestHeader reads headers by lower-case name as ExtractToken expects;
@@ -96,7 +74,7 @@ func (st *state) reissue(c *identity.Claims, edit func(*identity.Claims)) (strin
 	if err != nil {
 		return "", nil, err
 	}
-	if len(tok) > maxCookieValue {
+	if len(tok) > signin.MaxCookieValue {
 		return "", nil, formErrorf("The session would be too large for a browser cookie; use fewer or shorter groups.")
 	}
 	return tok, &n, nil
@@ -143,8 +121,6 @@ func (st *state) setSession(w http.ResponseWriter, token string, expires time.Ti
 
 // Why a session token was issued: the why of session_issued entries.
 const (
-	sessionIssuedEvent = "session_issued"
-
 	issuedSignIn               = "sign_in"
 	issuedPastedToken          = "pasted_token"
 	issuedRefresh              = "refresh"
@@ -159,20 +135,7 @@ const (
 // revoked_token_ids takes) and never its value.
 func (s *Server) issueSession(st *state, w http.ResponseWriter, r *http.Request, token string, c *identity.Claims, why string) {
 	st.setSession(w, token, c.ExpiresAt.Time)
-	fields := []zap.Field{
-		zap.String("jti", c.ID),
-		zap.String("sid", c.SessionID()),
-		zap.String("email", c.Email),
-		zap.String("why", why),
-		zap.String("host", identity.HostWithoutPort(r.Host)),
-		zap.Time("expires_at", c.ExpiresAt.Time),
-		zap.String("request_id", requestID(r)),
-	}
-	if c.Impersonating() {
-		fields = append(fields, zap.String("impersonated_email", c.ImpersonateEmail),
-			zap.Strings("impersonated_groups", c.ImpersonateGroups))
-	}
-	s.audit.Info(sessionIssuedEvent, fields...)
+	s.audit.Issued(c, why, auditRequest(r))
 }
 
 // clearSession expires the session cookie with the same Domain and Path it
@@ -212,21 +175,15 @@ func requestID(r *http.Request) string {
 	return ""
 }
 
+// auditRequest is what the audit log records of a page request.
+func auditRequest(r *http.Request) audit.Request {
+	return audit.Request{Host: r.Host, Method: r.Method, Path: r.URL.Path, RequestID: requestID(r)}
+}
+
 // auditImpersonation writes one audit entry about an impersonation. It never
-// logs a token; the caller names the session involved in extra (token_id:
-// the jti of the token that now carries the change, and its sid).
-func (s *Server) auditImpersonation(event string, r *http.Request, actor *identity.Claims, email string, groups []string, access, reason string, extra ...zap.Field) {
-	fields := append([]zap.Field{
-		zap.String("actor_email", actor.Email),
-		zap.String("actor_user", actor.User),
-		zap.String("impersonated_email", email),
-		zap.Strings("impersonated_groups", nonNil(groups)),
-		zap.String("access", access),
-		zap.String("impersonation_reason", reason),
-		zap.String("host", r.Host),
-		zap.String("request_id", requestID(r)),
-	}, extra...)
-	s.audit.Info(event, fields...)
+// logs a token; the caller names the session involved in extra.
+func (s *Server) auditImpersonation(event string, r *http.Request, actor *identity.Claims, t audit.Target, extra ...zap.Field) {
+	s.audit.Impersonation(event, actor, t, auditRequest(r), extra...)
 }
 
 func nonNil(s []string) []string {

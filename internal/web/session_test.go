@@ -323,7 +323,7 @@ func TestOIDCSessionID(t *testing.T) {
 		f.idp.AutoLogin(who)
 		b := f.browser()
 		f.signIn(b, appHost, dash)
-		return f, b, f.verify(b.cookie(dash, cookieName))
+		return f, b, f.verify(b.Cookie(dash, cookieName))
 	}
 
 	t.Run("a sign-in starts a session whose id is the first token's jti", func(t *testing.T) {
@@ -344,7 +344,7 @@ func TestOIDCSessionID(t *testing.T) {
 			t.Fatalf("impersonate: %d\n%s", r.StatusCode, r.body)
 		}
 		f.refreshSession(b)
-		got := f.verify(b.cookie(dash, cookieName))
+		got := f.verify(b.Cookie(dash, cookieName))
 		if got.Impersonating() || got.SID != first.SID || got.ID == first.ID {
 			t.Fatalf("after refresh: impersonating %v sid %q jti %q; want no impersonation, sid %q and a new jti",
 				got.Impersonating(), got.SID, got.ID, first.SID)
@@ -367,7 +367,7 @@ func TestOIDCSessionID(t *testing.T) {
 	t.Run("after its sid is revoked, the browser signs in afresh with a new sid", func(t *testing.T) {
 		f, b, first := signedIn(t, "bob")
 		f.revoke(first.SID)
-		if d := f.decide(appHost, b.cookie(dash, cookieName)); d.Status != decision.StatusSignIn || d.Reason != identity.ReasonRevoked {
+		if d := f.decide(appHost, b.Cookie(dash, cookieName)); d.Status != decision.StatusSignIn || d.Reason != identity.ReasonRevoked {
 			t.Fatalf("Check on the revoked session: %d %s", d.Status, d.Reason)
 		}
 		// The dashboard sends it to sign in, which the live authenticate
@@ -375,7 +375,7 @@ func TestOIDCSessionID(t *testing.T) {
 		if last, chain := b.follow(b.get(dash), func(u *url.URL) bool { return u.String() == dash }); last.Header.Get("Location") != dash {
 			t.Fatalf("signing in again ended with %d %q after %v\n%s", last.StatusCode, last.Header.Get("Location"), chain, last.body)
 		}
-		got := f.verify(b.cookie(dash, cookieName))
+		got := f.verify(b.Cookie(dash, cookieName))
 		if got.SID == first.SID || got.SID != got.ID {
 			t.Errorf("sid %q (jti %q) after revoking %q: want a new session", got.SID, got.ID, first.SID)
 		}
@@ -391,9 +391,9 @@ func TestOIDCSessionID(t *testing.T) {
 		alice := f.claims(admin)
 		alice.Audience = []string{appHost}
 		u, _ := url.Parse(dash)
-		b.jar.SetCookies(u, []*http.Cookie{{Name: cookieName, Value: f.mint(alice), Path: "/"}})
+		b.Jar.SetCookies(u, []*http.Cookie{{Name: cookieName, Value: f.mint(alice), Path: "/"}})
 		f.signIn(b, appHost, dash)
-		got := f.verify(b.cookie(dash, cookieName))
+		got := f.verify(b.Cookie(dash, cookieName))
 		if got.Email != user || got.SID == alice.ID || got.SID != got.ID {
 			t.Errorf("bob's session %s sid %q: want a session of its own, not alice's %q", got.Email, got.SID, alice.ID)
 		}

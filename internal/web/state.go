@@ -7,38 +7,35 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/idp"
+	"github.com/extauthz/extauthz/internal/signin"
 	"github.com/gorilla/csrf"
 )
 
 // Paths of the pages.
 const (
-	pathDashboard   = "/.pomerium/"
+	pathDashboard   = signin.PathDashboard
 	pathImpersonate = "/.pomerium/impersonate"
 	pathPreview     = "/.pomerium/preview"
-	pathSignIn      = "/.pomerium/sign_in"
+	pathSignIn      = signin.PathSignIn
 	pathSignOut     = "/.pomerium/sign_out"
-	pathCallback    = "/.pomerium/callback"
+	pathCallback    = signin.PathCallback
 	pathRefresh     = "/.pomerium/refresh"
 	pathStyle       = "/.pomerium/assets/style.css"
 )
 
 // Names and defaults of the page machinery.
 const (
-	defaultCookieName         = "_pomerium"
-	defaultMaxDuration        = 30 * time.Minute
-	hostCookiePrefix          = "__Host-"
-	csrfFieldName             = "_csrf"
-	csrfMaxAge                = 12 * 60 * 60 // seconds; a page left open longer needs a reload
-	contentSecurityPolicy     = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-	formContentType           = "application/x-www-form-urlencoded"
-	redirectParam             = "pomerium_redirect_uri"
-	signedOutParam            = "signed_out"
-	wwwAuthenticateChallenge  = "Pomerium"
-	impersonationStartedEvent = "impersonation_started"
-	impersonationStoppedEvent = "impersonation_stopped"
-	impersonationEndedEvent   = "impersonation_ended"
-	impersonationRefusedEvent = "impersonation_refused"
-	policyPreviewEvent        = "policy_preview"
+	defaultCookieName        = "_pomerium"
+	defaultMaxDuration       = 30 * time.Minute
+	hostCookiePrefix         = "__Host-"
+	csrfFieldName            = "_csrf"
+	csrfMaxAge               = 12 * 60 * 60 // seconds; a page left open longer needs a reload
+	contentSecurityPolicy    = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	formContentType          = "application/x-www-form-urlencoded"
+	redirectParam            = "pomerium_redirect_uri"
+	signedOutParam           = "signed_out"
+	wwwAuthenticateChallenge = "Pomerium"
 )
 
 // state is a Settings with everything derived from it: a reload swaps both at once.
@@ -50,23 +47,10 @@ type state struct {
 	// csp is the Content-Security-Policy of the pages.
 	csp string
 	// redirects checks every URL the pages send a browser to.
-	redirects *redirectGuard
+	redirects *signin.Guard
 	// oidc is the browser sign-in against the identity provider; nil when
 	// none is configured.
-	oidc *oidcState
-}
-
-// sidecarCookieName names one of the sidecar's own cookies (CSRF, sign-in
-// flow, binding, authenticate session): the session cookie's name and a
-// suffix, behind the __Host- prefix when cookies are secure. With that prefix
-// browsers accept the cookie only with Secure, Path=/ and no Domain, so no
-// other host of the domain can set or shadow it. Check removes every one of
-// them before a request goes upstream (identity.IsSidecarCookie).
-func sidecarCookieName(session string, secure bool, suffix string) string {
-	if secure {
-		return hostCookiePrefix + session + suffix
-	}
-	return session + suffix
+	oidc *signin.Flow
 }
 
 func (s *Server) newState(set *Settings) *state {
@@ -77,19 +61,29 @@ func (s *Server) newState(set *Settings) *state {
 	if st.maxDuration <= 0 {
 		st.maxDuration = defaultMaxDuration
 	}
-	st.redirects = newRedirectGuard(set)
-	st.oidc = s.newOIDCState(set, st.cookieName, st.redirects)
+	st.redirects = signin.NewGuard(set.AuthenticateServiceURL, set.Engine)
+	var prev *signin.Flow
+	if old := s.state.Load(); old != nil {
+		prev = old.oidc
+	}
+	st.oidc = signin.New(signin.Config{
+		Provider: idp.Config{ProviderURL: set.IdpProviderURL, ClientID: set.IdpClientID, ClientSecret: set.IdpClientSecret,
+			Scopes: set.IdpScopes, AllowUnverifiedEmail: set.IdpAllowUnverifiedEmail},
+		AuthenticateServiceURL: set.AuthenticateServiceURL,
+		Secret:                 set.Secret, Verifier: set.Engine.Verifier, CookieName: st.cookieName, CookieSecure: set.CookieSecure,
+		CookieExpire: set.CookieExpire, Issuer: set.Issuer, CSP: contentSecurityPolicy,
+	}, prev, st.redirects, pagesFor{s, st}, s.handoffs, s.log, func() time.Time { return s.now() })
 	st.csp = contentSecurityPolicy
 	if st.oidc != nil {
-		st.csp = st.oidc.csp
+		st.csp = st.oidc.CSP()
 	}
 	page := func(h func(*state, http.ResponseWriter, *http.Request)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) { h(st, w, r) }
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.pomerium/{$}", page(s.dashboard))
-	mux.HandleFunc("POST "+pathImpersonate, page(s.impersonate))
-	mux.HandleFunc("POST "+pathPreview, page(s.preview))
+	mux.HandleFunc("GET /.pomerium/{$}", page(s.signedIn(s.dashboard)))
+	mux.HandleFunc("POST "+pathImpersonate, page(s.signedIn(s.impersonate)))
+	mux.HandleFunc("POST "+pathPreview, page(s.signedIn(s.preview)))
 	mux.HandleFunc("POST "+pathSignOut, page(s.signOut))
 	mux.HandleFunc("GET "+pathSignIn, page(s.signInPage))
 	mux.HandleFunc("POST "+pathSignIn, page(s.signIn))
@@ -97,7 +91,7 @@ func (s *Server) newState(set *Settings) *state {
 	mux.HandleFunc("POST "+pathRefresh, page(s.refresh))
 	mux.HandleFunc("/.pomerium/", page(s.notFound))
 	protect := csrf.Protect(csrfKey(set.Secret),
-		csrf.CookieName(sidecarCookieName(st.cookieName, set.CookieSecure, "_csrf")),
+		csrf.CookieName(signin.CookieName(st.cookieName, set.CookieSecure, "_csrf")),
 		csrf.FieldName(csrfFieldName),
 		csrf.Path("/"), // host-only (no Domain), as __Host- requires
 		csrf.HttpOnly(true),
@@ -126,19 +120,19 @@ func (s *Server) prepare(st *state, next http.Handler) http.Handler {
 		// same-origin Referer; over plain HTTP (the demo, or Envoy without
 		// TLS) it must be told, or every form post fails. The Origin check
 		// still runs either way.
-		if requestScheme(r) != "https" {
+		if signin.RequestScheme(r) != "https" {
 			r = csrf.PlaintextHTTPRequest(r)
 		}
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
 		case http.MethodPost:
 			if status, msg := readForm(w, r); status != 0 {
-				s.fail(st, w, r, status, msg)
+				s.fail(w, r, status, msg, "")
 				return
 			}
 		default:
 			h.Set("Allow", "GET, HEAD, POST")
-			s.fail(st, w, r, http.StatusMethodNotAllowed, "The method "+r.Method+" is not allowed here.")
+			s.fail(w, r, http.StatusMethodNotAllowed, "The method "+r.Method+" is not allowed here.", "")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -167,33 +161,4 @@ func readForm(w http.ResponseWriter, r *http.Request) (int, string) {
 		return http.StatusBadRequest, err.Error()
 	}
 	return 0, ""
-}
-
-// notFound answers paths without a page, and known paths with the wrong method.
-func (s *Server) notFound(st *state, w http.ResponseWriter, r *http.Request) {
-	allow := map[string]string{
-		pathDashboard:   "GET, HEAD",
-		pathSignIn:      "GET, HEAD, POST",
-		pathImpersonate: "POST",
-		pathPreview:     "POST",
-		pathSignOut:     "POST",
-		pathCallback:    "GET, HEAD",
-		pathRefresh:     "POST",
-	}[r.URL.Path]
-	if allow != "" {
-		w.Header().Set("Allow", allow)
-		s.fail(st, w, r, http.StatusMethodNotAllowed, "The method "+r.Method+" is not allowed here.")
-		return
-	}
-	s.fail(st, w, r, http.StatusNotFound, "There is no page here.")
-}
-
-// csrfFailed answers a form post whose CSRF token or origin did not check out.
-func (s *Server) csrfFailed(st *state, w http.ResponseWriter, r *http.Request) {
-	why := "unknown reason"
-	if err := csrf.FailureReason(r); err != nil {
-		why = err.Error()
-	}
-	s.fail(st, w, r, http.StatusForbidden,
-		"This form could not be verified ("+why+"). It may have expired or come from another site: reload the page and try again.")
 }

@@ -69,10 +69,10 @@ func TestOIDCSignInRequiresAVerifiedEmail(t *testing.T) {
 			if !strings.Contains(last.Request.URL.String(), authHost+"/.pomerium/callback") {
 				t.Errorf("refused at %s, want the authenticate host's callback (chain %v)", last.Request.URL, chain)
 			}
-			if b.cookie(target, cookieName) != "" {
+			if b.Cookie(target, cookieName) != "" {
 				t.Error("a route session was issued")
 			}
-			if b.cookie("http://"+authHost+"/.pomerium/", cookieName+"_authenticate") != "" {
+			if b.Cookie("http://"+authHost+"/.pomerium/", cookieName+"_authenticate") != "" {
 				t.Error("an authenticate session was kept for the unverified address")
 			}
 		})
@@ -98,7 +98,7 @@ func TestOIDCSignInRequiresAVerifiedEmail(t *testing.T) {
 			if last.StatusCode != http.StatusFound || last.Header.Get("Location") != target {
 				t.Fatalf("ended with %d %q after %v\n%s", last.StatusCode, last.Header.Get("Location"), chain, last.body)
 			}
-			if c, err := f.settings.Engine.Verifier.Verify(b.cookie(target, cookieName), wikiHost, f.clock.Now()); err != nil || c.Email != "carol@corp.example" {
+			if c, err := f.settings.Engine.Verifier.Verify(b.Cookie(target, cookieName), wikiHost, f.clock.Now()); err != nil || c.Email != "carol@corp.example" {
 				t.Errorf("wiki session: %v %+v", err, c)
 			}
 		})
@@ -130,7 +130,7 @@ func TestOIDCAllowUnverifiedEmail(t *testing.T) {
 			if last.StatusCode != http.StatusFound || last.Header.Get("Location") != target {
 				t.Fatalf("ended with %d %q after %v\n%s", last.StatusCode, last.Header.Get("Location"), chain, last.body)
 			}
-			if c, err := f.settings.Engine.Verifier.Verify(b.cookie(target, cookieName), wikiHost, f.clock.Now()); err != nil || c.Email != "carol@corp.example" {
+			if c, err := f.settings.Engine.Verifier.Verify(b.Cookie(target, cookieName), wikiHost, f.clock.Now()); err != nil || c.Email != "carol@corp.example" {
 				t.Errorf("wiki session: %v %+v", err, c)
 			}
 		})
@@ -160,7 +160,7 @@ func TestOIDCRefreshRequiresAVerifiedEmail(t *testing.T) {
 			b := f.browser()
 			dash := "http://" + appHost + "/.pomerium/"
 			f.signIn(b, appHost, dash)
-			before := b.cookie(dash, cookieName)
+			before := b.Cookie(dash, cookieName)
 			if before == "" {
 				t.Fatal("bob did not sign in")
 			}
@@ -172,13 +172,13 @@ func TestOIDCRefreshRequiresAVerifiedEmail(t *testing.T) {
 				t.Fatalf("%d refresh grants, want 1 (chain %v)", f.idp.Refreshes(), chain)
 			}
 			f.unverifiedRefusal(t, last, "false")
-			if b.cookie(dash, cookieName) != before {
+			if b.Cookie(dash, cookieName) != before {
 				t.Error("a new route session was issued")
 			}
-			if b.cookie("http://"+wikiHost+"/", cookieName) != "" {
+			if b.Cookie("http://"+wikiHost+"/", cookieName) != "" {
 				t.Error("the wiki got a session")
 			}
-			if b.cookie("http://"+authHost+"/.pomerium/", cookieName+"_authenticate") != "" {
+			if b.Cookie("http://"+authHost+"/.pomerium/", cookieName+"_authenticate") != "" {
 				t.Error("the authenticate session survived: it would hand the address to other hosts")
 			}
 		})

@@ -1,8 +1,12 @@
 // Package web serves the sidecar's HTTP listener: the /.pomerium pages
-// (dashboard, sign in as, preview access, sign out, sign in), the JWKS that
-// upstreams verify assertions with, health and metrics. Envoy routes /.pomerium
-// and /.well-known/pomerium on every virtual host here, so every page works per
-// host: a session is accepted only when its audience includes the request's Host.
+// (dashboard, sign in as, preview access, sign out, sign in with a token), the
+// JWKS that upstreams verify assertions with, health and metrics.
+//
+// Envoy routes /.pomerium and /.well-known/pomerium of every virtual host
+// here, so every page works per host: a session is accepted only when its
+// audience includes the request's Host. Who a session is and what it may
+// reach come from internal/decision (Authenticate, Explain), as for Check;
+// sign-in through an identity provider is internal/signin.
 package web
 
 import (
@@ -12,7 +16,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/decision"
+	"github.com/extauthz/extauthz/internal/signin"
 )
 
 // Settings is the config-derived state the pages need, immutable once built;
@@ -60,7 +66,7 @@ type Settings struct {
 type Server struct {
 	state atomic.Pointer[state]
 	log   *zap.Logger
-	audit *zap.Logger
+	audit *audit.Log
 	now   func() time.Time
 	mux   *http.ServeMux
 	// Ready reports readiness for /healthz; nil means ready.
@@ -69,7 +75,7 @@ type Server struct {
 	Metrics http.Handler
 
 	// handoffs keeps sign-in handoffs single-use, across reloads.
-	handoffs HandoffLedger
+	handoffs signin.HandoffLedger
 }
 
 // New returns a Server using s.
@@ -77,8 +83,8 @@ func New(s *Settings, log *zap.Logger) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	srv := &Server{log: log, audit: log.Named("audit"), now: time.Now, mux: http.NewServeMux()}
-	srv.handoffs = NewMemoryHandoffLedger(func() time.Time { return srv.now() })
+	srv := &Server{log: log, audit: audit.New(log), now: time.Now, mux: http.NewServeMux()}
+	srv.handoffs = signin.NewMemoryHandoffLedger(func() time.Time { return srv.now() })
 	srv.Swap(s)
 	srv.routes()
 	return srv

@@ -1,4 +1,4 @@
-package web
+package signin
 
 import (
 	"net/http"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/extauthz/extauthz/internal/decision"
 )
 
 // origin is what a browser compares to decide whether two URLs are the same
@@ -57,7 +59,7 @@ func defaultPort(scheme string) string {
 // requestOrigin is the origin the browser used for r: requestScheme and the
 // Host Envoy forwarded (its :authority, port included).
 func requestOrigin(r *http.Request) (origin, bool) {
-	return originOf(requestScheme(r), r.Host)
+	return originOf(RequestScheme(r), r.Host)
 }
 
 // String is scheme://host, with ":port" unless it is the scheme's default.
@@ -72,7 +74,7 @@ func (o origin) String() string {
 	return o.scheme + "://" + h
 }
 
-// redirectGuard is the one check of every place the pages send a browser to
+// Guard is the one check of every place the pages send a browser to
 // from a URL they were given: the page to return to after signing in (with a
 // pasted token or at the identity provider) and the route host a sign-in
 // handoff goes to. A target is allowed only when its origin is exactly one
@@ -88,26 +90,27 @@ func (o origin) String() string {
 // A path ("/...") is on the request's own origin, which must itself be one
 // of these. The request's own origin is not trusted for being the request's:
 // Envoy may also route other ports or names here.
-type redirectGuard struct {
+type Guard struct {
 	exact    map[origin]bool
 	wildcard []origin // host is the suffix, ".example.com"
 }
 
-// newRedirectGuard collects the allowed origins of set. A route whose from
-// does not parse allows nothing (config validation reports it).
-func newRedirectGuard(set *Settings) *redirectGuard {
-	g := &redirectGuard{exact: map[origin]bool{}}
-	if set.AuthenticateServiceURL != "" {
-		if u, err := url.Parse(set.AuthenticateServiceURL); err == nil {
+// NewGuard collects the allowed origins: authenticateServiceURL's and those
+// of the routes e decides (none without an engine). A route whose from does
+// not parse allows nothing (config validation reports it).
+func NewGuard(authenticateServiceURL string, e *decision.Engine) *Guard {
+	g := &Guard{exact: map[origin]bool{}}
+	if authenticateServiceURL != "" {
+		if u, err := url.Parse(authenticateServiceURL); err == nil {
 			if o, ok := originOf(u.Scheme, u.Host); ok {
 				g.exact[o] = true
 			}
 		}
 	}
-	if set.Engine == nil || set.Engine.Policy == nil {
+	if e == nil || e.Policy == nil {
 		return g
 	}
-	for _, rt := range set.Engine.Policy.Routes {
+	for _, rt := range e.Policy.Routes {
 		u, err := url.Parse(rt.From)
 		if err != nil || rt.Host == "" {
 			continue
@@ -135,7 +138,7 @@ func newRedirectGuard(set *Settings) *redirectGuard {
 }
 
 // allows reports whether o is a policy route's or the authenticate origin.
-func (g *redirectGuard) allows(o origin) bool {
+func (g *Guard) allows(o origin) bool {
 	if g.exact[o] {
 		return true
 	}
@@ -147,18 +150,18 @@ func (g *redirectGuard) allows(o origin) bool {
 	return false
 }
 
-// target checks a URL the browser is to be sent to and returns it absolute.
+// Target checks a URL the browser is to be sent to and returns it absolute.
 // Besides the origin, it refuses whatever a browser might read differently
 // from us: userinfo, backslashes (read as "/"), control characters, spaces
 // and bidirectional controls (browsers drop tabs and newlines inside URLs),
 // "//host", percent-escapes in the host, and any scheme but http and https.
 // A page served over https never sends the browser to http.
-func (g *redirectGuard) target(raw string, r *http.Request) (*url.URL, bool) {
-	if raw == "" || len(raw) > maxRedirectLen || !utf8.ValidString(raw) {
+func (g *Guard) Target(raw string, r *http.Request) (*url.URL, bool) {
+	if raw == "" || len(raw) > MaxRedirectLen || !utf8.ValidString(raw) {
 		return nil, false
 	}
 	for _, c := range raw {
-		if c < 0x20 || c == 0x7f || c == '\\' || unicode.IsSpace(c) || isBidiControl(c) {
+		if c < 0x20 || c == 0x7f || c == '\\' || unicode.IsSpace(c) || IsBidiControl(c) {
 			return nil, false
 		}
 	}
@@ -166,7 +169,7 @@ func (g *redirectGuard) target(raw string, r *http.Request) (*url.URL, bool) {
 	if err != nil || u.User != nil || u.Opaque != "" {
 		return nil, false
 	}
-	scheme := requestScheme(r)
+	scheme := RequestScheme(r)
 	if strings.HasPrefix(raw, "/") {
 		if strings.HasPrefix(raw, "//") || u.Scheme != "" || u.Host != "" {
 			return nil, false
@@ -192,11 +195,11 @@ func (g *redirectGuard) target(raw string, r *http.Request) (*url.URL, bool) {
 	return u, true
 }
 
-// safeRedirect is where the token sign-in page sends the browser after a
-// pasted token: the target as given when redirectGuard allows it (a path
-// stays a path), else false.
-func (st *state) safeRedirect(raw string, r *http.Request) (string, bool) {
-	u, ok := st.redirects.target(raw, r)
+// Safe is where the token sign-in page sends the browser after a pasted
+// token: the target as given when Target allows it (a path stays a path),
+// else false.
+func (g *Guard) Safe(raw string, r *http.Request) (string, bool) {
+	u, ok := g.Target(raw, r)
 	if !ok {
 		return "", false
 	}
@@ -204,4 +207,38 @@ func (st *state) safeRedirect(raw string, r *http.Request) (string, bool) {
 		return raw, true
 	}
 	return u.String(), true
+}
+
+// MaxRedirectLen bounds a URL to send a browser to.
+const MaxRedirectLen = 4096
+
+// IsBidiControl reports a bidirectional control character: text that reads
+// differently from what it is.
+func IsBidiControl(r rune) bool {
+	return r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069 || r == 0x200E || r == 0x200F || r == 0x061C
+}
+
+// RequestScheme is the scheme the browser used: Envoy sets x-forwarded-proto.
+func RequestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	if strings.EqualFold(strings.TrimSpace(proto), "https") {
+		return "https"
+	}
+	return "http"
+}
+
+// CookieName names one of the sidecar's own cookies (CSRF, sign-in
+// flow, binding, authenticate session): the session cookie's name and a
+// suffix, behind the __Host- prefix when cookies are secure. With that prefix
+// browsers accept the cookie only with Secure, Path=/ and no Domain, so no
+// other host of the domain can set or shadow it. Check removes every one of
+// them before a request goes upstream (identity.IsSidecarCookie).
+func CookieName(session string, secure bool, suffix string) string {
+	if secure {
+		return "__Host-" + session + suffix
+	}
+	return session + suffix
 }

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +16,12 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/extauthz/extauthz/internal/check"
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/metrics"
 	"github.com/extauthz/extauthz/internal/reload"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 var secret = base64.StdEncoding.EncodeToString([]byte("hostile catalogue shared secret, 32+ bytes"))
@@ -81,20 +79,7 @@ func newServer(t *testing.T) *server {
 	m := metrics.New()
 	srv := check.New(snap, zap.NewNop())
 	srv.Observe = m.ObserveCheck
-	g := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
-	srv.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(16<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := testkit.ServeCheck(t, srv, 16<<20)
 	return &server{client: authv3.NewAuthorizationClient(conn), metrics: m}
 }
 

@@ -1,13 +1,13 @@
-package impersonation_test
+package identity_test
 
 import (
 	"errors"
 	"testing"
 
-	"github.com/extauthz/extauthz/internal/impersonation"
+	"github.com/extauthz/extauthz/internal/identity"
 )
 
-func TestCheckTarget(t *testing.T) {
+func TestCheckAddress(t *testing.T) {
 	plain := []string{"", "bob@corp.example", "a@b", "first.last+tag@sub.example.co", "o'neil@corp.example", "BOB@CORP.EXAMPLE"}
 	lookAlikes := map[string]string{
 		"full-width letters":                 "ｓｅｃｕｒｉｔｙ@corp.example",
@@ -34,15 +34,15 @@ func TestCheckTarget(t *testing.T) {
 	}
 	for _, e := range plain {
 		t.Run("the plain address "+e+" is accepted", func(t *testing.T) {
-			if err := impersonation.CheckTarget(e); err != nil {
+			if err := identity.CheckAddress(e); err != nil {
 				t.Fatal(err)
 			}
 		})
 	}
 	for what, e := range lookAlikes {
 		t.Run("a target with "+what+" is refused", func(t *testing.T) {
-			if err := impersonation.CheckTarget(e); !errors.Is(err, impersonation.ErrNotPlainAddress) {
-				t.Fatalf("CheckTarget(%+q) = %v, want ErrNotPlainAddress", e, err)
+			if err := identity.CheckAddress(e); !errors.Is(err, identity.ErrNotPlainAddress) {
+				t.Fatalf("CheckAddress(%+q) = %v, want ErrNotPlainAddress", e, err)
 			}
 		})
 	}

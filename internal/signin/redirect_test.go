@@ -1,4 +1,4 @@
-package web
+package signin
 
 import (
 	"net/http"
@@ -12,7 +12,7 @@ import (
 
 // guardForTest allows the origins of these routes and the authenticate
 // host http://authenticate.localhost:8080.
-func guardForTest(t *testing.T) *redirectGuard {
+func guardForTest(t *testing.T) *Guard {
 	t.Helper()
 	pol, err := policy.Compile([]policy.RouteSpec{
 		{Name: "app", From: "http://app.localhost:8080", AllowAnyAuthenticatedUser: true},
@@ -23,8 +23,7 @@ func guardForTest(t *testing.T) *redirectGuard {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newRedirectGuard(&Settings{AuthenticateServiceURL: "http://authenticate.localhost:8080",
-		Engine: &decision.Engine{Policy: pol}})
+	return NewGuard("http://authenticate.localhost:8080", &decision.Engine{Policy: pol})
 }
 
 func guardRequest(host string, https bool) *http.Request {
@@ -138,7 +137,7 @@ func TestRedirectGuard(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := guardRequest(tc.host, tc.https)
-			u, ok := g.target(tc.raw, r)
+			u, ok := g.Target(tc.raw, r)
 			got := ""
 			if ok {
 				got = u.String()
@@ -152,7 +151,7 @@ func TestRedirectGuard(t *testing.T) {
 
 // The token sign-in page uses the same guard, and keeps a path a path.
 func TestSafeRedirect(t *testing.T) {
-	st := &state{redirects: guardForTest(t)}
+	g := guardForTest(t)
 	for _, tc := range []struct {
 		name, raw, host string
 		want            string
@@ -168,9 +167,9 @@ func TestSafeRedirect(t *testing.T) {
 		{name: "another host is refused", raw: "https://evil.com/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := st.safeRedirect(tc.raw, guardRequest(tc.host, false))
+			got, ok := g.Safe(tc.raw, guardRequest(tc.host, false))
 			if ok != tc.ok || got != tc.want {
-				t.Errorf("safeRedirect(%q) = %q, %v; want %q, %v", tc.raw, got, ok, tc.want, tc.ok)
+				t.Errorf("Safe(%q) = %q, %v; want %q, %v", tc.raw, got, ok, tc.want, tc.ok)
 			}
 		})
 	}

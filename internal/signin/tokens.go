@@ -1,8 +1,6 @@
-package web
+package signin
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,6 +8,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
 )
 
 // The sign-in machinery keeps its state in the browser, in values only this
@@ -17,11 +19,10 @@ import (
 //
 //   - the flow cookie (state, nonce, PKCE verifier, where to go back), and the
 //     authenticate session (the identity the provider verified) are signed:
-//     JSON, then HMAC-SHA256 over a purpose label, the cookie name and the
-//     JSON, with a key derived from the shared secret;
+//     a compact JWS (HS256, go-jose) of their JSON;
 //   - the refresh token inside the authenticate session, and the handoff
-//     token, are sealed with AES-256-GCM (key derived from the shared
-//     secret): authenticated like the signed values, and unreadable, so that
+//     token (a JWT), are sealed: a compact JWE (dir, A256GCM, go-jose),
+//     authenticated like the signed values and unreadable, so that
 //     neither the provider's refresh token nor an identity shows in a cookie
 //     dump or, for the handoff, in an access log line with the query string;
 //   - the binding that ties a handoff to the browser that started the
@@ -29,16 +30,18 @@ import (
 //     keyed commitment to it (HMAC over the route's origin and the secret)
 //     travels through the authenticate host and back in the handoff.
 //
-// Each key is derived under a label of its own, so a value made for one
-// purpose never verifies as another, nor as a session token.
+// Each key is derived from the shared secret under a label of its own, and
+// each value's key from that under its purpose (with the cookie name, or the
+// subject, where the value belongs to one), so a value made for one purpose
+// never verifies as another, nor as a session token.
 
 // keys derived from the shared secret.
-type oidcKeys struct {
+type keys struct {
 	flow, auth, refresh, handoff, binding []byte
 }
 
-func deriveKeys(secret string) oidcKeys {
-	return oidcKeys{
+func deriveKeys(secret string) keys {
+	return keys{
 		flow:    deriveKey(secret, "oidc-flow-cookie"),
 		auth:    deriveKey(secret, "authenticate-session"),
 		refresh: deriveKey(secret, "refresh-token-aead"),
@@ -57,27 +60,40 @@ func deriveKey(secret, label string) []byte {
 
 var b64 = base64.RawURLEncoding
 
-// sign returns JSON of v, base64url, "." and its MAC.
-func sign(key []byte, purpose string, v any) (string, error) {
+// maxValue bounds what is parsed at all: cookies and query values are
+// smaller than this.
+const maxValue = 8 << 10
+
+// subkey is key narrowed to one purpose.
+func subkey(key []byte, purpose string) []byte { return mac(key, purpose, "") }
+
+// signValue returns v as a compact JWS (HS256) under key for purpose.
+func signValue(key []byte, purpose string, v any) (string, error) {
 	payload, err := json.Marshal(v)
 	if err != nil {
 		return "", err
 	}
-	body := b64.EncodeToString(payload)
-	return body + "." + b64.EncodeToString(mac(key, purpose, body)), nil
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: subkey(key, purpose)}, nil)
+	if err != nil {
+		return "", err
+	}
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return obj.CompactSerialize()
 }
 
-// verifySigned checks a value made by sign for purpose and decodes it into v.
+// verifySigned checks a value made by signValue for purpose and decodes it into v.
 func verifySigned(key []byte, purpose, value string, v any) bool {
-	body, sig, ok := strings.Cut(value, ".")
-	if !ok || len(value) > 8<<10 {
+	if len(value) > maxValue {
 		return false
 	}
-	got, err := b64.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, mac(key, purpose, body)) {
+	obj, err := jose.ParseSigned(value, []jose.SignatureAlgorithm{jose.HS256})
+	if err != nil {
 		return false
 	}
-	payload, err := b64.DecodeString(body)
+	payload, err := obj.Verify(subkey(key, purpose))
 	if err != nil {
 		return false
 	}
@@ -92,46 +108,43 @@ func mac(key []byte, purpose, body string) []byte {
 	return m.Sum(nil)
 }
 
-// seal encrypts and authenticates plaintext with AES-256-GCM; aad binds it to
-// its purpose (and whatever else the caller adds).
-func seal(key []byte, aad string, plaintext []byte) (string, error) {
-	aead, err := newAEAD(key)
-	if err != nil {
-		return "", err
-	}
-	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plaintext)+aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return "", err
-	}
-	return b64.EncodeToString(aead.Seal(nonce, nonce, plaintext, []byte(aad))), nil
+// encrypter seals under key for purpose: direct A256GCM.
+func encrypter(key []byte, purpose string) (jose.Encrypter, error) {
+	return jose.NewEncrypter(jose.A256GCM, jose.Recipient{Algorithm: jose.DIRECT, Key: subkey(key, purpose)}, nil)
 }
 
-// open reverses seal; false when the value was not sealed with key and aad.
-func open(key []byte, aad, value string) ([]byte, bool) {
-	if len(value) > 8<<10 {
+// seal encrypts and authenticates plaintext as a compact JWE under key for purpose.
+func seal(key []byte, purpose string, plaintext []byte) (string, error) {
+	enc, err := encrypter(key, purpose)
+	if err != nil {
+		return "", err
+	}
+	obj, err := enc.Encrypt(plaintext)
+	if err != nil {
+		return "", err
+	}
+	return obj.CompactSerialize()
+}
+
+var (
+	keyAlgorithms     = []jose.KeyAlgorithm{jose.DIRECT}
+	contentAlgorithms = []jose.ContentEncryption{jose.A256GCM}
+)
+
+// open reverses seal; false when the value was not sealed with key for purpose.
+func open(key []byte, purpose, value string) ([]byte, bool) {
+	if len(value) > maxValue {
 		return nil, false
 	}
-	raw, err := b64.DecodeString(value)
+	obj, err := jose.ParseEncryptedCompact(value, keyAlgorithms, contentAlgorithms)
 	if err != nil {
 		return nil, false
 	}
-	aead, err := newAEAD(key)
-	if err != nil || len(raw) < aead.NonceSize()+aead.Overhead() {
-		return nil, false
-	}
-	out, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], []byte(aad))
+	out, err := obj.Decrypt(subkey(key, purpose))
 	if err != nil {
 		return nil, false
 	}
 	return out, true
-}
-
-func newAEAD(key []byte) (cipher.AEAD, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
 }
 
 // randomID returns 32 random bytes, base64url: states, nonces, bindings.
@@ -192,16 +205,13 @@ type authSession struct {
 }
 
 // handoff carries an identity from the authenticate host to one route host,
-// once, within handoffLifetime. It travels in the callback URL, sealed.
+// once, within handoffLifetime: a JWT (jti, iss, aud = the route host's
+// origin scheme://host[:port], iat, exp) sealed as a JWE. It travels in the
+// callback URL.
 type handoff struct {
-	ID        string   `json:"jti"`
-	Issuer    string   `json:"iss"`
-	Audience  string   `json:"aud"` // the route host's origin, scheme://host[:port]
-	IssuedAt  int64    `json:"iat"`
-	ExpiresAt int64    `json:"exp"`
-	Subject   string   `json:"sub"`
-	Email     string   `json:"email,omitempty"`
-	Groups    []string `json:"groups,omitempty"`
+	josejwt.Claims
+	Email  string   `json:"email,omitempty"`
+	Groups []string `json:"groups,omitempty"`
 	// Target is where the route host sends the browser (on that host).
 	Target string `json:"rd"`
 	// Binding is the commitment to the secret in the binding cookie the
@@ -212,21 +222,73 @@ type handoff struct {
 	Binding string `json:"bnd"`
 }
 
+// sealHandoff renders h as a sealed JWT.
+func (k keys) sealHandoff(h *handoff) (string, error) {
+	enc, err := encrypter(k.handoff, purposeHandoff)
+	if err != nil {
+		return "", err
+	}
+	return josejwt.Encrypted(enc).Claims(h).Serialize()
+}
+
+// openHandoff opens a sealed handoff; it checks no claim.
+func (k keys) openHandoff(raw string) (*handoff, bool) {
+	if len(raw) > maxValue {
+		return nil, false
+	}
+	tok, err := josejwt.ParseEncrypted(raw, keyAlgorithms, contentAlgorithms)
+	if err != nil {
+		return nil, false
+	}
+	var h handoff
+	if err := tok.Claims(subkey(k.handoff, purposeHandoff), &h); err != nil {
+		return nil, false
+	}
+	return &h, true
+}
+
+// check applies the handoff's claims at now: issued by issuer for audience
+// (josejwt.Expected, with handoffSkew for a replica whose clock is ahead),
+// and alive: the expiry is exact (the skew never extends it), and a handoff
+// claiming to live longer than handoffLifetime is refused.
+func (h *handoff) check(issuer, audience string, now time.Time) error {
+	err := h.ValidateWithLeeway(josejwt.Expected{Issuer: issuer, AnyAudience: josejwt.Audience{audience}, Time: now}, handoffSkew)
+	if err != nil {
+		return err
+	}
+	if h.Expiry == nil || h.IssuedAt == nil || !now.Before(h.Expiry.Time()) || h.Expiry.Time().Sub(h.IssuedAt.Time()) > handoffLifetime {
+		return josejwt.ErrExpired
+	}
+	return nil
+}
+
 const (
 	purposeFlow    = "extauthz oidc flow"
 	purposeAuth    = "extauthz authenticate session"
-	aadRefresh     = "extauthz refresh token\x00"
-	aadHandoff     = "extauthz handoff"
+	purposeRefresh = "extauthz refresh token\x00"
+	purposeHandoff = "extauthz handoff"
 	maxCookieBytes = 4000 // name, value and attributes: browsers keep 4096
+	maxGroupLen    = 256  // a group longer than this is not kept, as the pages' forms refuse it
 )
+
+// MaxCookieValue bounds a session token kept in a browser cookie.
+const MaxCookieValue = 3800
 
 // bindingCommitment is what the route host at o sends to the authenticate
 // host, and gets back in the handoff, for the binding secret it keeps in the
 // browser: HMAC-SHA256 under a key of its own, over the origin and the
 // secret, so it names neither and fits no other route host.
-func (k oidcKeys) bindingCommitment(o origin, secret string) string {
+func (k keys) bindingCommitment(o origin, secret string) string {
 	return b64.EncodeToString(mac(k.binding, "extauthz signin binding\x00"+o.String(), secret))
 }
 
 // cookieFits reports whether a cookie is small enough for every browser.
 func cookieFits(c *http.Cookie) bool { return len(c.String()) <= maxCookieBytes }
+
+// clip bounds what an unvalidated value contributes to a log entry.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}

@@ -1,4 +1,4 @@
-package impersonation
+package identity
 
 import (
 	"errors"
@@ -10,14 +10,14 @@ import (
 var ErrNotPlainAddress = errors.New("the impersonation target is not a plain address " +
 	"(printable ASCII, one @, a local part and a domain, no spaces)")
 
-// CheckTarget refuses an impersonate_email that is not a plain address:
+// CheckAddress refuses an impersonation target (impersonate_email) that is not a plain address:
 // printable ASCII only, exactly one "@", a non-empty local part and domain, no
 // spaces. Upstreams compare emails under case- and accent-insensitive
 // collations (MySQL *_ai_ci, NFKC), where "ｓｅｃｕｒｉｔｙ@…", "sécurity@…" or a
 // Cyrillic "е" become a protected user the protected-target check never saw;
 // refusing everything outside ASCII closes that door for good. "" (no email,
 // groups only) is allowed. Check, the dashboard form and the CLI all call this.
-func CheckTarget(email string) error {
+func CheckAddress(email string) error {
 	if email == "" {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package web
+package signin
 
 import (
 	"container/heap"
@@ -145,7 +145,3 @@ func (h *expiryHeap) Pop() any {
 	*h = old[:len(old)-1]
 	return x
 }
-
-// SetHandoffLedger replaces the in-memory ledger of used handoffs, for a
-// store shared by replicas. Call it before serving.
-func (s *Server) SetHandoffLedger(l HandoffLedger) { s.handoffs = l }

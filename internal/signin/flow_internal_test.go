@@ -1,32 +1,34 @@
-package web
+package signin
 
 import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/internal/idp"
+	"go.uber.org/zap"
 )
 
 // A reload that keeps the identity provider keeps its client (and so its
 // discovery cache); one that changes it builds a new client.
 func TestReloadKeepsProviderClient(t *testing.T) {
-	set := &Settings{Secret: "a shared secret of sufficient length, 32+", IdpProviderURL: "http://127.0.0.1:1", IdpClientID: "c"}
-	s := New(set, nil)
-	first := s.state.Load().oidc.client
-	same := *set
-	s.Swap(&same)
-	if s.state.Load().oidc.client != first {
+	cfg := Config{Secret: "a shared secret of sufficient length, 32+", Provider: idp.Config{ProviderURL: "http://127.0.0.1:1", ClientID: "c"}}
+	build := func(c Config, prev *Flow) *Flow {
+		return New(c, prev, NewGuard("", nil), nil, nil, zap.NewNop(), time.Now)
+	}
+	first := build(cfg, nil)
+	if build(cfg, first).client != first.client {
 		t.Error("an unchanged provider got a new client on reload")
 	}
-	changed := *set
-	changed.IdpClientID = "other"
-	s.Swap(&changed)
-	if s.state.Load().oidc.client == first {
+	changed := cfg
+	changed.Provider.ClientID = "other"
+	if build(changed, first).client == first.client {
 		t.Error("a changed provider kept the old client")
 	}
-	none := *set
-	none.IdpProviderURL = ""
-	s.Swap(&none)
-	if s.state.Load().oidc != nil {
+	none := cfg
+	none.Provider.ProviderURL = ""
+	if build(none, first) != nil {
 		t.Error("no provider, yet the identity-provider sign-in is on")
 	}
 }
@@ -34,24 +36,24 @@ func TestReloadKeepsProviderClient(t *testing.T) {
 func TestSealedAndSignedValues(t *testing.T) {
 	k := deriveKeys("secret one, long enough to be a secret")
 	other := deriveKeys("secret two, long enough to be a secret")
-	v, err := seal(k.handoff, aadHandoff, []byte("payload"))
+	v, err := seal(k.handoff, purposeHandoff, []byte("payload"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := open(k.handoff, aadHandoff, v); !ok || string(got) != "payload" {
+	if got, ok := open(k.handoff, purposeHandoff, v); !ok || string(got) != "payload" {
 		t.Fatalf("open: %q %v", got, ok)
 	}
 	for name, try := range map[string]func() bool{
-		"other key":     func() bool { _, ok := open(other.handoff, aadHandoff, v); return ok },
-		"other purpose": func() bool { _, ok := open(k.handoff, aadRefresh, v); return ok },
-		"refresh key":   func() bool { _, ok := open(k.refresh, aadHandoff, v); return ok },
-		"truncated":     func() bool { _, ok := open(k.handoff, aadHandoff, v[:len(v)-1]); return ok },
+		"other key":     func() bool { _, ok := open(other.handoff, purposeHandoff, v); return ok },
+		"other purpose": func() bool { _, ok := open(k.handoff, purposeRefresh, v); return ok },
+		"refresh key":   func() bool { _, ok := open(k.refresh, purposeHandoff, v); return ok },
+		"truncated":     func() bool { _, ok := open(k.handoff, purposeHandoff, v[:len(v)-1]); return ok },
 	} {
 		if try() {
 			t.Errorf("a sealed value opened with %s", name)
 		}
 	}
-	s, err := sign(k.auth, purposeAuth, authSession{Subject: "bob"})
+	s, err := signValue(k.auth, purposeAuth, authSession{Subject: "bob"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,13 +81,13 @@ func TestAuthenticateSessionCookie(t *testing.T) {
 		{name: "plain HTTP cookies keep the plain name", want: "_pomerium_authenticate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := &oidcState{keys: deriveKeys("a shared secret of sufficient length, 32+"), cookieName: "_pomerium", secure: tc.secure}
+			o := &Flow{keys: deriveKeys("a shared secret of sufficient length, 32+"), cfg: Config{CookieName: "_pomerium", CookieSecure: tc.secure}}
 			set, err := o.authCookie(&authSession{Subject: "bob", Expires: 2_000_000_000})
 			if err != nil {
 				t.Fatal(err)
 			}
 			rec := httptest.NewRecorder()
-			o.clearAuthSession(rec)
+			o.ClearAuthSession(rec)
 			cleared := rec.Result().Cookies()
 			if len(cleared) != 1 {
 				t.Fatalf("clearing set %d cookies", len(cleared))

@@ -85,7 +85,7 @@ func TestHostileConfigs(t *testing.T) {
 				t.Errorf("Parse took %v", took)
 			}
 			if err == nil {
-				t.Fatalf("accepted: %s", cfg.Describe())
+				t.Fatalf("accepted: %s", cfg)
 			}
 			var ps config.Problems
 			if !errors.As(err, &ps) || len(ps) == 0 {

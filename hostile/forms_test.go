@@ -1,24 +1,21 @@
 package hostile_test
 
 import (
-	"context"
 	"html"
 	"io"
-	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/reload"
+	"github.com/extauthz/extauthz/internal/testkit"
 	"github.com/extauthz/extauthz/internal/web"
 )
 
@@ -49,36 +46,21 @@ func newPages(t *testing.T) *pages {
 // client is a browser with a cookie jar that reaches the pages under any
 // host name and does not follow redirects.
 type client struct {
-	p   *pages
-	jar *cookiejar.Jar
-	c   *http.Client
+	*testkit.Browser
+	p *pages
 }
 
 func (p *pages) client(session string) *client {
-	jar, _ := cookiejar.New(nil)
 	addr := p.srv.Listener.Addr().String()
-	var d net.Dialer
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return d.DialContext(ctx, network, addr)
-	}}
-	p.t.Cleanup(tr.CloseIdleConnections)
+	b := testkit.NewBrowser(func(string, string) string { return addr })
 	if session != "" {
 		u, _ := url.Parse("http://" + appHost + "/")
-		jar.SetCookies(u, []*http.Cookie{{Name: "_pomerium", Value: session, Path: "/"}})
+		b.Jar.SetCookies(u, []*http.Cookie{{Name: "_pomerium", Value: session, Path: "/"}})
 	}
-	return &client{p: p, jar: jar, c: &http.Client{Jar: jar, Transport: tr, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	return &client{Browser: b, p: p}
 }
 
-func (c *client) session() string {
-	u, _ := url.Parse("http://" + appHost + "/")
-	for _, k := range c.jar.Cookies(u) {
-		if k.Name == "_pomerium" {
-			return k.Value
-		}
-	}
-	return ""
-}
+func (c *client) session() string { return c.Cookie("http://"+appHost+"/", "_pomerium") }
 
 func (c *client) do(method, path, body string, header ...string) (*http.Response, string) {
 	c.p.t.Helper()
@@ -93,7 +75,7 @@ func (c *client) do(method, path, body string, header ...string) (*http.Response
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := c.c.Do(req)
+	resp, err := c.Client.Do(req)
 	if err != nil {
 		c.p.t.Fatal(err)
 	}

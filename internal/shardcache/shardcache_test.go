@@ -1,0 +1,45 @@
+package shardcache_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/extauthz/extauthz/internal/shardcache"
+)
+
+func TestCache(t *testing.T) {
+	t.Run("a value put is got back under its key", func(t *testing.T) {
+		c := shardcache.New[string](100)
+		c.Put(c.StringKey("a"), "A")
+		if v, ok := c.Get(c.StringKey("a")); !ok || v != "A" {
+			t.Fatalf("Get = %q, %v", v, ok)
+		}
+		if _, ok := c.Get(c.StringKey("b")); ok {
+			t.Fatal("a key never put is found")
+		}
+	})
+	t.Run("keys built from the same writes are equal, from other writes not", func(t *testing.T) {
+		c := shardcache.New[int](10)
+		if c.Key("a", "b") != c.Key("a", "b") || c.Key("a", "b") == c.Key("ab", "") {
+			t.Fatal("keys do not follow their parts")
+		}
+	})
+	t.Run("the cache never holds much more than its size", func(t *testing.T) {
+		c := shardcache.New[int](640)
+		for i := range 10_000 {
+			c.Put(c.StringKey(fmt.Sprint(i)), i)
+		}
+		if n := c.Len(); n > 640+64 {
+			t.Fatalf("Len = %d, want at most about 640", n)
+		}
+	})
+	t.Run("replacing a value in a full shard evicts nothing", func(t *testing.T) {
+		c := shardcache.New[int](1) // one entry per shard
+		k := c.StringKey("a")
+		c.Put(k, 1)
+		c.Put(k, 2)
+		if v, ok := c.Get(k); !ok || v != 2 {
+			t.Fatalf("Get = %d, %v, want 2", v, ok)
+		}
+	})
+}
