@@ -163,6 +163,12 @@ func ParseConnectionString(s string) (*Target, error) {
 		if parts[0] == "" {
 			return nil, errors.New("names no primary: write the sentinel's master name as the path, redis+sentinel://host:26379/mymaster")
 		}
+		// A plain name only: an "@" or ":" here is a user or password that
+		// slid into the path, which must never be echoed back in logs.
+		if !plainName(parts[0]) {
+			// Not quoted back: it may hold a password.
+			return nil, errors.New("the master name in the path must be a plain name (letters, digits, '.', '_', '-')")
+		}
 		t.MasterName = parts[0]
 		if len(parts) > 2 {
 			return nil, errors.New("path must be /master or /master/db")
@@ -250,4 +256,14 @@ func clip(s string) string {
 		return s[:40] + "..."
 	}
 	return s
+}
+
+// plainName reports whether s is a sentinel master name as people write them.
+func plainName(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return s != ""
 }
