@@ -18,7 +18,6 @@ import (
 
 	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/decision"
-	"github.com/extauthz/extauthz/internal/signin"
 )
 
 // Settings is the config-derived state the pages need, immutable once built;
@@ -74,8 +73,9 @@ type Server struct {
 	// Metrics, when set, serves /metrics.
 	Metrics http.Handler
 
-	// handoffs keeps sign-in handoffs single-use, across reloads.
-	handoffs signin.HandoffLedger
+	// store is what replicas share (sign-in handoffs, revocations), across
+	// reloads; see SetStore.
+	store Store
 }
 
 // New returns a Server using s.
@@ -84,7 +84,7 @@ func New(s *Settings, log *zap.Logger) *Server {
 		log = zap.NewNop()
 	}
 	srv := &Server{log: log, audit: audit.New(log), now: time.Now, mux: http.NewServeMux()}
-	srv.handoffs = signin.NewMemoryHandoffLedger(func() time.Time { return srv.now() })
+	srv.store = newMemoryStore(func() time.Time { return srv.now() })
 	srv.Swap(s)
 	srv.routes()
 	return srv
