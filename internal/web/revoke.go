@@ -45,6 +45,10 @@ func newMemoryStore(now func() time.Time) *store.Store {
 // SetStore replaces the store (by default one in memory, for one replica);
 // serve passes the configured one. Call it before serving.
 func (s *Server) SetStore(st Store) {
+	if s.own != nil {
+		_ = s.own.Close()
+		s.own = nil
+	}
 	s.store = st
 	s.Swap(s.Settings()) // sign-in keeps the store it was built with
 }
