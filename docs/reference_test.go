@@ -16,6 +16,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/metrics"
+	"github.com/extauthz/extauthz/internal/store"
 )
 
 const reference = "reference.md"
@@ -175,7 +176,12 @@ func TestReferenceDocumentsEveryConfigKey(t *testing.T) {
 }
 
 func TestReferenceDocumentsEveryMetric(t *testing.T) {
-	families, err := metrics.New().Registry().Gather()
+	reg := metrics.New().Registry()
+	// serve registers the store's gauge beside the rest.
+	st := store.New(store.NewMemory(nil), store.Options{})
+	defer st.Close()
+	reg.MustRegister(st.Collector())
+	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

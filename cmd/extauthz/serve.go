@@ -25,6 +25,7 @@ import (
 	"github.com/extauthz/extauthz/internal/listen"
 	"github.com/extauthz/extauthz/internal/metrics"
 	"github.com/extauthz/extauthz/internal/reload"
+	"github.com/extauthz/extauthz/internal/store"
 	"github.com/extauthz/extauthz/internal/web"
 )
 
@@ -80,6 +81,15 @@ func serve(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The store replicas share (memory unless configured). It is opened once:
+	// a reload that changes its settings is logged as needing a restart.
+	st, err := store.Open(cfg.DatabrokerStorageType, cfg.DatabrokerStorageConnectionString,
+		store.Options{TTL: cfg.RevocationTTLOrDefault(), Logger: log})
+	if err != nil {
+		return fmt.Errorf("databroker_storage_connection_string: %w", err)
+	}
+	defer func() { _ = st.Close() }()
+	snap.Engine.Revocations = st // the page settings share the engine
 
 	// Signals are caught from here on: a SIGTERM during start-up drains
 	// instead of killing the process mid-way.
@@ -88,6 +98,7 @@ func serve(e *env, args []string) error {
 	defer signal.Stop(sigc)
 
 	m := metrics.New()
+	m.Registry().MustRegister(st.Collector())
 	checker := check.New(snap, log)
 	// checks counts answered Checks, so a drain can tell when Envoy has
 	// stopped sending.
@@ -97,12 +108,14 @@ func serve(e *env, args []string) error {
 		checks.Add(1)
 	}
 	pages := web.New(settings, log)
+	pages.SetStore(st)
 	pages.Metrics = m.Handler()
-	// /healthz is 503 until both listeners serve and again while draining.
+	// /healthz is 503 until both listeners serve and the store was read in
+	// full, and again while draining.
 	var ready, draining atomic.Bool
-	pages.Ready = func() bool { return ready.Load() && !draining.Load() }
+	pages.Ready = func() bool { return ready.Load() && st.Ready() && !draining.Load() }
 	m.ReloadSucceeded(time.Now(), false)
-	reloader := reload.New(cfg, reload.Options{Path: *configPath, Check: checker, Web: pages, Metrics: m, Log: log, Content: content})
+	reloader := reload.New(cfg, reload.Options{Path: *configPath, Check: checker, Web: pages, Revocations: st, Metrics: m, Log: log, Content: content})
 	defer reloader.Close()
 
 	grpcAddr, err := listen.ParseAddress(cfg.GRPCAddress)
@@ -113,6 +126,8 @@ func serve(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("grpc_address: %w", err)
 	}
+	// Closed here too: gRPC closes it only once it serves, after the store's first read.
+	defer grpcLis.Close()
 	httpLis, err := net.Listen("tcp", cfg.HTTPAddress)
 	if err != nil {
 		grpcLis.Close()
@@ -136,7 +151,21 @@ func serve(e *env, args []string) error {
 		MaxHeaderBytes:    64 << 10,
 	}
 	errc := make(chan error, 2)
-	go func() { errc <- g.Serve(grpcLis) }()
+	// Check is answered only once the store's revocations were read in full:
+	// before that it would allow tokens other replicas refuse. Until then
+	// the gRPC listener accepts nothing (Envoy fails closed), health is not
+	// SERVING, and /healthz is 503.
+	storeWait, stopStoreWait := context.WithCancel(context.Background())
+	defer stopStoreWait()
+	go func() {
+		if !st.Ready() {
+			log.Info("waiting for the first full read of the store before answering Check", zap.String("store", st.Backend().Describe()))
+		}
+		if st.WaitReady(storeWait) != nil {
+			return
+		}
+		errc <- g.Serve(grpcLis)
+	}()
 	go func() { errc <- httpSrv.Serve(httpLis) }()
 	ready.Store(true)
 
@@ -156,7 +185,8 @@ func serve(e *env, args []string) error {
 		zap.String("grpc_transport", grpcTransport(cfg)),
 		zap.String("http_address", httpLis.Addr().String()),
 		zap.Int("routes", len(cfg.CompiledPolicy.Routes)),
-		zap.String("signing_key_id", cfg.Key.ID))
+		zap.String("signing_key_id", cfg.Key.ID),
+		zap.String("store", st.Backend().Describe()))
 	if *configPath == "" {
 		if err := printDemo(e, cfg, grpcLis.Addr().String(), httpLis.Addr().String()); err != nil {
 			return err

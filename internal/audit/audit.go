@@ -1,7 +1,8 @@
 // Package audit writes the audit log, on a logger named "audit": every
 // Check on a token that asks to impersonate, every session token the pages
 // put in a browser, and every impersonation started, stopped, ended or
-// refused, and every policy preview. Events are built here only, so their
+// refused, every policy preview, every sign-out, and every "sign this user
+// out everywhere", done or refused. Events are built here only, so their
 // names and fields are one list. No entry ever holds a token: a session is
 // named by its jti and session id, what revoked_token_ids takes.
 package audit
@@ -25,6 +26,9 @@ const (
 	ImpersonationRefused = "impersonation_refused"
 	PolicyPreview        = "policy_preview"
 	SessionIssued        = "session_issued"
+	SessionSignedOut     = "session_signed_out"         // sign-out revoked a session id
+	UserSignedOut        = "user_signed_out_everywhere" // an administrator revoked every session of a user
+	UserSignOutRefused   = "user_sign_out_refused"
 )
 
 // Log writes audit entries. A nil *Log writes nothing.
@@ -181,4 +185,31 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// SignedOut records a sign-out that revoked c's session id on every replica.
+func (l *Log) SignedOut(c *identity.Claims, r Request) {
+	if l == nil {
+		return
+	}
+	l.z.Info(SessionSignedOut, append(Session(c),
+		zap.String("email", c.Email),
+		zap.String("host", r.Host),
+		zap.String("request_id", r.RequestID))...)
+}
+
+// UserRevoked records event (UserSignedOut or UserSignOutRefused) by actor
+// on the user with email; extra says why a refusal was.
+func (l *Log) UserRevoked(event string, actor *identity.Claims, email string, r Request, extra ...zap.Field) {
+	if l == nil {
+		return
+	}
+	fields := append([]zap.Field{
+		zap.String("actor_email", actor.Email),
+		zap.String("actor_user", actor.User),
+		zap.String("revoked_email", email),
+		zap.String("host", r.Host),
+		zap.String("request_id", r.RequestID),
+	}, extra...)
+	l.z.Info(event, fields...)
 }

@@ -92,6 +92,18 @@ type Engine struct {
 	Verifier   *identity.Verifier
 	Rules      *impersonation.Rules
 	CookieName string
+	// Revocations, when set, are the revocations shared by replicas (the
+	// store's in-memory view): a verified token they cover is refused like
+	// one in revoked_token_ids. Revoked must not wait: it is read on every
+	// Check, so it may only read memory.
+	Revocations Revocations
+}
+
+// Revocations says whether a verified token was revoked after it was
+// issued: by its jti, its session id, or its holder ("sign out everywhere").
+// internal/store's View implements it without locks or I/O.
+type Revocations interface {
+	Revoked(c *identity.Claims) bool
 }
 
 // Decide runs route -> public -> token -> impersonation -> policy at now.
@@ -148,6 +160,11 @@ func (e *Engine) authenticate(d *Decision, r Request, now time.Time) bool {
 		if errors.As(err, &te) {
 			d.Cause, d.Reason = te.Cause, te.Reason
 		}
+		return false
+	}
+	if e.Revocations != nil && e.Revocations.Revoked(claims) {
+		d.Kind, d.Status = KindBadToken, e.unauthenticated(r, d.Source)
+		d.Cause, d.Reason = identity.CauseRevoked, identity.ReasonRevoked
 		return false
 	}
 	d.Claims = claims

@@ -1,6 +1,7 @@
 package decision_test
 
 import (
+	"context"
 	"encoding/base64"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/impersonation"
 	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/store"
 )
 
 var (
@@ -364,4 +366,65 @@ func TestDecideImpersonation(t *testing.T) {
 			t.Fatalf("Decide = %d %q audited=%v actor=%+v", d.Status, d.Reason, d.AsksToImpersonate(), d.Impersonation.Actor)
 		}
 	})
+}
+
+// TestDecideSharedRevocations: a token the replicas' shared revocations
+// cover is refused as revoked, whatever verified it, and the rest decide as
+// before.
+func TestDecideSharedRevocations(t *testing.T) {
+	ctx := context.Background()
+	open := func(at time.Time) *store.Store {
+		st := store.New(store.NewMemory(func() time.Time { return at }), store.Options{Now: func() time.Time { return at }})
+		t.Cleanup(func() { _ = st.Close() })
+		if err := st.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	revoked := open(now)
+	for _, err := range []error{
+		revoked.RevokeSID(ctx, "stolen-session"),
+		revoked.Revoke(ctx, store.NewRevocation(store.KindJTI, "stolen-token", now, time.Hour)),
+		revoked.RevokeUser(ctx, "Mallory@corp.example"),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A revocation of the user made before the token was issued.
+	earlier := open(now.Add(-time.Hour))
+	if err := earlier.RevokeUser(ctx, "carol@corp.example"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		revs   decision.Revocations
+		claims *identity.Claims
+		want   decision.Status
+		reason string
+	}{
+		{"a token whose session was revoked is refused", revoked,
+			claims("alice@corp.example", nil, func(c *identity.Claims) { c.ID, c.SID = "t1", "stolen-session" }), decision.StatusUnauthorized, identity.ReasonRevoked},
+		{"a token revoked by its jti is refused", revoked,
+			claims("alice@corp.example", nil, func(c *identity.Claims) { c.ID = "stolen-token" }), decision.StatusUnauthorized, identity.ReasonRevoked},
+		{"a token of a user signed out everywhere after it was issued is refused", revoked,
+			claims("mallory@corp.example", nil), decision.StatusUnauthorized, identity.ReasonRevoked},
+		{"a token issued after its user was signed out everywhere is allowed", earlier,
+			claims("carol@corp.example", nil), decision.StatusOK, ""},
+		{"a token nothing revoked is allowed", revoked,
+			claims("alice@corp.example", nil, func(c *identity.Claims) { c.ID, c.SID = "t2", "another-session" }), decision.StatusOK, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEngine(t)
+			e.Revocations = tc.revs
+			d := e.Decide(request(appHost, "/", pomerium(mint(t, tc.claims))), now)
+			if d.Status != tc.want || (tc.reason != "" && d.Reason != tc.reason) {
+				t.Fatalf("Decide = %d %q, want %d %q", d.Status, d.Reason, tc.want, tc.reason)
+			}
+			if tc.want != decision.StatusOK && (d.Claims != nil || d.Cause != identity.CauseRevoked) {
+				t.Fatalf("a revoked token left claims %+v, cause %v", d.Claims, d.Cause)
+			}
+		})
+	}
 }

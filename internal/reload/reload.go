@@ -32,6 +32,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/check"
 	"github.com/extauthz/extauthz/internal/config"
+	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/metrics"
 	"github.com/extauthz/extauthz/internal/web"
@@ -45,6 +46,10 @@ type Options struct {
 	// Check and Web receive the new snapshot and settings; either may be nil.
 	Check *check.Server
 	Web   *web.Server
+	// Revocations, when set, are the store's revocations: every engine a
+	// reload builds refuses the tokens they cover (the store itself is
+	// opened once, at start: changing its settings needs a restart).
+	Revocations decision.Revocations
 	// Metrics counts reloads; nil counts nothing.
 	Metrics *metrics.Metrics
 	Log     *zap.Logger
@@ -177,6 +182,7 @@ func (r *Reloader) reload(trigger string, onlyIfChanged bool) error {
 	if err != nil {
 		return r.refuse(trigger, err)
 	}
+	snap.Engine.Revocations = r.o.Revocations // settings share the engine
 	// Publish first, sign second: the JWKS holds the new key before any
 	// assertion signed with it can reach an upstream.
 	if r.o.Web != nil {
@@ -229,12 +235,33 @@ func (r *Reloader) warnRestart(next *config.Config) {
 		{"grpc_address", r.boot.GRPCAddress, next.GRPCAddress},
 		{"http_address", r.boot.HTTPAddress, next.HTTPAddress},
 		{"grpc_tls_cert_file (TLS on or off)", grpcTransport(r.boot), grpcTransport(next)},
+		{"databroker_storage_type", storageType(r.boot), storageType(next)},
+		// Never logged: it may hold a password.
+		{"databroker_storage_connection_string", "", changed(r.boot.DatabrokerStorageConnectionString, next.DatabrokerStorageConnectionString)},
+		{"revocation_ttl", r.boot.RevocationTTLOrDefault().String(), next.RevocationTTLOrDefault().String()},
 	} {
 		if k.bound != k.want {
 			r.log.Warn("a changed key needs a restart to take effect; the rest of the config was applied",
 				zap.String("key", k.key), zap.String("in_use", k.bound), zap.String("configured", k.want))
 		}
 	}
+}
+
+// storageType is databroker_storage_type with its default.
+func storageType(c *config.Config) string {
+	if c.DatabrokerStorageType == "" {
+		return config.DefaultDatabrokerStorageType
+	}
+	return c.DatabrokerStorageType
+}
+
+// changed compares two values that must not be logged (a connection string
+// may hold a password): "" when equal, else a note that it changed.
+func changed(a, b string) string {
+	if a != b {
+		return "(changed; not shown, it may hold a password)"
+	}
+	return ""
 }
 
 // grpcTransport says whether grpc_address serves TLS: a rotated certificate

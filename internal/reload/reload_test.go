@@ -2,6 +2,7 @@ package reload_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,8 +11,11 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/extauthz/extauthz/internal/check"
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/reload"
@@ -496,5 +500,72 @@ func TestAChangeBeforeTheWatchStartsIsPickedUp(t *testing.T) {
 	waitFor(t, "config B", func() bool { return s.genOf(tok) == "B" })
 	if got := s.logs.FilterMessage("config reloaded").All(); len(got) != 1 || got[0].ContextMap()["trigger"] != "file changed before the watch started" {
 		t.Errorf("reload log = %v", got)
+	}
+}
+
+// revokeAll is a store view that says every token was revoked.
+type revokeAll struct{}
+
+func (revokeAll) Revoked(*identity.Claims) bool { return true }
+
+// TestAReloadKeepsTheStoreAndSaysItsSettingsNeedARestart: the store is
+// opened once, at start; an engine a reload builds still refuses what it
+// revoked, and a changed store setting is reported, never its value.
+func TestAReloadKeepsTheStoreAndSaysItsSettingsNeedARestart(t *testing.T) {
+	redis := func(url string) string {
+		return "databroker_storage_type: redis\ndatabroker_storage_connection_string: " + url + "\nsigning_key: %s\n"
+	}
+	tests := []struct {
+		name, before, after, key string
+	}{
+		{"a changed storage type needs a restart", "", redis("redis://127.0.0.1:1/0"), "databroker_storage_type"},
+		{"a changed connection string needs a restart and is not logged",
+			redis("redis://127.0.0.1:1/0"), redis("redis://user:hunter2@127.0.0.1:1/0"), "databroker_storage_connection_string"},
+		{"a changed revocation ttl needs a restart", "", "revocation_ttl: 1000h\n", "revocation_ttl"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, key := newKey(t)
+			withKey := func(extra string) string {
+				if strings.Contains(extra, "%s") {
+					return fmt.Sprintf(extra, key)
+				}
+				return extra
+			}
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			writeAtomic(t, path, spec{Gen: "A", Extra: withKey(tc.before)}.render())
+			noEnv := func(string) (string, bool) { return "", false }
+			cfg, data, err := reload.Load(path, noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap, _, err := reload.Build(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			core, logs := observer.New(zap.DebugLevel)
+			checker := check.New(snap, zap.New(core))
+			r := reload.New(cfg, reload.Options{Path: path, Check: checker, Revocations: revokeAll{}, Log: zap.New(core), LookupEnv: noEnv, Content: data})
+			t.Cleanup(r.Close)
+			writeAtomic(t, path, spec{Gen: "B", Extra: withKey(tc.after)}.render())
+			if err := r.Reload("test"); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := checker.Snapshot().Engine.Revocations.(revokeAll); !ok {
+				t.Errorf("the reloaded engine lost the store's revocations: %v", checker.Snapshot().Engine.Revocations)
+			}
+			var keys []string
+			for _, w := range logs.FilterMessage("a changed key needs a restart to take effect; the rest of the config was applied").All() {
+				keys = append(keys, w.ContextMap()["key"].(string))
+			}
+			if !slices.Contains(keys, tc.key) {
+				t.Errorf("restart warnings name %v, want %s", keys, tc.key)
+			}
+			for _, e := range logs.All() {
+				if strings.Contains(fmt.Sprint(e.ContextMap()), "hunter2") {
+					t.Errorf("a log line holds the connection string's password: %v", e.ContextMap())
+				}
+			}
+		})
 	}
 }

@@ -16,7 +16,8 @@ import (
 	"github.com/extauthz/extauthz/internal/idp"
 )
 
-// loadAuthSession returns the authenticate session of this host, when valid.
+// loadAuthSession returns the authenticate session of this host, when valid
+// and not ended in the store.
 func (f *Flow) loadAuthSession(r *http.Request, now time.Time) *authSession {
 	c, err := r.Cookie(f.authCookieName())
 	if err != nil {
@@ -27,6 +28,11 @@ func (f *Flow) loadAuthSession(r *http.Request, now time.Time) *authSession {
 		return nil
 	}
 	if as.Subject == "" || as.Host != identity.HostWithoutPort(r.Host) || now.Unix() >= as.Expires {
+		return nil
+	}
+	// Signed out, or its user signed out everywhere, on any replica: a copy
+	// of the cookie must not mint route sessions any more.
+	if f.handoffs.AuthSessionEnded(as.Email, time.Unix(as.IssuedAt, 0)) {
 		return nil
 	}
 	return &as
@@ -103,6 +109,17 @@ func (f *Flow) authCookie(as *authSession) (*http.Cookie, error) {
 		HttpOnly: true, Secure: f.cfg.CookieSecure, SameSite: http.SameSiteLaxMode}, nil
 }
 
+// AuthSessionEmail is the email of r's valid authenticate session on this
+// host ("" when none, or when it holds no email): what signing out ends in
+// the store.
+func (f *Flow) AuthSessionEmail(r *http.Request) string {
+	if as := f.loadAuthSession(r, f.now()); as != nil {
+		return as.Email
+	}
+	return ""
+}
+
+// ClearAuthSession expires the authenticate session cookie.
 func (f *Flow) ClearAuthSession(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{Name: f.authCookieName(), Value: "", Path: "/", MaxAge: -1,
 		Expires: time.Unix(0, 0), HttpOnly: true, Secure: f.cfg.CookieSecure, SameSite: http.SameSiteLaxMode})

@@ -35,6 +35,7 @@
 // Everything sign-in keeps lives in the browser, signed or sealed with keys
 // derived from the shared secret (tokens.go, go-jose JWS and JWE), so any
 // replica can continue a sign-in another began; only the handoff ledger,
-// which keeps handoffs single-use, is state. The pages around it
+// which keeps handoffs single-use, and the ended authenticate sessions are
+// state, in the store replicas share (Store). The pages around it
 // (internal/web) implement Pages: how to answer, and how to set a session.
 package signin

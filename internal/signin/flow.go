@@ -108,15 +108,16 @@ type Flow struct {
 	expire   time.Duration
 	csp      string
 	pages    Pages
-	handoffs HandoffLedger
+	handoffs Store
 	log      *zap.Logger
 	now      func() time.Time
 }
 
 // New returns the Flow of cfg, or nil when no provider is configured. prev
 // is the Flow it replaces, if any; guard checks redirect targets; handoffs
-// keeps handoffs single-use; now is the clock.
-func New(cfg Config, prev *Flow, guard *Guard, pages Pages, handoffs HandoffLedger, log *zap.Logger, now func() time.Time) *Flow {
+// keeps handoffs single-use and knows the ended authenticate sessions; now
+// is the clock.
+func New(cfg Config, prev *Flow, guard *Guard, pages Pages, handoffs Store, log *zap.Logger, now func() time.Time) *Flow {
 	ic := cfg.Provider
 	if ic.ProviderURL == "" {
 		return nil

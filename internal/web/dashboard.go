@@ -120,6 +120,8 @@ type dashboardView struct {
 	MaxReason     int
 	PreviewForm   formValues
 	Preview       *previewView
+	// RevokeForm is the "sign this user out everywhere" form as typed.
+	RevokeForm formValues
 	// CanRefresh offers re-reading the identity from the identity provider.
 	CanRefresh bool
 }

@@ -96,6 +96,7 @@ func (s *Server) notFound(st *state, w http.ResponseWriter, r *http.Request) {
 		pathImpersonate: "POST",
 		pathPreview:     "POST",
 		pathSignOut:     "POST",
+		pathRevoke:      "POST",
 		pathCallback:    "GET, HEAD",
 		pathRefresh:     "POST",
 	}[r.URL.Path]

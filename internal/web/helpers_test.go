@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/impersonation"
 	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/store"
 	"github.com/extauthz/extauthz/internal/testkit"
 	"github.com/extauthz/extauthz/internal/web"
 )
@@ -55,6 +58,58 @@ type fixture struct {
 	logs     *observer.ObservedLogs
 	clock    *testkit.Clock
 	now      time.Time
+	// store is the pages' store (memory), which a test can take down.
+	store *flakyStore
+}
+
+// flakyStore is a memory store that a test can make unavailable, as Redis
+// stopping makes the real one: every write and handoff call fails with
+// store.ErrUnavailable, and the revocations already seen stay in force.
+type flakyStore struct {
+	*store.Store
+	down atomic.Bool
+}
+
+func (s *flakyStore) fail() error {
+	if s.down.Load() {
+		return fmt.Errorf("test: %w", store.ErrUnavailable)
+	}
+	return nil
+}
+
+func (s *flakyStore) Issue(ctx context.Context, user string) error {
+	if err := s.fail(); err != nil {
+		return err
+	}
+	return s.Store.Issue(ctx, user)
+}
+
+func (s *flakyStore) Use(ctx context.Context, id string, exp time.Time) error {
+	if err := s.fail(); err != nil {
+		return err
+	}
+	return s.Store.Use(ctx, id, exp)
+}
+
+func (s *flakyStore) RevokeSID(ctx context.Context, sid string) error {
+	if err := s.fail(); err != nil {
+		return err
+	}
+	return s.Store.RevokeSID(ctx, sid)
+}
+
+func (s *flakyStore) RevokeUser(ctx context.Context, email string) error {
+	if err := s.fail(); err != nil {
+		return err
+	}
+	return s.Store.RevokeUser(ctx, email)
+}
+
+func (s *flakyStore) EndAuthSessions(ctx context.Context, email string) error {
+	if err := s.fail(); err != nil {
+		return err
+	}
+	return s.Store.EndAuthSessions(ctx, email)
 }
 
 // newFixture serves the pages with a real verifier, rules and policy. The
@@ -77,12 +132,19 @@ func newFixture(t *testing.T, edit ...func(*web.Settings)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := testkit.NewClock(time.Now().Truncate(time.Second))
+	st := &flakyStore{Store: store.New(store.NewMemory(c.Now), store.Options{Now: c.Now})}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := st.WaitReady(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	set := &web.Settings{
 		Engine: &decision.Engine{
-			Policy:     pol,
-			Verifier:   v,
-			Rules:      impersonation.NewRules([]string{admin, "dave@corp.example"}, []string{"security@corp.example", "security-team"}, identity.AccessReadWrite, time.Minute),
-			CookieName: cookieName,
+			Policy:      pol,
+			Verifier:    v,
+			Rules:       impersonation.NewRules([]string{admin, "dave@corp.example"}, []string{"security@corp.example", "security-team"}, identity.AccessReadWrite, time.Minute),
+			CookieName:  cookieName,
+			Revocations: st,
 		},
 		Secret:                     testSecret,
 		CookieName:                 cookieName,
@@ -97,11 +159,11 @@ func newFixture(t *testing.T, edit ...func(*web.Settings)) *fixture {
 	}
 	core, logs := observer.New(zap.DebugLevel)
 	pages := web.New(set, zap.New(core))
-	c := testkit.NewClock(time.Now().Truncate(time.Second))
 	pages.SetClock(c.Now)
+	pages.SetStore(st)
 	srv := httptest.NewServer(pages)
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, srv: srv, pages: pages, settings: set, logs: logs, clock: c, now: c.Now()}
+	return &fixture{t: t, srv: srv, pages: pages, settings: set, logs: logs, clock: c, now: c.Now(), store: st}
 }
 
 // claims are a valid session for appHost and otherHost, valid for an hour.

@@ -1,6 +1,6 @@
 package web
 
-// This file is sign-in and sign-out on the pages: the token sign-in page,
+// This file is sign-in on the pages (sign-out is in revoke.go): the token sign-in page,
 // and the glue to internal/signin when an identity provider is configured.
 
 import (
@@ -85,20 +85,6 @@ func (p pagesFor) SignedOut(w http.ResponseWriter, r *http.Request, v *signin.Si
 	view := &signedOutView{page: newPage(r, "Signed out"), SignedOut: *v}
 	view.SignedIn, view.SignedInAs = v.Session != "", v.Session
 	p.s.render(w, r, http.StatusOK, "signed_out.html", view)
-}
-
-// SetHandoffLedger replaces the in-memory ledger of used handoffs, for a
-// store shared by replicas. Call it before serving.
-func (s *Server) SetHandoffLedger(l signin.HandoffLedger) { s.handoffs = l }
-
-// signOut is POST /.pomerium/sign_out. On the host where the
-// identity-provider session lives, that session ends too.
-func (s *Server) signOut(st *state, w http.ResponseWriter, r *http.Request) {
-	st.clearSession(w)
-	if st.oidc != nil && st.oidc.OnSignInHost(r) {
-		st.oidc.ClearAuthSession(w)
-	}
-	http.Redirect(w, r, pathSignIn+"?"+signedOutParam+"=1", http.StatusSeeOther)
 }
 
 type signInView struct {

@@ -72,7 +72,7 @@ func (s *Server) newState(set *Settings) *state {
 		AuthenticateServiceURL: set.AuthenticateServiceURL,
 		Secret:                 set.Secret, Verifier: set.Engine.Verifier, CookieName: st.cookieName, CookieSecure: set.CookieSecure,
 		CookieExpire: set.CookieExpire, Issuer: set.Issuer, CSP: contentSecurityPolicy,
-	}, prev, st.redirects, pagesFor{s, st}, s.handoffs, s.log, func() time.Time { return s.now() })
+	}, prev, st.redirects, pagesFor{s, st}, s.store, s.log, func() time.Time { return s.now() })
 	st.csp = contentSecurityPolicy
 	if st.oidc != nil {
 		st.csp = st.oidc.CSP()
@@ -85,6 +85,7 @@ func (s *Server) newState(set *Settings) *state {
 	mux.HandleFunc("POST "+pathImpersonate, page(s.signedIn(s.impersonate)))
 	mux.HandleFunc("POST "+pathPreview, page(s.signedIn(s.preview)))
 	mux.HandleFunc("POST "+pathSignOut, page(s.signOut))
+	mux.HandleFunc("POST "+pathRevoke, page(s.signedIn(s.revoke)))
 	mux.HandleFunc("GET "+pathSignIn, page(s.signInPage))
 	mux.HandleFunc("POST "+pathSignIn, page(s.signIn))
 	mux.HandleFunc("GET "+pathCallback, page(s.callback))

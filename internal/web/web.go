@@ -18,7 +18,6 @@ import (
 
 	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/decision"
-	"github.com/extauthz/extauthz/internal/signin"
 )
 
 // Settings is the config-derived state the pages need, immutable once built;
@@ -74,8 +73,14 @@ type Server struct {
 	// Metrics, when set, serves /metrics.
 	Metrics http.Handler
 
-	// handoffs keeps sign-in handoffs single-use, across reloads.
-	handoffs signin.HandoffLedger
+	// store is what replicas share (sign-in handoffs, revocations), across
+	// reloads; see SetStore.
+	store Store
+	// clock is now for the default store's goroutine, which must not read
+	// the now field while SetClock writes it.
+	clock atomic.Pointer[func() time.Time]
+	// own is the default store New made, closed when SetStore replaces it.
+	own interface{ Close() error }
 }
 
 // New returns a Server using s.
@@ -84,7 +89,10 @@ func New(s *Settings, log *zap.Logger) *Server {
 		log = zap.NewNop()
 	}
 	srv := &Server{log: log, audit: audit.New(log), now: time.Now, mux: http.NewServeMux()}
-	srv.handoffs = signin.NewMemoryHandoffLedger(func() time.Time { return srv.now() })
+	now := time.Now
+	srv.clock.Store(&now)
+	own := newMemoryStore(func() time.Time { return (*srv.clock.Load())() })
+	srv.own, srv.store = own, own
 	srv.Swap(s)
 	srv.routes()
 	return srv
@@ -98,7 +106,10 @@ func (s *Server) Swap(set *Settings) { s.state.Store(s.newState(set)) }
 func (s *Server) Settings() *Settings { return s.state.Load().set }
 
 // SetClock replaces the clock; tests use it. Call it before serving.
-func (s *Server) SetClock(now func() time.Time) { s.now = now }
+func (s *Server) SetClock(now func() time.Time) {
+	s.now = now
+	s.clock.Store(&now)
+}
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /.well-known/pomerium/jwks.json", s.jwks)
