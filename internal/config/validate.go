@@ -19,15 +19,22 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-func parse(data []byte, name string, lookupEnv func(string) (string, bool)) (*Config, error) {
+func parse(data []byte, name string, lookupEnv func(string) (string, bool), o loadOptions) (*Config, error) {
 	d := newDecoder(name)
+	d.secretOptional = o.secretOptional
 	if len(data) > MaxSize {
 		d.add(pos{file: name}, "", fmt.Sprintf("is larger than %d MiB; refusing it", MaxSize>>20))
 		return nil, d.problems
 	}
 	c := &Config{Source: name}
 	set := map[string]bool{}
-	if root := d.parseYAML(data, ""); root != nil {
+	root := d.parseYAML(data, "")
+	if root == nil && len(d.problems) > 0 {
+		// The YAML did not parse: what follows from reading nothing (a
+		// required key "missing") would only hide the one real problem.
+		return nil, d.problems
+	}
+	if root != nil {
 		t, aliased := d.enter(root)
 		switch {
 		case t == nil || isNull(t):
@@ -91,7 +98,9 @@ func applyDefaults(c *Config, set map[string]bool) {
 func (d *decoder) validate(c *Config) error {
 	// Secrets. Messages never quote them.
 	if c.SharedSecret == "" {
-		d.atPath("shared_secret", fmt.Sprintf("is required: base64 of at least %d random bytes (head -c32 /dev/urandom | base64)", MinSecretBytes))
+		if !d.secretOptional {
+			d.atPath("shared_secret", fmt.Sprintf("is required: base64 of at least %d random bytes (head -c32 /dev/urandom | base64)", MinSecretBytes))
+		}
 	} else if msg := checkSecret(c.SharedSecret); msg != "" {
 		d.atPath("shared_secret", msg)
 	}
