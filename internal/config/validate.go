@@ -245,6 +245,7 @@ func (d *decoder) compilePolicy(c *Config) {
 	routes, err := policy.Compile(c.Policy)
 	if err == nil {
 		c.CompiledPolicy = routes
+		d.lintPolicy(c)
 		return
 	}
 	var errs []error
@@ -270,6 +271,34 @@ func (d *decoder) compilePolicy(c *Config) {
 		}
 		d.add(where, path, re.Err.Error())
 	}
+}
+
+// lintPolicy warns, at the route, about routes that load but cannot be what
+// was meant: one that allows no one, and one that an earlier route shadows.
+func (d *decoder) lintPolicy(c *Config) {
+	routes := c.CompiledPolicy.Routes
+	if len(routes) != len(d.routePaths) {
+		return // POLICY from the environment: no places to point at
+	}
+	for i, r := range routes {
+		if r.AllowsNoOne() {
+			c.Warnings = append(c.Warnings, d.warning(d.routePaths[i], fmt.Sprintf("route %s allows no one: every request on it is denied; add allowed_users, allowed_groups or allowed_domains, or allow_any_authenticated_user", routeLabel(r))))
+		}
+		for j := range i {
+			if routes[j].Shadows(r) {
+				c.Warnings = append(c.Warnings, d.warning(d.routePaths[i], fmt.Sprintf("route %s is shadowed by route %s (%s), which comes first and matches every request it would: move it above, or narrow the earlier one's path (it is still used when Envoy names it in context_extensions)", routeLabel(r), routeLabel(routes[j]), d.routePaths[j])))
+				break
+			}
+		}
+	}
+}
+
+// routeLabel names a route in a message: by its name, else its from.
+func routeLabel(r *policy.Route) string {
+	if r.Name != "" {
+		return strconv.Quote(r.Name)
+	}
+	return "for " + r.From
 }
 
 // checkSecret explains what is wrong with a shared secret, or returns "".
