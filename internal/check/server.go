@@ -208,7 +208,11 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 			// Most such refusals are a token minted for another place: say
 			// what this sidecar expects, never the token.
 			if ce := s.log.Check(zap.DebugLevel, "token refused: minted for another issuer or host"); ce != nil {
-				ce.Write(zap.String("cause", d.Cause.String()), zap.String("expected_issuer", snap.Issuer),
+				expected := snap.Issuer
+				if expected == "" {
+					expected = "any (authenticate_service_url is unset)"
+				}
+				ce.Write(zap.String("cause", d.Cause.String()), zap.String("expected_issuer", expected),
 					zap.String("request_host", identity.HostWithoutPort(in.Host)), zap.String("request_id", requestID))
 			}
 		}
