@@ -267,8 +267,16 @@ func TestReadmeLayoutListsEveryPackage(t *testing.T) {
 			want = append(want, "`"+d.Name()+"/`")
 		}
 	}
+	// A row's first cell may name several packages (the test kits share one).
+	var firstCells []string
+	for _, line := range strings.Split(layout, "\n") {
+		if rest, ok := strings.CutPrefix(line, "| "); ok {
+			cell, _, _ := strings.Cut(rest, " |")
+			firstCells = append(firstCells, ", "+cell+",")
+		}
+	}
 	for _, w := range want {
-		if !strings.Contains(layout, "| "+w+" |") {
+		if !slices.ContainsFunc(firstCells, func(c string) bool { return strings.Contains(c, " "+w+",") }) {
 			t.Errorf("README.md's layout table has no row for %s", w)
 		}
 	}

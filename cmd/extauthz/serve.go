@@ -103,6 +103,7 @@ func serve(e *env, args []string) error {
 	// checks counts answered Checks, so a drain can tell when Envoy has
 	// stopped sending.
 	var checks atomic.Uint64
+	checker.DenialLogDropped = m.DenialLogDropped
 	checker.Observe = func(d *decision.Decision, elapsed time.Duration) {
 		m.ObserveCheck(d, elapsed)
 		checks.Add(1)

@@ -302,7 +302,8 @@ func TestServeAndCheckEndToEnd(t *testing.T) {
 			wantDecision: "ALLOW", wantStatus: 200,
 			wantHeaders: map[string]string{"x-pomerium-claim-email": "bob@corp.example", "x-pomerium-claim-groups": "engineering"},
 			wantAssert: map[string]any{"email": "bob@corp.example", "groups": []any{"engineering"},
-				"act": map[string]any{"email": "alice@corp.example"}},
+				// alice's token has no sub: act.sub is her email (decision.UpstreamIdentity).
+				"act": map[string]any{"email": "alice@corp.example", "sub": "alice@corp.example"}},
 			wantOut: "actor:    alice@corp.example (impersonating)",
 		},
 		{
@@ -320,7 +321,7 @@ func TestServeAndCheckEndToEnd(t *testing.T) {
 			},
 			wantDecision: "ALLOW", wantStatus: 200,
 			wantHeaders: map[string]string{"x-pomerium-claim-email": "bob@corp.example"},
-			wantAssert:  map[string]any{"email": "bob@corp.example", "act": map[string]any{"email": "alice@corp.example"}},
+			wantAssert:  map[string]any{"email": "bob@corp.example", "act": map[string]any{"email": "alice@corp.example", "sub": "alice@corp.example"}},
 		},
 		{
 			name: "a read-only impersonation may not POST",

@@ -4,12 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
-	"github.com/extauthz/extauthz/internal/reload"
+	"github.com/extauthz/extauthz/internal/impersonation"
 )
 
 // validate loads a config and prints every problem with its location.
@@ -33,8 +34,16 @@ func validate(e *env, args []string) error {
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(e.stderr, "warning: %s\n", w)
 	}
-	fmt.Fprintf(e.stdout, "%s: ok (%d routes, %d administrators)\n", *path, len(cfg.CompiledPolicy.Routes), len(cfg.Administrators))
+	fmt.Fprintf(e.stdout, "%s: ok (%s, %s)\n", *path, count(len(cfg.CompiledPolicy.Routes), "route"), count(len(cfg.Administrators), "administrator"))
 	return nil
+}
+
+// count is "1 route", "2 routes", "0 routes".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // explain prints what an identity could reach, route by route, as
@@ -59,19 +68,21 @@ func explain(e *env, args []string) error {
 		return usagef("--config is required.")
 	case *email == "":
 		return usagef("--email is required.")
+	case !strings.Contains(*email, "@") || identity.CheckAddress(*email) != nil:
+		return usagef("--email must be an address like name@example.com, got %+q.", *email)
 	case *routeName != "" && *rawURL != "":
 		return usagef("give --route or --url, not both.")
 	}
-	cfg, err := config.Load(*path)
+	// Only the policy is read: a preview or a CI lint needs no shared secret.
+	cfg, err := config.Load(*path, config.WithoutSecret())
 	if err != nil {
 		fmt.Fprintln(e.stderr, err)
 		return errReported
 	}
-	engine, err := reload.NewEngine(cfg)
-	if err != nil {
-		fmt.Fprintln(e.stderr, err)
-		return errReported
-	}
+	// Explain verifies no token: the policy and the administrators are all
+	// it reads.
+	engine := &decision.Engine{Policy: cfg.CompiledPolicy}
+	admin := impersonation.NewRules(cfg.Administrators, nil, "", 0).IsAdministrator(*email)
 	// Only one route: the named one, or the one that serves the URL.
 	keep := func(decision.Verdict) bool { return true }
 	switch {
@@ -96,13 +107,20 @@ func explain(e *env, args []string) error {
 	type row struct {
 		Route   string `json:"route"`
 		From    string `json:"from"`
+		Prefix  string `json:"prefix,omitempty"`
+		Path    string `json:"path,omitempty"`
+		Regex   string `json:"regex,omitempty"`
 		Allowed bool   `json:"allowed"`
 		Reason  string `json:"reason"`
 	}
 	rows := []row{}
-	for _, v := range engine.Explain(decision.As(id)) {
+	for i, v := range engine.Explain(decision.As(id)) {
 		if keep(v) {
-			rows = append(rows, row{Route: v.Route.Name, From: v.Route.From, Allowed: v.Allowed, Reason: v.Reason})
+			r := row{Route: v.Route.Name, From: v.Route.From, Prefix: v.Route.Prefix, Path: v.Route.Path, Allowed: v.Allowed, Reason: v.Reason}
+			if v.Route.Regex != nil && i < len(cfg.Policy) {
+				r.Regex = cfg.Policy[i].Regex // as written: the compiled one is anchored
+			}
+			rows = append(rows, r)
 		}
 	}
 	if *asJSON {
@@ -110,14 +128,32 @@ func explain(e *env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(rows)
 	}
+	// Who is explained, on stderr so that stdout stays the table.
+	who := *email
+	if len(groups) > 0 {
+		who += " (groups " + strings.Join(groups, ", ") + ")"
+	}
+	fmt.Fprintf(e.stderr, "as %s\n", who)
+	if admin {
+		fmt.Fprintf(e.stderr, "%s is an administrator: this shows what they reach as themselves; while impersonating, they reach what the impersonated identity does\n", *email)
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROUTE\tFROM\tACCESS\tWHY")
+	fmt.Fprintln(tw, "ROUTE\tFROM\tPATHS\tACCESS\tWHY")
 	for _, r := range rows {
 		access := "denied"
 		if r.Allowed {
 			access = "allowed"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Route, r.From, access, r.Reason)
+		paths := "all"
+		switch {
+		case r.Path != "":
+			paths = "path=" + r.Path
+		case r.Prefix != "":
+			paths = "prefix=" + r.Prefix
+		case r.Regex != "":
+			paths = "regex=" + r.Regex
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Route, r.From, paths, access, r.Reason)
 	}
 	return tw.Flush()
 }

@@ -328,7 +328,7 @@ func TestExplain(t *testing.T) {
 				if len(lines) != len(tt.want)+1 {
 					t.Fatalf("%d lines, want a header and %d rows:\n%s", len(lines), len(tt.want), r.stdout)
 				}
-				if f := strings.Fields(lines[0]); strings.Join(f, " ") != "ROUTE FROM ACCESS WHY" {
+				if f := strings.Fields(lines[0]); strings.Join(f, " ") != "ROUTE FROM PATHS ACCESS WHY" {
 					t.Errorf("header = %q", lines[0])
 				}
 				for i, w := range tt.want {
@@ -337,8 +337,8 @@ func TestExplain(t *testing.T) {
 					if w.Allowed {
 						access = "allowed"
 					}
-					if len(f) < 4 || f[0] != w.Route || f[1] != w.From || f[2] != access {
-						t.Errorf("row %d = %q, want %s %s %s and a reason", i, lines[i+1], w.Route, w.From, access)
+					if len(f) < 5 || f[0] != w.Route || f[1] != w.From || f[2] != "all" || f[3] != access {
+						t.Errorf("row %d = %q, want %s %s all %s and a reason", i, lines[i+1], w.Route, w.From, access)
 					}
 				}
 			})

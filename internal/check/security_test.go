@@ -46,7 +46,7 @@ func TestCheckClaimHeadersBelongToTheSidecar(t *testing.T) {
 			{Claim: "name", Header: "x-name"}, // a claim no token here carries
 		}
 	})
-	bob := mint(t, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"}}) // no user claim
+	bob := mint(t, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"}}) // no user claim: user is the email upstream
 	spoofed := map[string]string{
 		"x-email":                  "ceo@corp.example",
 		"x_email":                  "ceo@corp.example",
@@ -66,7 +66,7 @@ func TestCheckClaimHeadersBelongToTheSidecar(t *testing.T) {
 		want             map[string]string // identity headers the upstream must get; every other spoofed one is gone
 	}{
 		{"a route passing identity", "https://app.example.com/", "app", true,
-			map[string]string{"x-email": "bob@corp.example", "x-pomerium-claim-email": "bob@corp.example", "x-pomerium-claim-groups": "engineering"}},
+			map[string]string{"x-email": "bob@corp.example", "x-user": "bob@corp.example", "x-pomerium-claim-email": "bob@corp.example", "x-pomerium-claim-groups": "engineering"}},
 		{"a pass_identity_headers: false route", "https://quiet.example.com/", "quiet", true, nil},
 		{"a public route", "https://public.example.com/", "public", false, nil},
 		{"a public route with a token", "https://public.example.com/", "public", true, nil},
@@ -92,8 +92,8 @@ func TestCheckClaimHeadersBelongToTheSidecar(t *testing.T) {
 					t.Errorf("client-sent %s = %q reached the upstream", k, v)
 				}
 			}
-			if _, ok := up["x-user"]; ok {
-				t.Error("x-user is set although the token has no user claim")
+			if _, ok := up["x-name"]; ok {
+				t.Error("x-name is set although no token carries a name claim")
 			}
 		})
 	}

@@ -7,6 +7,7 @@ package check
 import (
 	"context"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/decision"
+	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/negotiate"
 	"github.com/extauthz/extauthz/internal/requestid"
 )
@@ -35,6 +37,83 @@ type Server struct {
 	// Observe, when set, is called once per Check with the decision and its
 	// duration; metrics hang here.
 	Observe func(d *decision.Decision, elapsed time.Duration)
+	// DenialLogDropped, when set, is called for each denial the info log
+	// left out because more than DenialLogsPerSecond came in one second.
+	DenialLogDropped func()
+
+	denials denialSampler
+}
+
+// DenialLogsPerSecond is how many denials a second are logged at info; the
+// rest are counted (DenialLogDropped), so a client hammering a protected
+// route cannot flood the log while an operator can still find any request
+// id a denial body showed, at normal rates.
+const DenialLogsPerSecond = 100
+
+// denialSampler lets the first limit denials of each wall-clock second
+// through; a mutex is enough, since it is taken on denials only.
+type denialSampler struct {
+	mu     sync.Mutex
+	second int64
+	logged int
+	limit  int // 0 means DenialLogsPerSecond
+}
+
+func (ds *denialSampler) allow(now time.Time) bool {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if sec := now.Unix(); sec != ds.second {
+		ds.second, ds.logged = sec, 0
+	}
+	limit := ds.limit
+	if limit <= 0 {
+		limit = DenialLogsPerSecond
+	}
+	if ds.logged >= limit {
+		return false
+	}
+	ds.logged++
+	return true
+}
+
+// SetDenialLogLimit replaces DenialLogsPerSecond; tests use it.
+func (s *Server) SetDenialLogLimit(n int) {
+	s.denials.mu.Lock()
+	s.denials.limit = n
+	s.denials.mu.Unlock()
+}
+
+// logDenial logs a denial at info, as the one line an operator holding a
+// denial body's request id looks for: the request id, the route, the status
+// and the reason class (the decision's kind, and a refused token's cause).
+// It never logs the token, the reason sentence (a policy denial's lists
+// whom the route allows) or any email: who impersonated whom is the audit
+// log's.
+func (s *Server) logDenial(d *decision.Decision, in decision.Request, requestID string, now time.Time) {
+	ce := s.log.Check(zap.InfoLevel, "request denied")
+	if ce == nil {
+		return
+	}
+	if !s.denials.allow(now) {
+		if s.DenialLogDropped != nil {
+			s.DenialLogDropped()
+		}
+		return
+	}
+	route := ""
+	if d.Route != nil {
+		route = d.Route.Name
+		if route == "" {
+			route = d.Route.From
+		}
+	}
+	fields := []zap.Field{zap.String("request_id", requestID), zap.String("route", route),
+		zap.Int("status", int(d.Status)), zap.String("reason_class", d.Kind.String()),
+		zap.String("host", in.Host), zap.String("path", audit.PathOnly(in.Path))}
+	if d.Kind == decision.KindBadToken {
+		fields = append(fields, zap.String("cause", d.Cause.String()))
+	}
+	ce.Write(fields...)
 }
 
 // New returns a server answering with snap. log receives operational logs;
@@ -91,6 +170,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if httpReq == nil || httpReq.GetHost() == "" {
 		d := &decision.Decision{Kind: decision.KindBadRequest, Status: decision.StatusBadRequest, Reason: decision.ReasonBadRequest}
 		resp := snap.deny(d, negotiate.Text, requestID, nil)
+		s.logDenial(d, decision.Request{}, requestID, start)
 		if s.Observe != nil {
 			s.Observe(d, s.now().Sub(start))
 		}
@@ -119,9 +199,22 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	if !d.Allowed() {
 		resp = snap.deny(&d, format, requestID, httpReq)
+		s.logDenial(&d, in, requestID, start)
 		if ce := s.log.Check(zap.DebugLevel, "denied"); ce != nil {
 			ce.Write(zap.Int("status", int(d.Status)), zap.String("reason", d.Reason),
 				zap.String("host", in.Host), zap.String("path", audit.PathOnly(in.Path)), zap.String("request_id", requestID))
+		}
+		if d.Cause == identity.CauseIssuer || d.Cause == identity.CauseAudience {
+			// Most such refusals are a token minted for another place: say
+			// what this sidecar expects, never the token.
+			if ce := s.log.Check(zap.DebugLevel, "token refused: minted for another issuer or host"); ce != nil {
+				expected := snap.Issuer
+				if expected == "" {
+					expected = "any (authenticate_service_url is unset)"
+				}
+				ce.Write(zap.String("cause", d.Cause.String()), zap.String("expected_issuer", expected),
+					zap.String("request_host", identity.HostWithoutPort(in.Host)), zap.String("request_id", requestID))
+			}
 		}
 	}
 	// The answer is final: the audit log records what the client got.

@@ -63,10 +63,12 @@ func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRe
 			return nil, err
 		}
 		setHeader(HeaderAssertion, assertion)
+		// The headers name whom the assertion names (sub and user never empty).
+		upstream := d.Upstream()
 		for _, ch := range s.ClaimHeaders {
 			// A claim the token lacks leaves its header absent (and the
 			// client's copy removed below).
-			if v, ok := claimValue(d.Identity, ch.Claim); ok && v != "" {
+			if v, ok := claimValue(upstream, ch.Claim); ok && v != "" {
 				setHeader(ch.Header, v)
 			}
 		}

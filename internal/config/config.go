@@ -203,7 +203,7 @@ type Config struct {
 // Load reads the config file at path and applies the environment overrides
 // from the process environment. A config with problems returns a Problems
 // error listing every one.
-func Load(path string) (*Config, error) {
+func Load(path string, opts ...LoadOption) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
@@ -213,14 +213,29 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config %s: %w", path, err)
 	}
-	return Parse(data, path, os.LookupEnv)
+	return Parse(data, path, os.LookupEnv, opts...)
+}
+
+// LoadOption changes what Load and Parse require of a config.
+type LoadOption func(*loadOptions)
+
+type loadOptions struct {
+	secretOptional bool
+}
+
+// WithoutSecret lets shared_secret be missing, for commands that only read
+// the policy (explain: a policy preview or a CI lint should not need the
+// root of trust). A secret that is given is still checked. A config loaded
+// this way has no Secrets and must never be served.
+func WithoutSecret() LoadOption {
+	return func(o *loadOptions) { o.secretOptional = true }
 }
 
 // Parse reads a config from data, named name in problems and in Source, with
 // overrides from lookupEnv (nil for none; os.LookupEnv for the process's). A
 // config with problems returns a Problems error listing every one; other
 // errors (no randomness for a key) are plain.
-func Parse(data []byte, name string, lookupEnv func(string) (string, bool)) (c *Config, err error) {
+func Parse(data []byte, name string, lookupEnv func(string) (string, bool), opts ...LoadOption) (c *Config, err error) {
 	defer func() {
 		// A config must never take the sidecar down: a bug here is a
 		// problem with the config, not a crash. FuzzParse runs parse
@@ -229,7 +244,11 @@ func Parse(data []byte, name string, lookupEnv func(string) (string, bool)) (c *
 			c, err = nil, Problems{{File: name, Msg: fmt.Sprintf("internal error reading the config: %v", r)}}
 		}
 	}()
-	return parse(data, name, lookupEnv)
+	var o loadOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return parse(data, name, lookupEnv, o)
 }
 
 //go:embed demo.yaml

@@ -88,6 +88,8 @@ type decoder struct {
 	routePaths []string
 	// claimHeaders is jwt_claims_headers as read, headers included.
 	claimHeaders []ClaimHeader
+	// secretOptional lets shared_secret be missing (WithoutSecret).
+	secretOptional bool
 }
 
 // claimHeadersKey is decoded by decodeClaimHeaders, not by its field's type.
@@ -239,7 +241,7 @@ func (d *decoder) parseYAML(data []byte, key string) (root *yaml.Node) {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if !errors.Is(err, io.EOF) {
-			d.syntaxError(err, key)
+			d.syntaxError(err, key, data)
 		}
 		return nil
 	}
@@ -248,7 +250,7 @@ func (d *decoder) parseYAML(data []byte, key string) (root *yaml.Node) {
 	case err == nil:
 		d.add(pos{file: d.file, line: next.Line, col: next.Column}, key, "a second YAML document: the config is a single document")
 	case !errors.Is(err, io.EOF):
-		d.syntaxError(err, key)
+		d.syntaxError(err, key, data)
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 		return nil
@@ -258,7 +260,7 @@ func (d *decoder) parseYAML(data []byte, key string) (root *yaml.Node) {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func (d *decoder) syntaxError(err error, key string) {
+func (d *decoder) syntaxError(err error, key string, data []byte) {
 	msg := err.Error()
 	p := pos{file: d.file}
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
@@ -267,7 +269,30 @@ func (d *decoder) syntaxError(err error, key string) {
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
-	d.add(p, key, "invalid YAML: "+msg)
+	msg = "invalid YAML: " + msg
+	aliasError := strings.Contains(msg, "unknown anchor") || strings.Contains(msg, "expected alphabetic or numeric character")
+	if alias := starValue(data, p.line); aliasError && alias != "" {
+		msg += fmt.Sprintf(" (a value starting with * is a YAML alias: quote it, as in %q)", clip(alias))
+	}
+	d.add(p, key, msg)
+}
+
+// starValue is a plain value starting with "*" on line (1-based) of data,
+// such as the *.corp.example of `from: *.corp.example`: YAML reads it as an
+// alias, and its own error never says so. A line number of 0 means unknown:
+// every line is searched.
+var starValueRE = regexp.MustCompile(`(?:^|[:\[{,]\s|^\s*-\s)\s*(\*[^\s,\]}#]*)`)
+
+func starValue(data []byte, line int) string {
+	for i, l := range strings.Split(string(data), "\n") {
+		if line > 0 && i+1 != line {
+			continue
+		}
+		if m := starValueRE.FindStringSubmatch(l); m != nil {
+			return m[1]
+		}
+	}
+	return ""
 }
 
 // clip keeps quoted user input short in messages.

@@ -41,7 +41,7 @@ func FuzzParse(f *testing.F) {
 		// Go's fuzzer does not notice a hang: an input that takes this long
 		// crashes the worker, which records it.
 		watchdog := time.AfterFunc(10*time.Second, func() { panic(fmt.Sprintf("Parse hangs on %q", data)) })
-		c, err := parse(data, "fuzz.yaml", envOf(env)) // without Parse's recover
+		c, err := parse(data, "fuzz.yaml", envOf(env), loadOptions{}) // without Parse's recover
 		watchdog.Stop()
 
 		if err != nil {

@@ -19,15 +19,22 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-func parse(data []byte, name string, lookupEnv func(string) (string, bool)) (*Config, error) {
+func parse(data []byte, name string, lookupEnv func(string) (string, bool), o loadOptions) (*Config, error) {
 	d := newDecoder(name)
+	d.secretOptional = o.secretOptional
 	if len(data) > MaxSize {
 		d.add(pos{file: name}, "", fmt.Sprintf("is larger than %d MiB; refusing it", MaxSize>>20))
 		return nil, d.problems
 	}
 	c := &Config{Source: name}
 	set := map[string]bool{}
-	if root := d.parseYAML(data, ""); root != nil {
+	root := d.parseYAML(data, "")
+	if root == nil && len(d.problems) > 0 {
+		// The YAML did not parse: what follows from reading nothing (a
+		// required key "missing") would only hide the one real problem.
+		return nil, d.problems
+	}
+	if root != nil {
 		t, aliased := d.enter(root)
 		switch {
 		case t == nil || isNull(t):
@@ -91,7 +98,9 @@ func applyDefaults(c *Config, set map[string]bool) {
 func (d *decoder) validate(c *Config) error {
 	// Secrets. Messages never quote them.
 	if c.SharedSecret == "" {
-		d.atPath("shared_secret", fmt.Sprintf("is required: base64 of at least %d random bytes (head -c32 /dev/urandom | base64)", MinSecretBytes))
+		if !d.secretOptional {
+			d.atPath("shared_secret", fmt.Sprintf("is required: base64 of at least %d random bytes (head -c32 /dev/urandom | base64)", MinSecretBytes))
+		}
 	} else if msg := checkSecret(c.SharedSecret); msg != "" {
 		d.atPath("shared_secret", msg)
 	}
@@ -236,6 +245,7 @@ func (d *decoder) compilePolicy(c *Config) {
 	routes, err := policy.Compile(c.Policy)
 	if err == nil {
 		c.CompiledPolicy = routes
+		d.lintPolicy(c)
 		return
 	}
 	var errs []error
@@ -261,6 +271,34 @@ func (d *decoder) compilePolicy(c *Config) {
 		}
 		d.add(where, path, re.Err.Error())
 	}
+}
+
+// lintPolicy warns, at the route, about routes that load but cannot be what
+// was meant: one that allows no one, and one that an earlier route shadows.
+func (d *decoder) lintPolicy(c *Config) {
+	routes := c.CompiledPolicy.Routes
+	if len(routes) != len(d.routePaths) {
+		return // POLICY from the environment: no places to point at
+	}
+	for i, r := range routes {
+		if r.AllowsNoOne() {
+			c.Warnings = append(c.Warnings, d.warning(d.routePaths[i], fmt.Sprintf("route %s allows no one: every request on it is denied; add allowed_users, allowed_groups or allowed_domains, or allow_any_authenticated_user", routeLabel(r))))
+		}
+		for j := range i {
+			if routes[j].Shadows(r) {
+				c.Warnings = append(c.Warnings, d.warning(d.routePaths[i], fmt.Sprintf("route %s is shadowed by route %s (%s), which comes first and matches every request it would: move it above, or narrow the earlier one's path (it is still used when Envoy names it in context_extensions)", routeLabel(r), routeLabel(routes[j]), d.routePaths[j])))
+				break
+			}
+		}
+	}
+}
+
+// routeLabel names a route in a message: by its name, else its from.
+func routeLabel(r *policy.Route) string {
+	if r.Name != "" {
+		return strconv.Quote(r.Name)
+	}
+	return "for " + r.From
 }
 
 // checkSecret explains what is wrong with a shared secret, or returns "".

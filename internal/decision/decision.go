@@ -8,6 +8,7 @@ package decision
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/extauthz/extauthz/internal/identity"
@@ -142,7 +143,7 @@ func (e *Engine) Authenticate(r Request, now time.Time) Decision {
 func (e *Engine) authenticate(d *Decision, r Request, now time.Time) bool {
 	d.Token, d.Source = identity.ExtractToken(r.Header, e.CookieName)
 	if d.Source == identity.SourceNone {
-		d.Kind, d.Status, d.Reason = KindNoToken, e.unauthenticated(r, d.Source), ReasonNoToken
+		d.Kind, d.Status, d.Reason = KindNoToken, e.unauthenticated(r, d.Source), e.noTokenReason(r.Header(identity.HeaderAuthorization))
 		return false
 	}
 	var claims *identity.Claims
@@ -188,6 +189,36 @@ func (e *Engine) evaluate(d *Decision, route *policy.Route) {
 	} else {
 		d.Kind, d.Status = KindDeniedByPolicy, StatusForbidden
 	}
+}
+
+// noTokenReason is ReasonNoToken, told why when the request did send a
+// credential, in an Authorization scheme the sidecar does not read (a plain
+// Bearer token, Basic): a client that sent one was most likely meant to reach
+// here, so the answer names the carriers that are read. Only well-known
+// scheme names are echoed back; the credential never is.
+func (e *Engine) noTokenReason(auth string) string {
+	scheme, rest, _ := strings.Cut(strings.TrimSpace(auth), " ")
+	if scheme == "" || strings.TrimSpace(rest) == "" {
+		return ReasonNoToken
+	}
+	named := "an Authorization scheme"
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		named = "Authorization: Bearer without the Pomerium- prefix"
+	default:
+		for _, known := range []string{"Basic", "Digest", "Negotiate"} {
+			if strings.EqualFold(scheme, known) {
+				named = "the Authorization scheme " + known
+			}
+		}
+	}
+	cookie := e.CookieName
+	if cookie == "" {
+		cookie = "session"
+	}
+	return ReasonNoToken + ": a token was sent in " + named + ", which this sidecar does not read; it reads " +
+		"Authorization: Pomerium <token>, Authorization: Bearer Pomerium-<token>, X-Pomerium-Authorization: <token> and the " +
+		cookie + " cookie"
 }
 
 // unauthenticated sends browsers without a usable session to sign in; a bad

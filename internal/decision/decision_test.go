@@ -179,7 +179,7 @@ func TestDecide(t *testing.T) {
 			req: request(appHost, "/", pomerium(bob)), status: decision.StatusForbidden, reason: "no rule matched",
 			route: "app", email: "bob@partner.example", source: identity.SourceAuthorization},
 		{name: "a user outside the route's group is forbidden",
-			req: request(appHost, "/finance/q3", pomerium(alice)), status: decision.StatusForbidden, reason: "groups [finance]",
+			req: request(appHost, "/finance/q3", pomerium(alice)), status: decision.StatusForbidden, reason: "groups finance",
 			route: "finance", email: "alice@corp.example", source: identity.SourceAuthorization},
 		{name: "an administrator is allowed where listed",
 			req: request(appHost, "/admin", pomerium(admin)), status: decision.StatusOK, reason: "allowed_users matched " + adminID,

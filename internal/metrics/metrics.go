@@ -108,6 +108,8 @@ type Metrics struct {
 	tokenFailures map[identity.Cause]prometheus.Counter
 	tokenOther    prometheus.Counter
 
+	denialLogsDropped prometheus.Counter
+
 	reloadOK, reloadFailed prometheus.Counter
 	lastReloadSuccess      prometheus.Gauge
 	lastReloadSuccessful   prometheus.Gauge
@@ -152,6 +154,11 @@ func New() *Metrics {
 	}
 	m.tokenOther = tok.WithLabelValues(tokenReasonOther)
 
+	m.denialLogsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "extauthz_denial_logs_dropped_total",
+		Help: "Denials not logged at info because more than the per-second limit came in one second; extauthz_checks_total still counts them.",
+	})
+
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "extauthz_config_reloads_total",
 		Help: "Config reloads attempted after start, by result (ok, or failed: the previous config kept serving).",
@@ -175,7 +182,7 @@ func New() *Metrics {
 	})
 	build.Set(1)
 
-	reg.MustRegister(checks, m.duration, imp, tok, reloads, m.lastReloadSuccess, m.lastReloadSuccessful, build,
+	reg.MustRegister(checks, m.duration, imp, tok, m.denialLogsDropped, reloads, m.lastReloadSuccess, m.lastReloadSuccessful, build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -212,6 +219,15 @@ func (m *Metrics) ObserveCheck(d *decision.Decision, elapsed time.Duration) {
 		}
 		m.impersonated[allowed][accessOf(d)].Inc()
 	}
+}
+
+// DenialLogDropped counts a denial the info log left out (sampling); its
+// signature fits check.Server.DenialLogDropped.
+func (m *Metrics) DenialLogDropped() {
+	if m == nil {
+		return
+	}
+	m.denialLogsDropped.Inc()
 }
 
 // seriesOf picks the series of extauthz_checks_total a decision's kind and

@@ -259,6 +259,20 @@ func TestReloadsAreCounted(t *testing.T) {
 	}
 }
 
+func TestDenialLogsDroppedBySamplingAreCounted(t *testing.T) {
+	m := metrics.New()
+	if got := series(t, m, "extauthz_denial_logs_dropped_total")[""]; got != 0 {
+		t.Fatalf("dropped = %v before any drop", got)
+	}
+	m.DenialLogDropped()
+	m.DenialLogDropped()
+	if got := series(t, m, "extauthz_denial_logs_dropped_total")[""]; got != 2 {
+		t.Errorf("dropped = %v, want 2", got)
+	}
+	var none *metrics.Metrics
+	none.DenialLogDropped() // a nil *Metrics does nothing
+}
+
 func scrape(t *testing.T, m *metrics.Metrics) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
@@ -277,7 +291,7 @@ func TestTheHandlerExposesEveryMetric(t *testing.T) {
 	for _, name := range []string{
 		"extauthz_checks_total", "extauthz_check_duration_seconds_bucket", "extauthz_impersonated_decisions_total",
 		"extauthz_config_reloads_total", "extauthz_config_last_reload_success_timestamp_seconds",
-		"extauthz_token_verification_failures_total", "extauthz_build_info", "go_goroutines", "process_start_time_seconds",
+		"extauthz_token_verification_failures_total", "extauthz_denial_logs_dropped_total", "extauthz_build_info", "go_goroutines", "process_start_time_seconds",
 	} {
 		if !strings.Contains(body, name) {
 			t.Errorf("/metrics lacks %s", name)

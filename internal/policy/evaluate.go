@@ -70,11 +70,11 @@ func describeDenial(users, groups, domains []string) string {
 		list []string
 	}{{"users", users}, {"groups", groups}, {"domains", domains}} {
 		if len(rule.list) > 0 {
-			parts = append(parts, fmt.Sprintf("%s %v", rule.name, rule.list))
+			parts = append(parts, rule.name+" "+strings.Join(rule.list, ", "))
 		}
 	}
 	if len(parts) == 0 {
 		return "no rule matched: the route allows no one"
 	}
-	return "no rule matched: needs one of " + strings.Join(parts, ", ")
+	return "no rule matched: needs one of " + strings.Join(parts, "; ")
 }

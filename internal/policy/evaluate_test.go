@@ -67,7 +67,7 @@ func TestEvaluate(t *testing.T) {
 		{"any one rule of several suffices: groups", mixed, identity.Identity{Email: "x@corp.example", Groups: []string{"eng"}}, true, "allowed_groups"},
 		{"any one rule of several suffices: domains", mixed, identity.Identity{Email: "x@partner.example"}, true, "allowed_domains"},
 		{"the deny reason lists every rule", mixed, identity.Identity{Email: "x@corp.example"}, false,
-			"needs one of users [alice@corp.example bob@corp.example], groups [eng], domains [partner.example]"},
+			"needs one of users alice@corp.example, bob@corp.example; groups eng; domains partner.example"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -141,11 +141,13 @@ func whom(email string, groups []string) string {
 
 func (s *Server) dashboardView(st *state, r *http.Request, sess *session, now time.Time) *dashboardView {
 	c, out := sess.Claims, sess.Impersonation
+	// Who you are, named as upstreams see you (decision.UpstreamIdentity).
+	you := decision.UpstreamIdentity(c.Holder(), false)
 	v := &dashboardView{
 		page:          newPage(r, "Your session"),
 		Email:         c.Email,
-		User:          c.User,
-		Subject:       c.Subject,
+		User:          you.User,
+		Subject:       you.Subject,
 		Groups:        c.Groups,
 		Source:        sourceText(sess.Source),
 		Admin:         st.set.Engine.Rules.IsAdministrator(c.Email),
