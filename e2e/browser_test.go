@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,47 +12,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/extauthz/extauthz/internal/envoytest"
 	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
-
-// chromium finds a Chromium binary; CI installs Debian's.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{os.Getenv("CHROMIUM_BIN"), "chromium", "chromium-browser", "google-chrome"} {
-		if name == "" {
-			continue
-		}
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if envoytest.InCI() {
-		t.Fatal("no Chromium found (CI=true): .ci/run installs Debian's chromium")
-	}
-	t.Skip("no Chromium found: install Debian's chromium (or set CHROMIUM_BIN) to run the browser tests")
-	return ""
-}
-
-func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium(t)),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1000),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	return ctx
-}
 
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
@@ -78,7 +39,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // identity's access, stop impersonating.
 func TestBrowserSignInAs(t *testing.T) {
 	s := startStack(t)
-	ctx := newBrowser(t)
+	ctx := testkit.Chrome(t, 90*time.Second)
 	alice := s.mint(t, identity.Claims{Email: "alice@corp.example", User: "alice", Groups: []string{"admins"},
 		RegisteredClaims: jwt.RegisteredClaims{Subject: "u-alice"}})
 	base := s.envoy.URLFor("app.localhost")

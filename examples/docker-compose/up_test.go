@@ -22,6 +22,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/extauthz/extauthz/internal/envoytest"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 // optInEnv runs TestComposeStackUp outside CI: it builds images and binds
@@ -414,7 +415,7 @@ func TestComposeStackUp(t *testing.T) {
 // Chromium, impersonates bob from the dashboard, and signs out everywhere.
 // EXTAUTHZ_SCREENSHOTS names a directory for a screenshot of each page.
 func browserFlow(t *testing.T) {
-	ctx := newBrowser(t)
+	ctx := testkit.Chrome(t, 2*time.Minute)
 	base := "http://app.localhost:" + envoyPort
 	fail := func(what string, err error) {
 		t.Helper()
@@ -501,42 +502,4 @@ func browserFlow(t *testing.T) {
 	step("after signing out everywhere, the app needs the provider again",
 		chromedp.Navigate(base+"/headers"),
 		chromedp.WaitVisible(alice))
-}
-
-// chromium finds a Chromium binary; .ci/run installs Debian's.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{os.Getenv("CHROMIUM_BIN"), "chromium", "chromium-browser", "google-chrome"} {
-		if name == "" {
-			continue
-		}
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if envoytest.InCI() {
-		t.Fatal("no Chromium found (CI=true): .ci/run installs Debian's chromium")
-	}
-	t.Skip("no Chromium found: install Debian's chromium (or set CHROMIUM_BIN) for the browser flow")
-	return ""
-}
-
-func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium(t)),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1000),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	return ctx
 }
