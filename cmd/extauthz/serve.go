@@ -127,7 +127,7 @@ func serve(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("grpc_address: %w", err)
 	}
-	// Closed here too: gRPC closes it only once it serves, after the store's first read.
+	// Closed here too, for a return before gRPC serves it.
 	defer grpcLis.Close()
 	httpLis, err := net.Listen("tcp", cfg.HTTPAddress)
 	if err != nil {
@@ -142,7 +142,6 @@ func serve(e *env, args []string) error {
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(listen.ServerConfig(cfg.GRPCTLS, current))))
 	}
 	g := grpc.NewServer(grpcOpts...)
-	checker.Register(g)
 	httpSrv := &http.Server{
 		Handler:           pages,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -152,21 +151,18 @@ func serve(e *env, args []string) error {
 		MaxHeaderBytes:    64 << 10,
 	}
 	errc := make(chan error, 2)
-	// Check is answered only once the store's revocations were read in full:
+	// Check is decided only once the store's revocations were read in full:
 	// before that it would allow tokens other replicas refuse. Until then
-	// the gRPC listener accepts nothing (Envoy fails closed), health is not
-	// SERVING, and /healthz is 503.
+	// Check is answered at once with 503 (UNAVAILABLE, a denial whatever
+	// Envoy's failure_mode_allow), health is NOT_SERVING and /healthz is 503.
 	storeWait, stopStoreWait := context.WithCancel(context.Background())
 	defer stopStoreWait()
-	go func() {
-		if !st.Ready() {
-			log.Info("waiting for the first full read of the store before answering Check", zap.String("store", st.Backend().Describe()))
-		}
-		if st.WaitReady(storeWait) != nil {
-			return
-		}
-		errc <- g.Serve(grpcLis)
-	}()
+	if !st.Ready() {
+		log.Info("answering Check with 503 until the first full read of the store", zap.String("store", st.Backend().Describe()))
+		checker.HoldUntil(storeWait, "the first full read of the store ("+st.Backend().Describe()+")", st.WaitReady)
+	}
+	checker.Register(g)
+	go func() { errc <- g.Serve(grpcLis) }()
 	go func() { errc <- httpSrv.Serve(httpLis) }()
 	ready.Store(true)
 

@@ -5,7 +5,9 @@ package main
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,13 +17,17 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/extauthz/extauthz/internal/check"
+	"github.com/extauthz/extauthz/internal/envoytest"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/store/redistest"
 )
 
 // TestServeWithTheStore: serve is ready (health SERVING, /healthz 200) only
-// after its first full read of the store, exports extauthz_store_up, and
-// Check refuses what `extauthz revoke` records, within a second.
+// after its first full read of the store, and until then answers every
+// Check at once with a 503 denial that Envoy passes on (never leaving it
+// waiting out its Check timeout); it exports extauthz_store_up, and Check
+// refuses what `extauthz revoke` records, within a second.
 func TestServeWithTheStore(t *testing.T) {
 	redis := redistest.Start(t)
 	redis.Kill() // unreachable when serve starts
@@ -30,6 +36,15 @@ func TestServeWithTheStore(t *testing.T) {
 	env := map[string]string{"DATABROKER_STORAGE_CONNECTION_STRING": redis.URL()}
 	s := startServe(t, env, "--config", cfg, "--log-format", "json")
 	s.waitServing(t)
+	now := time.Now()
+	c := &identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"}, SID: "sess-bob"}
+	c.ID, c.Issuer, c.Subject = "tok-bob", "authenticate.example.com", "bob"
+	c.Audience = jwt.ClaimStrings{"app.example.com"}
+	c.IssuedAt, c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute)), jwt.NewNumericDate(now.Add(time.Hour))
+	bob, err := identity.Mint(c, testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	health := func() healthpb.HealthCheckResponse_ServingStatus {
 		conn, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -66,6 +81,33 @@ func TestServeWithTheStore(t *testing.T) {
 			t.Errorf("/metrics lacks extauthz_store_up 0")
 		}
 	})
+	t.Run("before the first full read of the store Check answers 503 UNAVAILABLE at once", func(t *testing.T) {
+		// `extauthz check` waits 5 s at most: an unanswered Check fails here.
+		got := runCheck(t, s.grpc, "--url", "http://app.example.com/", "--token", bob)
+		if got.decision != "DENY" || got.status != http.StatusServiceUnavailable || !strings.Contains(got.body, check.ReasonStarting) {
+			t.Errorf("want a 503 denial saying the authorizer is starting:\n%s", got.raw)
+		}
+	})
+	t.Run("before the first full read of the store Envoy passes the sidecar's 503 on", func(t *testing.T) {
+		_, grpcPort, _ := net.SplitHostPort(s.grpc)
+		_, httpPort, _ := net.SplitHostPort(s.http)
+		gp, _ := strconv.Atoi(grpcPort)
+		hp, _ := strconv.Atoi(httpPort)
+		e := envoytest.Start(t, envoytest.Options{GRPCPort: gp, HTTPPort: hp})
+		req, _ := http.NewRequest(http.MethodGet, e.URLFor("app.example.com")+"/", nil)
+		req.Header.Set("Authorization", "Pomerium "+bob)
+		resp, err := e.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		// Envoy's own answer to a Check it gave up on (its 0.5 s timeout)
+		// would be a bare 503: the body shows the sidecar answered.
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), check.ReasonStarting) {
+			t.Errorf("through Envoy: %d %q, want the sidecar's 503", resp.StatusCode, body)
+		}
+	})
 
 	redis.Restart()
 	t.Run("once the store answers it is ready", func(t *testing.T) {
@@ -81,15 +123,7 @@ func TestServeWithTheStore(t *testing.T) {
 	})
 
 	t.Run("a revocation from the CLI is refused by Check within a second", func(t *testing.T) {
-		now := time.Now()
-		c := &identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"}, SID: "sess-bob"}
-		c.ID, c.Issuer, c.Subject = "tok-bob", "authenticate.example.com", "bob"
-		c.Audience = jwt.ClaimStrings{"app.example.com"}
-		c.IssuedAt, c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute)), jwt.NewNumericDate(now.Add(time.Hour))
-		tok, err := identity.Mint(c, testSecret)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tok := bob
 		if got := runCheck(t, s.grpc, "--url", "http://app.example.com/", "--token", tok); got.decision != "ALLOW" {
 			t.Fatalf("before the revocation:\n%s", got.raw)
 		}

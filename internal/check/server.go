@@ -34,6 +34,8 @@ type Server struct {
 	audit  *audit.Log
 	now    func() time.Time
 	health *health.Server
+	// notReady, while set, is why Checks are not decided yet (NotReady).
+	notReady atomic.Pointer[string]
 	// Observe, when set, is called once per Check with the decision and its
 	// duration; metrics hang here.
 	Observe func(d *decision.Decision, elapsed time.Duration)
@@ -146,12 +148,15 @@ func (s *Server) Swap(snap *Snapshot) { s.snap.Store(snap) }
 func (s *Server) SetClock(now func() time.Time) { s.now = now }
 
 // Register adds the Authorization and gRPC health services to g and marks
-// both serving.
+// both serving, or not serving while NotReady is in force.
 func (s *Server) Register(g *grpc.Server) {
 	authv3.RegisterAuthorizationServer(g, s)
 	healthpb.RegisterHealthServer(g, s.health)
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if s.IsReady() {
+		s.setHealth(healthpb.HealthCheckResponse_SERVING)
+	} else {
+		s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 }
 
 // Shutdown reports NOT_SERVING on the health service, so load balancers and
@@ -167,6 +172,13 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	// Envoy filled.
 	headers := requestHeaders(httpReq)
 	requestID := requestid.Pick(headers["x-request-id"], httpReq.GetId())
+	if why := s.notReady.Load(); why != nil {
+		resp := s.notReadyAnswer(*why, headers, requestID)
+		if s.Observe != nil {
+			s.Observe(notReadyDecision(), s.now().Sub(start))
+		}
+		return resp, nil
+	}
 	if httpReq == nil || httpReq.GetHost() == "" {
 		d := &decision.Decision{Kind: decision.KindBadRequest, Status: decision.StatusBadRequest, Reason: decision.ReasonBadRequest}
 		resp := snap.deny(d, negotiate.Text, requestID, nil)
