@@ -27,6 +27,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/envoytest"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 const (
@@ -39,6 +40,9 @@ const (
 
 type compose struct {
 	Services map[string]service `yaml:"services"`
+	Networks map[string]struct {
+		Internal bool `yaml:"internal"`
+	} `yaml:"networks"`
 }
 
 type service struct {
@@ -58,6 +62,23 @@ type service struct {
 	Networks map[string]struct {
 		Aliases []string `yaml:"aliases"`
 	} `yaml:"networks"`
+	Deploy struct {
+		Replicas int `yaml:"replicas"`
+	} `yaml:"deploy"`
+}
+
+// networks lists the networks a service is on (Compose puts it on default
+// when it names none).
+func (s service) networks() []string {
+	if len(s.Networks) == 0 {
+		return []string{"default"}
+	}
+	var out []string
+	for n := range s.Networks {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // dependsOn lists the services s depends on, in either syntax.
@@ -81,7 +102,7 @@ func loadCompose(t *testing.T) compose {
 	t.Helper()
 	var c compose
 	decodeYAML(t, composeFile, &c)
-	for _, name := range []string{"envoy", "extauthz", "echo", "idp"} {
+	for _, name := range []string{"envoy", "extauthz", "echo", "idp", "redis"} {
 		if _, ok := c.Services[name]; !ok {
 			t.Fatalf("%s: no service %q", composeFile, name)
 		}
@@ -305,16 +326,97 @@ func TestHealthchecksUseTheBinaries(t *testing.T) {
 	for name, want := range map[string][]string{
 		"extauthz": {"CMD", "/bin/extauthz", "healthcheck"},
 		"idp":      {"CMD", "/bin/demo-idp", "healthcheck"},
+		"redis":    {"CMD", "redis-cli", "ping"},
 	} {
 		test := c.Services[name].Healthcheck.Test
 		if len(test) < len(want) || !slices.Equal(test[:len(want)], want) {
 			t.Errorf("service %s healthcheck %v, want %v ...", name, test, want)
 		}
 	}
-	deps, _ := c.Services["envoy"].DependsOn.(map[string]any)
-	if cond, _ := deps["extauthz"].(map[string]any); cond["condition"] != "service_healthy" {
-		t.Errorf("service envoy depends on extauthz %v; want condition: service_healthy, so no request meets a sidecar still starting", deps["extauthz"])
+	for _, dep := range [][2]string{{"envoy", "extauthz"}, {"extauthz", "redis"}} {
+		deps, _ := c.Services[dep[0]].DependsOn.(map[string]any)
+		if cond, _ := deps[dep[1]].(map[string]any); cond["condition"] != "service_healthy" {
+			t.Errorf("service %s depends on %s %v; want condition: service_healthy, so no request meets a service still starting", dep[0], dep[1], deps[dep[1]])
+		}
 	}
+}
+
+// Two sidecar replicas act as one through the Redis service: the config
+// names it by the name the replicas reach it by, on a network only they
+// share with it (internal: no way out), and a shared store has one
+// signing_key. The Redis image is one make compose-images stands in for.
+func TestReplicasShareOneRedis(t *testing.T) {
+	c := loadCompose(t)
+	cfg := sidecarConfig(t, c)
+	side, redis := c.Services["extauthz"], c.Services["redis"]
+	if side.Deploy.Replicas < 2 {
+		t.Errorf("service extauthz runs %d replica(s), want 2 or more", side.Deploy.Replicas)
+	}
+	if cfg.DatabrokerStorageType != "redis" {
+		t.Fatalf("%s: databroker_storage_type %q, want redis", sidecarFile, cfg.DatabrokerStorageType)
+	}
+	u, err := url.Parse(cfg.DatabrokerStorageConnectionString)
+	if err != nil || u.Scheme != "redis" {
+		t.Fatalf("%s: databroker_storage_connection_string %q (%v), want redis://redis:6379/N", sidecarFile, cfg.DatabrokerStorageConnectionString, err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+	if u.Hostname() != "redis" || !redis.containerPorts(t)[port] {
+		t.Errorf("the sidecar reaches its store at %s, not the redis service's exposed port (%v)", u.Host, redis.containerPorts(t))
+	}
+	if cfg.SigningKey == "" || cfg.KeyGenerated {
+		t.Error("the replicas would each generate a signing key: SIGNING_KEY must reach them")
+	}
+	if len(redis.Ports) != 0 {
+		t.Errorf("service redis publishes %v: only the replicas may reach it", redis.Ports)
+	}
+	shared := ""
+	for _, n := range redis.networks() {
+		if slices.Contains(side.networks(), n) {
+			shared = n
+		}
+		for name, s := range c.Services {
+			if name != "redis" && name != "extauthz" && slices.Contains(s.networks(), n) {
+				t.Errorf("service %s shares network %s with redis: only the sidecar replicas should", name, n)
+			}
+		}
+	}
+	if shared == "" {
+		t.Fatalf("the sidecar (networks %v) and redis (%v) share no network", side.networks(), redis.networks())
+	}
+	if !c.Networks[shared].Internal {
+		t.Errorf("network %s, the store's, is not internal: true", shared)
+	}
+	standins := standinImages(t)
+	for name, s := range c.Services {
+		if s.Build == nil && !standins[s.Image] {
+			t.Errorf("service %s's image %s has no stand-in in standin-images.sh (make compose-images makes %v)", name, s.Image, standins)
+		}
+	}
+}
+
+// standinImages are the images standin-images.sh tags: the values of its
+// *_IMAGE=... lines, with the ${VAR} they use expanded.
+func standinImages(t *testing.T) map[string]bool {
+	t.Helper()
+	script, err := os.ReadFile("standin-images.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	out := map[string]bool{}
+	assign := regexp.MustCompile(`^([A-Z_]+)=(\S+)$`)
+	for _, line := range strings.Split(string(script), "\n") {
+		m := assign.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		v := os.Expand(m[2], func(k string) string { return vars[k] })
+		vars[m[1]] = v
+		if strings.HasSuffix(m[1], "_IMAGE") {
+			out[v] = true
+		}
+	}
+	return out
 }
 
 // Secrets come from .env (make compose-env), never from a default in the
@@ -431,9 +533,10 @@ func sidecarConfig(t *testing.T, c compose) *config.Config {
 		env[k] = composeDefault(v)
 	}
 	// What make compose-env writes, in test values.
+	_, signingKey := testkit.SigningKey(t)
 	for k, v := range map[string]string{
 		"SHARED_SECRET":     base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")),
-		"SIGNING_KEY":       "",
+		"SIGNING_KEY":       signingKey,
 		"IDP_CLIENT_SECRET": testClientSecret,
 	} {
 		if _, ok := env[k]; !ok {

@@ -6,23 +6,27 @@
 #                             run) on a Debian 12 base made with debootstrap
 #   golang:1.26               this machine's Go 1.26 toolchain on the same base, for the build
 #                             stage of Dockerfile (which builds the sidecar, echo and demo-idp)
+#   redis:7                   Debian 12's redis-server (7.0, with security updates) on the same
+#                             base: the store the sidecar replicas share
 # An image already present under one of these names is kept: `docker rmi` it to rebuild. With a
 # registry, skip this script: `docker compose up --build` pulls the real images.
-# Needs: a running Docker engine, debootstrap (as root), python3 with venv, Go 1.26. Linux only.
+# Needs: a running Docker engine, debootstrap (as root), python3 with venv, Go 1.26, and Debian's
+# mirror (deb.debian.org, plain HTTP) from inside a container, for redis-server. Linux only.
 set -eu
 cd "$(dirname "$0")/../.."
 
 ENVOY_VERSION=1.40.0
 ENVOY_IMAGE=envoyproxy/envoy:v${ENVOY_VERSION}
 GO_IMAGE=golang:1.26
+REDIS_IMAGE=redis:7
 BASE_IMAGE=extauthz-local/debian:bookworm
 
 say() { printf 'compose-images: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 
-# The Docker CLI needs buildx for BuildKit; these Dockerfiles have no RUN, so the legacy
-# builder does as well where buildx is missing.
+# The Docker CLI needs buildx for BuildKit; these Dockerfiles use no BuildKit feature, so the
+# legacy builder does as well where buildx is missing.
 build() {
   if docker buildx version >/dev/null 2>&1; then
     docker build -q "$@" >/dev/null
@@ -104,5 +108,31 @@ EOF
   say "$GO_IMAGE: built"
 }
 
+redis_image() {
+  if have "$REDIS_IMAGE"; then say "$REDIS_IMAGE: present"; return 0; fi
+  base
+  say "making $REDIS_IMAGE from Debian's redis-server"
+  mkdir -p "$work/redis"
+  # Like the official image: redis-server and redis-cli on PATH, working directory /data (the
+  # volume) owned by the redis user it runs as, CMD redis-server. Debian's build answers the same
+  # protocol and commands (7.0); the compose file passes every setting it relies on.
+  cat >"$work/redis/Dockerfile" <<EOF
+FROM $BASE_IMAGE
+LABEL org.opencontainers.image.description="Local stand-in for $REDIS_IMAGE (Debian 12's redis-server), made by make compose-images"
+RUN echo 'deb http://deb.debian.org/debian-security bookworm-security main' >>/etc/apt/sources.list \\
+ && apt-get update -qq \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null \\
+ && rm -rf /var/lib/apt/lists/* \\
+ && mkdir -p /data && chown redis:redis /data
+WORKDIR /data
+USER redis
+EXPOSE 6379
+CMD ["redis-server", "--protected-mode", "no"]
+EOF
+  build -t "$REDIS_IMAGE" "$work/redis"
+  say "$REDIS_IMAGE: built"
+}
+
 envoy_image
 go_image
+redis_image

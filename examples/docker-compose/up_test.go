@@ -250,8 +250,9 @@ func renameSave(t *testing.T, path string, data []byte) {
 // in for by make compose-images where no registry is reachable) and uses it
 // as its README says, through Envoy on 127.0.0.1: tokens minted by the
 // image's own pomerium-cli, allowed, refused, stripped and impersonated; a
-// config saved by rename reloaded; then the browser flow in headless Chromium
-// through the demo provider.
+// config saved by rename reloaded; the two sidecar replicas acting as one
+// through Redis (replicas_test.go); then the browser flow in headless
+// Chromium through the demo provider.
 func TestComposeStackUp(t *testing.T) {
 	requireCompose(t)
 	p := newPhases(t)
@@ -295,14 +296,14 @@ func TestComposeStackUp(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	ps := run(t, "", "docker", "compose", "ps", "--format", "{{.Service}} {{.Health}}")
-	for _, want := range []string{"extauthz healthy", "idp healthy"} {
-		if !strings.Contains(ps, want) {
-			t.Errorf("docker compose ps does not say %q:\n%s", want, ps)
+	for want, n := range map[string]int{"extauthz healthy": 2, "idp healthy": 1, "redis healthy": 1} {
+		if got := strings.Count(ps, want+"\n"); got != n {
+			t.Errorf("docker compose ps says %q %d times, want %d:\n%s", want, got, n, ps)
 		}
 	}
 
 	secret := readDotEnv(t)["SHARED_SECRET"]
-	container := strings.TrimSpace(run(t, "", "docker", "compose", "ps", "-q", "extauthz"))
+	container := strings.Fields(run(t, "", "docker", "compose", "ps", "-q", "extauthz"))[0] // any replica
 	image := strings.TrimSpace(run(t, "", "docker", "inspect", "--format", "{{.Image}}", container))
 	mint := func(args ...string) string {
 		t.Helper()
@@ -399,14 +400,20 @@ func TestComposeStackUp(t *testing.T) {
 		before := reloads()
 		renameSave(t, sidecarFile, append(slices.Clip(orig), "# saved by TestComposeStackUp (up_test.go), which restores this file\n"...))
 		deadline := time.Now().Add(20 * time.Second)
-		for reloads() <= before {
+		for reloads() < before+2 { // each replica reloads
 			if time.Now().After(deadline) {
-				t.Fatalf("no \"config reloaded\" in the sidecar's log 20 s after a rename-save of %s", sidecarFile)
+				t.Fatalf("not two more \"config reloaded\" in the sidecar replicas' logs 20 s after a rename-save of %s", sidecarFile)
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
 	})
 
+	p.next("replicas: revoke on one, refused by both")
+	replicasActAsOne(t, c, mint)
+
+	// The pages (cluster extauthz_http) are balanced over both replicas too,
+	// so the sign-in below starts and ends on either: it needs the handoffs
+	// they share in Redis.
 	p.next("browser: sign in, dashboard, sign in as, sign out")
 	browserFlow(t)
 }
