@@ -27,7 +27,7 @@ release:
 
 # The docker-compose stack (examples/docker-compose). compose-env writes its .env with fresh
 # secrets when missing; compose-images makes local stand-ins for the registry images it needs
-# (envoyproxy/envoy:v1.40.0, golang:1.26), for machines without a registry, then builds the stack.
+# (envoyproxy/envoy:v1.40.0, golang:1.26, redis:7), for machines without a registry, then builds the stack.
 compose-env:
 	sh examples/docker-compose/compose-env.sh
 
