@@ -98,7 +98,7 @@ func (s *Server) notReadyAnswer(why string, headers map[string]string, requestID
 }
 
 // notReadyDecision is what metrics see of a Check answered while not ready:
-// an internal refusal (the reason class "internal"), never an allow.
+// a refusal of its own kind (the reason class "not_ready"), never an allow.
 func notReadyDecision() *decision.Decision {
-	return &decision.Decision{Kind: decision.KindInternal, Status: http.StatusServiceUnavailable, Reason: ReasonStarting}
+	return &decision.Decision{Kind: decision.KindNotReady, Status: decision.StatusUnavailable, Reason: ReasonStarting}
 }

@@ -28,6 +28,7 @@ const (
 	StatusForbidden    Status = 403
 	StatusNotFound     Status = 404
 	StatusInternal     Status = 500
+	StatusUnavailable  Status = 503 // the adapter is not ready to decide (its shared store is unread)
 )
 
 // Request is what the decision needs to know about one HTTP request.

@@ -19,6 +19,7 @@ const (
 	KindImpersonationRefused             // the token's impersonation is refused (403)
 	KindAllowed                          // the route's allow rules admit the identity
 	KindDeniedByPolicy                   // the route's allow rules do not admit the identity (403)
+	KindNotReady                         // the adapter refused before deciding: it has not read its shared store (503)
 )
 
 var kindNames = [...]string{
@@ -31,6 +32,7 @@ var kindNames = [...]string{
 	KindImpersonationRefused: "impersonation_refused",
 	KindAllowed:              "allowed",
 	KindDeniedByPolicy:       "denied_by_policy",
+	KindNotReady:             "not_ready",
 }
 
 // String is the kind as a short stable word.

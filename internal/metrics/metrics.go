@@ -34,6 +34,7 @@ const (
 	ClassImpersonationDenied = "impersonation_denied" // impersonation refused: not an administrator, protected target, read-only (403)
 	ClassNoRoute             = "no_route"             // no route matches (404)
 	ClassBadRequest          = "bad_request"          // the CheckRequest carries no HTTP attributes (400)
+	ClassNotReady            = "not_ready"            // refused before deciding: the replica has not read its shared store yet (503)
 	ClassInternal            = "internal"             // fail closed on an internal error (500), or any status not listed above
 )
 
@@ -60,6 +61,7 @@ var checkSeries = [...]series{
 	{"deny", "403", ClassImpersonationDenied, decision.KindImpersonationRefused, decision.StatusForbidden},
 	{"deny", "404", ClassNoRoute, decision.KindNoRoute, decision.StatusNotFound},
 	{"deny", "400", ClassBadRequest, decision.KindBadRequest, decision.StatusBadRequest},
+	{"deny", "503", ClassNotReady, decision.KindNotReady, decision.StatusUnavailable},
 	{"deny", "500", ClassInternal, decision.KindInternal, decision.StatusInternal},
 }
 

@@ -91,6 +91,8 @@ func TestChecksAreCountedByDecisionStatusAndReasonClass(t *testing.T) {
 			"decision=deny,reason_class=no_route,status=404"},
 		{"a malformed CheckRequest", decision.Decision{Kind: decision.KindBadRequest, Status: 400, Reason: "malformed check request"},
 			"decision=deny,reason_class=bad_request,status=400"},
+		{"a replica that has not read its store yet", decision.Decision{Kind: decision.KindNotReady, Status: 503, Reason: "the authorizer is starting"},
+			"decision=deny,reason_class=not_ready,status=503"},
 		{"an internal error", decision.Decision{Kind: decision.KindInternal, Status: 500, Route: privateRoute, Reason: "internal error"},
 			"decision=deny,reason_class=internal,status=500"},
 		{"a status nothing produces fails closed into internal", decision.Decision{Kind: decision.KindAllowed, Status: 418},
