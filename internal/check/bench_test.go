@@ -2,9 +2,11 @@ package check_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
@@ -106,6 +108,26 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		})
 	}
+	// Every request a new session (the 100k-session workload): the token is
+	// verified and the assertion signed each time, and neither cache helps.
+	b.Run("allowed, every session new", func(b *testing.B) {
+		reqs := make([]*authv3.CheckRequest, 2048)
+		for i := range reqs {
+			tok := benchToken(b, identity.Claims{Email: fmt.Sprintf("user%d@corp.example", i), Groups: []string{"engineering"}})
+			reqs[i] = envoyRequest("GET", "https://app.example.com/reports?q=1", map[string]string{"authorization": "Pomerium " + tok}, "app")
+		}
+		cold := benchSnapshot(b)
+		cold.Assertions = check.NewAssertionCache(1) // 64 entries at most: every request misses
+		srv := check.New(cold, zap.NewNop())
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if resp, _ := srv.Check(context.Background(), reqs[i%len(reqs)]); resp.GetOkResponse() == nil {
+				b.Fatalf("not allowed: %v", resp)
+			}
+			i++
+		}
+	})
 	// The same allowed request as Envoy sends it with encode_raw_headers:
 	// the cost of reading header_map at the edge.
 	b.Run("allowed via header_map", func(b *testing.B) {
