@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"sync"
@@ -238,9 +241,6 @@ func field(b []byte, num protowire.Number, typ protowire.Type) ([]byte, error) {
 	return nil, nil
 }
 
-// pacerTick is the open-loop pacer's shortest sleep.
-const pacerTick = 100 * time.Microsecond
-
 const checkMethod = "/envoy.service.auth.v3.Authorization/Check"
 
 var rawCall = grpc.ForceCodecV2(rawCodec{})
@@ -304,6 +304,10 @@ type sample struct {
 	CPU      time.Duration // CPU the measured server used during the run
 	CPUPerOp time.Duration
 	Foreign  float64 // CPUs other work on the machine used during the run, on average
+	// Open loop: how late the pacer handed requests out (99th percentile),
+	// and how many times the runner itself collected garbage.
+	PacerLagP99 time.Duration
+	RunnerGCs   uint64
 	Repeats  int     // runs thrown away before this one because other work disturbed them
 }
 
@@ -338,6 +342,7 @@ func (c *grpcClient) closedLoop(pool [][]byte, workers int, d time.Duration) sam
 	allowed := make([]int, workers)
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
+	gc := runnerGC()
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -371,18 +376,30 @@ func (c *grpcClient) closedLoop(pool [][]byte, workers int, d time.Duration) sam
 		}()
 	}
 	wg.Wait()
-	return newSample(time.Since(start), 0, lats, errs, allowed)
+	s := newSample(time.Since(start), 0, lats, errs, allowed)
+	s.RunnerGCs = gc()
+	return s
 }
 
 // openLoop sends at a fixed rate for d whatever the answers do (open loop),
-// from up to maxInFlight concurrent calls. Latency runs from the moment a
-// request is handed to a caller, so time spent waiting for a free caller when
-// the server falls behind is counted, while the pacer's timer jitter is not.
+// from up to maxInFlight concurrent calls. Request i is due at start + i/rate
+// and its latency runs from that moment to its answer: whatever delays it
+// (the pacer waking late, waiting for a free caller, the server) counts, as
+// for a client whose requests arrive on schedule, with no coordinated
+// omission. How late the pacer handed requests out is kept apart (PacerLag),
+// so a tail the runner made can be told from one the server made.
+//
+// The pacer sleeps on its own thread with nanosleep(2) until the next request
+// is due (pacerSleep), so requests leave one by one, as Envoy's would. Before
+// issue 19 it slept with time.Sleep, which on an idle Go process lasts at
+// least about 1.1 ms, and handed out every request due since at once, stamped
+// with the wake-up time: bursts of ~17 requests at 15k/s, whose queueing hit
+// the server with the longer Check hardest, and pacer lateness left uncounted.
 func (c *grpcClient) openLoop(pool [][]byte, rate float64, d time.Duration, maxInFlight int) sample {
 	total := int(rate * d.Seconds())
 	type item struct {
-		i    int
-		sent time.Time
+		i   int
+		due time.Time
 	}
 	work := make(chan item, min(total, 1<<20))
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
@@ -400,7 +417,7 @@ func (c *grpcClient) openLoop(pool [][]byte, rate float64, d time.Duration, maxI
 			for it := range work {
 				in.b = pool[it.i%len(pool)]
 				err := cc.Invoke(ctx, checkMethod, &in, &out, rawCall)
-				lats[w] = append(lats[w], time.Since(it.sent))
+				lats[w] = append(lats[w], time.Since(it.due))
 				if err != nil {
 					errs[w]++
 				} else if out.code == 0 {
@@ -409,25 +426,61 @@ func (c *grpcClient) openLoop(pool [][]byte, rate float64, d time.Duration, maxI
 			}
 		}()
 	}
-	// The pacer wakes up at most every pacerTick and hands out every request
-	// due by then: fewer wake-ups than one timer per request, and no request
-	// leaves early.
+	gc := runnerGC()
+	lag := make([]time.Duration, 0, total)
+	undo := precisePacing()
 	start := time.Now()
 	interval := float64(time.Second) / rate
+	dueAt := func(i int) time.Time { return start.Add(time.Duration(float64(i) * interval)) }
 	for i := 0; i < total; {
 		now := time.Now()
-		due := min(int(float64(now.Sub(start))/interval)+1, total)
-		for ; i < due; i++ {
-			work <- item{i: i, sent: now}
+		for ; i < total; i++ {
+			due := dueAt(i)
+			if due.After(now) {
+				break
+			}
+			lag = append(lag, now.Sub(due))
+			work <- item{i: i, due: due}
 		}
 		if i < total {
-			next := start.Add(time.Duration(float64(i) * interval))
-			time.Sleep(max(time.Until(next), pacerTick))
+			pacerSleep(time.Until(dueAt(i)))
 		}
 	}
+	undo()
 	close(work)
 	wg.Wait()
-	return newSample(time.Since(start), rate, lats, errs, allowed)
+	s := newSample(time.Since(start), rate, lats, errs, allowed)
+	slices.Sort(lag)
+	s.PacerLagP99 = quantile(lag, 0.99)
+	s.RunnerGCs = gc()
+	return s
+}
+
+// runnerGC makes the runner's own garbage collector as quiet as it can be
+// during a run (a collection first, then one at four times the live heap at
+// most: the runner's heap is mostly the request pool, and a run allocates a
+// few hundred MB at most) and returns a func that restores the setting and
+// says how many collections the runner ran meanwhile. A runner collecting
+// under load takes CPU, and stalls its callers, at moments that have nothing
+// to do with the server measured.
+func runnerGC() (done func() uint64) {
+	runtime.GC()
+	old := debug.SetGCPercent(400)
+	before := gcCycles()
+	return func() uint64 {
+		n := gcCycles() - before
+		debug.SetGCPercent(old)
+		return n
+	}
+}
+
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // newSample sums what each worker saw into one sample over elapsed (at the

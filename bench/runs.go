@@ -255,8 +255,8 @@ func runGRPCWorkload(ctx context.Context, env *runEnv, key string) (*grpcResult,
 				return res, err
 			}
 			s.runs.add(loadFixed, x)
-			env.logf("gRPC %s round %d %-8s at %6.0f/s  p50 %-8s p99 %-8s p99.9 %-8s other load %.2f CPUs",
-				w.Key, r+1, s.runs.Name, res.Rate, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.P999), x.Foreign)
+			env.logf("gRPC %s round %d %-8s at %6.0f/s  p50 %-8s p99 %-8s p99.9 %-8s pacer lag p99 %-8s runner GCs %d  other load %.2f CPUs",
+				w.Key, r+1, s.runs.Name, res.Rate, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.P999), fmtDur(x.PacerLagP99), x.RunnerGCs, x.Foreign)
 		}
 	}
 	for _, s := range servers {
