@@ -308,7 +308,7 @@ type sample struct {
 	// and how many times the runner itself collected garbage.
 	PacerLagP99 time.Duration
 	RunnerGCs   uint64
-	Repeats  int     // runs thrown away before this one because other work disturbed them
+	Repeats     int // runs thrown away before this one because other work disturbed them
 }
 
 // latencies merges per-worker latencies and fills the quantiles.
