@@ -70,7 +70,7 @@ func TestSmoke(t *testing.T) {
 		}
 		t.Logf("Envoy layer skipped: %s", res.EnvoySkipped)
 	} else {
-		want := 5 // none, no-op, ours over TCP and over a Unix socket, oauth2-proxy
+		want := 6 // none, no-op, ours over TCP and over a Unix socket, oauth2-proxy with bearer JWTs and with cookies
 		if res.OAuth2Skipped != "" {
 			want = 4
 			t.Logf("oauth2-proxy skipped: %s", res.OAuth2Skipped)
@@ -121,7 +121,11 @@ func TestEnvoyConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o2p, err := withOAuth2Proxy(bundled)
+	o2p, err := withOAuth2Proxy(bundled, oauth2ProxyExtAuthz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o2pCookie, err := withOAuth2Proxy(bundled, oauth2ProxyCookieExtAuthz)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +150,7 @@ func TestEnvoyConfigs(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	for name, src := range map[string][]byte{"none": none, "oauth2-proxy": o2p} {
+	for name, src := range map[string][]byte{"none": none, "oauth2-proxy": o2p, "oauth2-proxy-cookie": o2pCookie} {
 		b, err := envoytest.DecodeBootstrap(src)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -167,8 +171,15 @@ func TestEnvoyConfigs(t *testing.T) {
 			if ea != nil {
 				t.Errorf("none: ext_authz is still there")
 			}
-		case "oauth2-proxy":
+		case "oauth2-proxy", "oauth2-proxy-cookie":
 			hs := ea.GetHttpService()
+			var cookie bool
+			for _, m := range hs.GetAuthorizationRequest().GetAllowedHeaders().GetPatterns() {
+				cookie = cookie || (m.GetExact() == "cookie" && m.GetIgnoreCase())
+			}
+			if want := name == "oauth2-proxy-cookie"; cookie != want {
+				t.Errorf("%s: the Cookie header passed to oauth2-proxy = %v, want %v", name, cookie, want)
+			}
 			if hs == nil || hs.GetPathPrefix() != "/oauth2/auth" || hs.GetServerUri().GetCluster() != "oauth2_proxy" {
 				t.Errorf("oauth2-proxy: http_service = %v", hs)
 			}

@@ -309,7 +309,7 @@ func runEnvoyLayer(ctx context.Context, env *runEnv, res *Results) error {
 	}
 	nEnvoys := 4
 	if oauth2Bin != "" {
-		nEnvoys = 5
+		nEnvoys = 6 // oauth2-proxy with bearer JWTs and with its cookie sessions
 	}
 	env.logf("Envoy layer: starting the echo upstream, the authorizers and %d Envoys", nEnvoys)
 	st, err := startEnvoyStack(ctx, env, oauth2Bin, cfg.EnvoySessions)
