@@ -258,7 +258,11 @@ func TestWorkloadAllowedAmong(t *testing.T) {
 // The report renders from synthetic results, plot included.
 func TestReport(t *testing.T) {
 	s := func(rate float64, p50 time.Duration) sample {
-		return sample{Requests: 1000, Rate: rate, P50: p50, P99: 4 * p50, P999: 9 * p50, CPUPerOp: 20 * time.Microsecond, Target: rate / 2}
+		x := sample{Requests: 1000, Rate: rate, P50: p50, P99: 4 * p50, P999: 9 * p50, CPUPerOp: 20 * time.Microsecond, Target: rate / 2}
+		for i := range spectrumQuantiles {
+			x.Spectrum = append(x.Spectrum, time.Duration(i+1)*p50)
+		}
+		return x
 	}
 	runs := func(name string, rate float64, p50 time.Duration) *serverRuns {
 		r := &serverRuns{Name: name, PeakRSS: 30 << 20, EndRSS: 28 << 20}
@@ -282,13 +286,16 @@ func TestReport(t *testing.T) {
 	}
 	md, _ := os.ReadFile(out)
 	for _, want := range []string{"**PASS**", "**MISS**: allowed over by 2", "bench-latency.png", "(iv) Envoy + oauth2-proxy",
+		"bench-latency-grpc.png", "p99 added over the floor's ≤ 500 µs", "CPU per Check ≤ 1.1× the floor's",
 		"(iii-u) Envoy + extauthz over a Unix socket", "Envoy + ours over a Unix socket ≥ Envoy + no-op ext_authz over TCP"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
 	}
-	if fi, err := os.Stat(filepath.Join(filepath.Dir(out), "bench-latency.png")); err != nil || fi.Size() < 1000 {
-		t.Errorf("plot: %v", err)
+	for _, plot := range []string{"bench-latency.png", "bench-latency-grpc.png"} {
+		if fi, err := os.Stat(filepath.Join(filepath.Dir(out), plot)); err != nil || fi.Size() < 1000 {
+			t.Errorf("plot %s: %v", plot, err)
+		}
 	}
 	if os.Getenv("BENCH_KEEP_REPORT") != "" {
 		_ = os.WriteFile(os.Getenv("BENCH_KEEP_REPORT"), md, 0o644)

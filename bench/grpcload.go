@@ -308,7 +308,10 @@ type sample struct {
 	// and how many times the runner itself collected garbage.
 	PacerLagP99 time.Duration
 	RunnerGCs   uint64
-	Repeats     int // runs thrown away before this one because other work disturbed them
+	// Spectrum is the latency at each of spectrumQuantiles, for the plot of
+	// the distributions.
+	Spectrum []time.Duration
+	Repeats  int // runs thrown away before this one because other work disturbed them
 }
 
 // latencies merges per-worker latencies and fills the quantiles.
@@ -319,10 +322,18 @@ func (s *sample) setLatencies(parts [][]time.Duration) {
 	}
 	slices.Sort(all)
 	s.P50, s.P99, s.P999 = quantile(all, 0.50), quantile(all, 0.99), quantile(all, 0.999)
+	s.Spectrum = make([]time.Duration, len(spectrumQuantiles))
+	for i, q := range spectrumQuantiles {
+		s.Spectrum[i] = quantile(all, q)
+	}
 	if len(all) > 0 {
 		s.Max = all[len(all)-1]
 	}
 }
+
+// spectrumQuantiles are where a latency distribution is kept, denser toward
+// the tail: from the median to 99.99%.
+var spectrumQuantiles = []float64{0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999}
 
 // quantile is the nearest-rank quantile of sorted values.
 func quantile(sorted []time.Duration, q float64) time.Duration {

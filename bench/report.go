@@ -34,7 +34,9 @@ type Results struct {
 
 	Targets  []target
 	PlotPath string
-	Repeated int // runs thrown away because other work disturbed them
+	// GRPCPlotPath is the gRPC layer's latency distributions (plotGRPC).
+	GRPCPlotPath string
+	Repeated     int // runs thrown away because other work disturbed them
 }
 
 type machine struct {
@@ -358,6 +360,12 @@ func (r *Results) write(out, plotPath string) error {
 	rel, err := filepath.Rel(filepath.Dir(out), plotPath)
 	if err != nil {
 		rel = plotPath
+	}
+	if len(r.GRPC) > 0 {
+		r.GRPCPlotPath = strings.TrimSuffix(plotPath, ".png") + "-grpc.png"
+		if err := r.plotGRPC(r.GRPCPlotPath); err != nil {
+			return fmt.Errorf("gRPC plot: %w", err)
+		}
 	}
 	md := r.markdown(rel, hasPlot)
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {

@@ -51,7 +51,7 @@ type grpcResult struct {
 	Key, Name, Shape string
 	Ours, Noop       *serverRuns
 	Rate             float64 // the fixed rate: half of our median maximum
-	Profile          string  // pprof -top of our Check path under this workload (mixed only)
+	Profile          string  // pprof -top of our Check path under this workload (mixed and sessions only)
 }
 
 // envoyResult is one Envoy configuration.
@@ -266,7 +266,9 @@ func runGRPCWorkload(ctx context.Context, env *runEnv, key string) (*grpcResult,
 		}
 		s.runs.PeakRSS, s.runs.EndRSS = st.PeakRSS, st.RSS
 	}
-	if cfg.Profile && key == "mixed" {
+	// The mixed workload shows the common path, the sessions workload the
+	// cold one; the targets of issue 19 quote both.
+	if cfg.Profile && (key == "mixed" || key == "sessions") {
 		stopAll(ours, noop)
 		env.logf("gRPC %s: profiling our Check path (bench/profserver) for %s", w.Key, cfg.Duration)
 		if res.Profile, err = profileOurs(env, w, cfg.Duration); err != nil {
