@@ -1,6 +1,7 @@
 package check_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"testing"
@@ -19,6 +20,13 @@ import (
 
 func benchSnapshot(b *testing.B) *check.Snapshot {
 	b.Helper()
+	return benchSnapshotCaching(b, 0)
+}
+
+// benchSnapshotCaching is benchSnapshot with the verifier and assertion
+// caches bounded to about size entries (0: the defaults).
+func benchSnapshotCaching(b *testing.B, size int) *check.Snapshot {
+	b.Helper()
 	pol, err := policy.Compile([]policy.RouteSpec{
 		{Name: "app", From: "https://app.example.com", AllowedGroups: []string{"engineering"}},
 		{Name: "admin", From: "https://admin.example.com", AllowedUsers: []string{"alice@corp.example"}},
@@ -26,7 +34,7 @@ func benchSnapshot(b *testing.B) *check.Snapshot {
 	if err != nil {
 		b.Fatal(err)
 	}
-	v, err := identity.NewVerifier(identity.VerifierOptions{Secrets: []string{secret}, Leeway: time.Minute})
+	v, err := identity.NewVerifier(identity.VerifierOptions{Secrets: []string{secret}, Leeway: time.Minute, CacheSize: size})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -39,7 +47,7 @@ func benchSnapshot(b *testing.B) *check.Snapshot {
 			Rules: impersonation.NewRules([]string{"alice@corp.example"}, nil, "", time.Minute)},
 		Key:          key,
 		ClaimHeaders: []check.ClaimHeader{{Claim: "email", Header: "x-pomerium-claim-email"}},
-		Assertions:   check.NewAssertionCache(10000),
+		Assertions:   check.NewAssertionCache(cmp.Or(size, 10000)),
 	}
 }
 
@@ -116,9 +124,8 @@ func BenchmarkCheck(b *testing.B) {
 			tok := benchToken(b, identity.Claims{Email: fmt.Sprintf("user%d@corp.example", i), Groups: []string{"engineering"}})
 			reqs[i] = envoyRequest("GET", "https://app.example.com/reports?q=1", map[string]string{"authorization": "Pomerium " + tok}, "app")
 		}
-		cold := benchSnapshot(b)
-		cold.Assertions = check.NewAssertionCache(1) // 64 entries at most: every request misses
-		srv := check.New(cold, zap.NewNop())
+		// Caches of 64 entries at most (one per shard): every request misses.
+		srv := check.New(benchSnapshotCaching(b, 1), zap.NewNop())
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
