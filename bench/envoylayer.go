@@ -298,7 +298,7 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		return nil, err
 	}
 	st.procs = append(st.procs, noop)
-	ours, oursAddr, err := startOurs(env.bins.Ours, env.dir, env.sec, env.cfg.LogLevel)
+	ours, oursAddr, err := startOurs(env)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +306,7 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 	// The same sidecar over a Unix socket, for Envoy in the same pod. The
 	// path is short: sun_path holds about 100 bytes.
 	sock := filepath.Join(os.TempDir(), fmt.Sprintf("extauthz-bench-%d.sock", os.Getpid()))
-	oursUDS, _, err := startOursAt(env.bins.Ours, env.dir, env.sec, env.cfg.LogLevel, "unix://"+sock)
+	oursUDS, _, err := startOursAt(env, "unix://"+sock)
 	if err != nil {
 		return nil, err
 	}

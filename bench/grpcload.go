@@ -308,6 +308,9 @@ type sample struct {
 	// and how many times the runner itself collected garbage.
 	PacerLagP99 time.Duration
 	RunnerGCs   uint64
+	// ServerGCs is how many times ours collected garbage during the run
+	// (its go_gc_duration_seconds_count; -1 when unknown).
+	ServerGCs int64
 	// Spectrum is the latency at each of spectrumQuantiles, for the plot of
 	// the distributions.
 	Spectrum []time.Duration
@@ -518,6 +521,7 @@ func measured(p *proc, f func() sample) (sample, error) {
 			return sample{}, p.failure(err)
 		}
 	}
+	gcsBefore := gcCount(p)
 	snap := takeCPUSnap()
 	s := f()
 	s.Foreign = foreignCores(snap, takeCPUSnap())
@@ -529,6 +533,10 @@ func measured(p *proc, f func() sample) (sample, error) {
 		return s, p.failure(err)
 	}
 	s.CPU = after.CPU - before.CPU
+	s.ServerGCs = -1
+	if gcsAfter := gcCount(p); gcsBefore >= 0 && gcsAfter >= 0 {
+		s.ServerGCs = gcsAfter - gcsBefore
+	}
 	if ok := s.Requests - s.Errors; ok > 0 {
 		s.CPUPerOp = s.CPU / time.Duration(ok)
 	}

@@ -157,7 +157,7 @@ func runGRPCWorkload(ctx context.Context, env *runEnv, key string) (*grpcResult,
 	}
 	var ours, noop *proc
 	defer func() { stopAll(ours, noop) }()
-	ours, oursAddr, err := startOurs(env.bins.Ours, env.dir, env.sec, cfg.LogLevel)
+	ours, oursAddr, err := startOurs(env)
 	if err != nil {
 		return nil, err
 	}
@@ -237,8 +237,8 @@ func runGRPCWorkload(ctx context.Context, env *runEnv, key string) (*grpcResult,
 				return res, err
 			}
 			s.runs.add(loadMax, x)
-			env.logf("gRPC %s round %d %-8s max %8.0f/s  p50 %-8s p99 %-8s cpu %s/op  other load %.2f CPUs",
-				w.Key, r+1, s.runs.Name, x.Rate, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.CPUPerOp), x.Foreign)
+			env.logf("gRPC %s round %d %-8s max %8.0f/s  p50 %-8s p99 %-8s cpu %s/op  %s  other load %.2f CPUs",
+				w.Key, r+1, s.runs.Name, x.Rate, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.CPUPerOp), gcNote(x), x.Foreign)
 		}
 	}
 	res.Rate = medianF(res.Ours.Max, rate) / 2
@@ -255,8 +255,8 @@ func runGRPCWorkload(ctx context.Context, env *runEnv, key string) (*grpcResult,
 				return res, err
 			}
 			s.runs.add(loadFixed, x)
-			env.logf("gRPC %s round %d %-8s at %6.0f/s  p50 %-8s p99 %-8s p99.9 %-8s pacer lag p99 %-8s runner GCs %d  other load %.2f CPUs",
-				w.Key, r+1, s.runs.Name, res.Rate, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.P999), fmtDur(x.PacerLagP99), x.RunnerGCs, x.Foreign)
+			env.logf("gRPC %s round %d %-8s at %6.0f/s  p50 %-8s p99 %-8s p99.9 %-8s pacer lag p99 %-8s runner GCs %d  %s  other load %.2f CPUs",
+				w.Key, r+1, s.runs.Name, res.Rate, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.P999), fmtDur(x.PacerLagP99), x.RunnerGCs, gcNote(x), x.Foreign)
 		}
 	}
 	for _, s := range servers {
