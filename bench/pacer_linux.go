@@ -13,10 +13,18 @@ const prSetTimerSlack = 29
 // thread's timer slack to 1 µs, so pacerSleep wakes within tens of µs of the
 // time asked for. The returned func undoes the pinning (the thread keeps its
 // slack; it is the runner's own).
+//
+// While the pacer sleeps in nanosleep its thread may keep its P (the Go
+// scheduler takes it back only after a sysmon tick), which would leave the
+// callers one P of the runner's two: pacing runs with one more P.
 func precisePacing() (undo func()) {
+	procs := runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	runtime.LockOSThread()
 	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, 1000, 0)
-	return runtime.UnlockOSThread
+	return func() {
+		runtime.UnlockOSThread()
+		runtime.GOMAXPROCS(procs)
+	}
 }
 
 // pacerSleep sleeps d with nanosleep(2) on the pinned thread. time.Sleep
