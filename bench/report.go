@@ -351,6 +351,9 @@ func (r *Results) write(out, plotPath string) error {
 		plotPath = filepath.Join(filepath.Dir(out), "bench-latency.png")
 	}
 	r.PlotPath = plotPath
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
 	hasPlot := false
 	if len(r.Envoy) > 0 {
 		if err := r.plot(plotPath); err != nil {
@@ -369,9 +372,6 @@ func (r *Results) write(out, plotPath string) error {
 		}
 	}
 	md := r.markdown(rel, hasPlot)
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
 	return os.WriteFile(out, []byte(md), 0o644)
 }
 
