@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"runtime"
+	"runtime/metrics"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/impersonation"
 	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 func benchSnapshot(b *testing.B) *check.Snapshot {
@@ -167,4 +170,31 @@ func BenchmarkSignAssertion(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCheckOverGRPC is the Check served by grpc-go with
+// check.ServerOptions, 64 calls in flight as Envoy keeps them under load. Its
+// goroutines/op is how often a Check ran on a fresh goroutine (growing its
+// stack) instead of a stream worker's: the pool's size is for this.
+func BenchmarkCheckOverGRPC(b *testing.B) {
+	snap := benchSnapshot(b)
+	bob := benchToken(b, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"}})
+	conn := testkit.ServeCheck(b, check.New(snap, zap.NewNop()), 0, check.ServerOptions()...)
+	client := authv3.NewAuthorizationClient(conn)
+	req := envoyRequest("GET", "https://app.example.com/reports?q=1", map[string]string{"authorization": "Pomerium " + bob}, "app")
+	created := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(created)
+	before := created[0].Value.Uint64()
+	b.SetParallelism(64 / runtime.GOMAXPROCS(0))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if resp, err := client.Check(context.Background(), req); err != nil || resp.GetOkResponse() == nil {
+				b.Errorf("Check: %v %v", resp, err)
+				return
+			}
+		}
+	})
+	metrics.Read(created)
+	b.ReportMetric(float64(created[0].Value.Uint64()-before)/float64(b.N), "goroutines/op")
 }
