@@ -303,3 +303,31 @@ func TestReport(t *testing.T) {
 		_ = os.WriteFile(os.Getenv("BENCH_KEEP_REPORT")+".png", png, 0o644)
 	}
 }
+
+func TestTrimTop(t *testing.T) {
+	top := "Showing nodes accounting for 1s, 10% of 10s total\nShowing top 100 nodes out of 300\n      flat  flat%   sum%        cum   cum%\n" +
+		"     0     0%     0%      5s 50%  alpha\n     0     0%     0%      4s 40%  beta\n     0     0%     0%      3s 30%  gamma\n"
+	for _, tc := range []struct {
+		name string
+		n    int
+		want []string
+		not  []string
+	}{
+		{"two nodes keep the first two and say so", 2, []string{"Showing top 2 nodes out of 300", "alpha", "beta"}, []string{"gamma", "top 100"}},
+		{"more nodes than there are keep them all", 10, []string{"alpha", "beta", "gamma"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := trimTop(top, tc.n)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("lacks %q:\n%s", w, got)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(got, w) {
+					t.Errorf("still has %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+}

@@ -51,7 +51,8 @@ type grpcResult struct {
 	Key, Name, Shape string
 	Ours, Noop       *serverRuns
 	Rate             float64 // the fixed rate: half of our median maximum
-	Profile          string  // pprof -top of our Check path under this workload (mixed and sessions only)
+	Profile          string  // pprof -top of our Check path under this workload (mixed and sessions only), 30 nodes
+	ProfileFull      string  // the same, 100 nodes: what the targets quote from
 }
 
 // envoyResult is one Envoy configuration.
@@ -271,9 +272,10 @@ func runGRPCWorkload(ctx context.Context, env *runEnv, key string) (*grpcResult,
 	if cfg.Profile && (key == "mixed" || key == "sessions") {
 		stopAll(ours, noop)
 		env.logf("gRPC %s: profiling our Check path (bench/profserver) for %s", w.Key, cfg.Duration)
-		if res.Profile, err = profileOurs(env, w, cfg.Duration); err != nil {
+		if res.ProfileFull, err = profileOurs(env, w, cfg.Duration); err != nil {
 			return res, err
 		}
+		res.Profile = trimTop(res.ProfileFull, 30)
 	}
 	return res, nil
 }

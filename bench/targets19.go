@@ -88,8 +88,12 @@ func (r *Results) profileExcerpt(key string, funcs *regexp.Regexp) string {
 	if g == nil || g.Profile == "" {
 		return ""
 	}
+	prof := g.ProfileFull
+	if prof == "" {
+		prof = g.Profile
+	}
 	var lines []string
-	for _, l := range strings.Split(g.Profile, "\n") {
+	for _, l := range strings.Split(prof, "\n") {
 		f := strings.Fields(l)
 		if len(f) < 6 {
 			continue
