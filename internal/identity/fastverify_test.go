@@ -79,3 +79,28 @@ func FuzzDecodeFast(f *testing.F) {
 		}
 	})
 }
+
+func TestVerifierCachesFromSecondSighting(t *testing.T) {
+	tok := hs256(t, baseClaims())
+	for _, tc := range []struct {
+		name     string
+		verifies int
+		want     int
+	}{
+		{"a token verified once is not remembered", 1, 0},
+		{"a token verified twice is", 2, 1},
+		{"and stays one entry", 5, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newVerifier(t, identity.VerifierOptions{Secrets: []string{secret}, Leeway: time.Minute})
+			for range tc.verifies {
+				if _, err := v.Verify(tok, testHost, now); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := v.CachedTokens(); got != tc.want {
+				t.Fatalf("%d tokens cached after %d verifications, want %d", got, tc.verifies, tc.want)
+			}
+		})
+	}
+}
