@@ -331,3 +331,32 @@ func TestTrimTop(t *testing.T) {
 		})
 	}
 }
+
+func TestProfileExcerpt(t *testing.T) {
+	prof := "Showing nodes accounting for 1s\n      flat  flat%   sum%        cum   cum%\n" +
+		"         0     0%     0%      240ms 44.44%  github.com/extauthz/extauthz/internal/identity.(*SigningKey).Sign\n" +
+		"         0     0%     0%      190ms 35.19%  crypto/internal/fips140/ecdsa.Sign[go.shape.interface { BlockSize int; Reset }]\n" +
+		"         0     0%     0%      110ms 20.37%  runtime.mallocgc\n"
+	r := &Results{GRPC: []*grpcResult{{Key: "sessions", Name: "(c) sessions", Profile: prof}, {Key: "mixed", Name: "(a) mixed", Profile: prof}}}
+	for _, tc := range []struct {
+		name, key string
+		want, not []string
+	}{
+		{"the cold path quotes signing and allocation", "sessions", []string{"(*SigningKey).Sign` 44.44% (240ms)", "runtime.mallocgc` 20.37%"}, []string{"fips140"}},
+		{"the tail quotes allocation, not signing", "mixed", []string{"runtime.mallocgc` 20.37%"}, []string{"SigningKey"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := r.profileExcerpt(tc.key, funcsFor(tc.key))
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("lacks %q: %s", w, got)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(got, w) {
+					t.Errorf("has %q: %s", w, got)
+				}
+			}
+		})
+	}
+}

@@ -32,7 +32,7 @@ func (r *Results) judge19(add func(target)) {
 			t.Bound = fmt.Sprintf("At the same rate ours spends %s of CPU per Check against the floor's %s (closed loop), so "+
 				"on %d shared cores each of our Checks keeps the load generator and the other Checks waiting longer, and our "+
 				"garbage collector takes the cores in bursts. %s",
-				fmtDur(medianD(g.Ours.Max, cpuPerOp)), fmtDur(medianD(g.Noop.Max, cpuPerOp)), r.Machine.CPUs, r.profileExcerpt(g.Key, tailFuncs))
+				fmtDur(medianD(g.Ours.Max, cpuPerOp)), fmtDur(medianD(g.Noop.Max, cpuPerOp)), r.Machine.CPUs, r.profileExcerpt(g.Key, funcsFor(g.Key)))
 		}
 		add(t)
 	}
@@ -78,8 +78,17 @@ func (r *Results) judge19(add func(target)) {
 // verification).
 var (
 	tailFuncs = regexp.MustCompile(`check\.\(\*Server\)\.Check$|runtime\.gcBgMarkWorker$|runtime\.mallocgc$|runtime\.newstack$|runtime\.gcAssistAlloc$|proto\.Unmarshal$|proto\.Marshal$`)
-	coldFuncs = regexp.MustCompile(`check\.\(\*Server\)\.Check$|identity\.\(\*SigningKey\)\.Sign$|ecdsa\.Sign$|identity\.\(\*Verifier\)\.Verify$|runtime\.gcBgMarkWorker$|runtime\.mallocgc$|proto\.Unmarshal$`)
+	coldFuncs = regexp.MustCompile(`check\.\(\*Server\)\.Check$|identity\.\(\*SigningKey\)\.Sign$|ecdsa\.Sign$|identity\.\(\*Verifier\)\.Verify$|runtime\.gcBgMarkWorker$|runtime\.mallocgc$|runtime\.newstack$|proto\.Unmarshal$`)
 )
+
+// funcsFor is what to quote of the profile under workload key: its cold
+// path when every session is new, else the tail's usual suspects.
+func funcsFor(key string) *regexp.Regexp {
+	if key == "sessions" {
+		return coldFuncs
+	}
+	return tailFuncs
+}
 
 // profileExcerpt is the lines of our server's profile under workload key
 // (bench/profserver, pprof -top -cum) whose function matches funcs.
