@@ -70,7 +70,7 @@ func TestSmoke(t *testing.T) {
 		}
 		t.Logf("Envoy layer skipped: %s", res.EnvoySkipped)
 	} else {
-		want := 5 // none, no-op, ours over TCP and over a Unix socket, oauth2-proxy
+		want := 6 // none, no-op, ours over TCP and over a Unix socket, oauth2-proxy with bearer JWTs and with cookies
 		if res.OAuth2Skipped != "" {
 			want = 4
 			t.Logf("oauth2-proxy skipped: %s", res.OAuth2Skipped)
@@ -121,7 +121,11 @@ func TestEnvoyConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o2p, err := withOAuth2Proxy(bundled)
+	o2p, err := withOAuth2Proxy(bundled, oauth2ProxyExtAuthz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o2pCookie, err := withOAuth2Proxy(bundled, oauth2ProxyCookieExtAuthz)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +150,7 @@ func TestEnvoyConfigs(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	for name, src := range map[string][]byte{"none": none, "oauth2-proxy": o2p} {
+	for name, src := range map[string][]byte{"none": none, "oauth2-proxy": o2p, "oauth2-proxy-cookie": o2pCookie} {
 		b, err := envoytest.DecodeBootstrap(src)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -167,8 +171,15 @@ func TestEnvoyConfigs(t *testing.T) {
 			if ea != nil {
 				t.Errorf("none: ext_authz is still there")
 			}
-		case "oauth2-proxy":
+		case "oauth2-proxy", "oauth2-proxy-cookie":
 			hs := ea.GetHttpService()
+			var cookie bool
+			for _, m := range hs.GetAuthorizationRequest().GetAllowedHeaders().GetPatterns() {
+				cookie = cookie || (m.GetExact() == "cookie" && m.GetIgnoreCase())
+			}
+			if want := name == "oauth2-proxy-cookie"; cookie != want {
+				t.Errorf("%s: the Cookie header passed to oauth2-proxy = %v, want %v", name, cookie, want)
+			}
 			if hs == nil || hs.GetPathPrefix() != "/oauth2/auth" || hs.GetServerUri().GetCluster() != "oauth2_proxy" {
 				t.Errorf("oauth2-proxy: http_service = %v", hs)
 			}
@@ -247,7 +258,11 @@ func TestWorkloadAllowedAmong(t *testing.T) {
 // The report renders from synthetic results, plot included.
 func TestReport(t *testing.T) {
 	s := func(rate float64, p50 time.Duration) sample {
-		return sample{Requests: 1000, Rate: rate, P50: p50, P99: 4 * p50, P999: 9 * p50, CPUPerOp: 20 * time.Microsecond, Target: rate / 2}
+		x := sample{Requests: 1000, Rate: rate, P50: p50, P99: 4 * p50, P999: 9 * p50, CPUPerOp: 20 * time.Microsecond, Target: rate / 2}
+		for i := range spectrumQuantiles {
+			x.Spectrum = append(x.Spectrum, time.Duration(i+1)*p50)
+		}
+		return x
 	}
 	runs := func(name string, rate float64, p50 time.Duration) *serverRuns {
 		r := &serverRuns{Name: name, PeakRSS: 30 << 20, EndRSS: 28 << 20}
@@ -271,17 +286,77 @@ func TestReport(t *testing.T) {
 	}
 	md, _ := os.ReadFile(out)
 	for _, want := range []string{"**PASS**", "**MISS**: allowed over by 2", "bench-latency.png", "(iv) Envoy + oauth2-proxy",
+		"bench-latency-grpc.png", "p99 added over the floor's ≤ 500 µs", "CPU per Check ≤ 1.1× the floor's",
 		"(iii-u) Envoy + extauthz over a Unix socket", "Envoy + ours over a Unix socket ≥ Envoy + no-op ext_authz over TCP"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
 	}
-	if fi, err := os.Stat(filepath.Join(filepath.Dir(out), "bench-latency.png")); err != nil || fi.Size() < 1000 {
-		t.Errorf("plot: %v", err)
+	for _, plot := range []string{"bench-latency.png", "bench-latency-grpc.png"} {
+		if fi, err := os.Stat(filepath.Join(filepath.Dir(out), plot)); err != nil || fi.Size() < 1000 {
+			t.Errorf("plot %s: %v", plot, err)
+		}
 	}
 	if os.Getenv("BENCH_KEEP_REPORT") != "" {
 		_ = os.WriteFile(os.Getenv("BENCH_KEEP_REPORT"), md, 0o644)
 		png, _ := os.ReadFile(filepath.Join(filepath.Dir(out), "bench-latency.png"))
 		_ = os.WriteFile(os.Getenv("BENCH_KEEP_REPORT")+".png", png, 0o644)
+	}
+}
+
+func TestTrimTop(t *testing.T) {
+	top := "Showing nodes accounting for 1s, 10% of 10s total\nShowing top 100 nodes out of 300\n      flat  flat%   sum%        cum   cum%\n" +
+		"     0     0%     0%      5s 50%  alpha\n     0     0%     0%      4s 40%  beta\n     0     0%     0%      3s 30%  gamma\n"
+	for _, tc := range []struct {
+		name string
+		n    int
+		want []string
+		not  []string
+	}{
+		{"two nodes keep the first two and say so", 2, []string{"Showing top 2 nodes out of 300", "alpha", "beta"}, []string{"gamma", "top 100"}},
+		{"more nodes than there are keep them all", 10, []string{"alpha", "beta", "gamma"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := trimTop(top, tc.n)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("lacks %q:\n%s", w, got)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(got, w) {
+					t.Errorf("still has %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+}
+
+func TestProfileExcerpt(t *testing.T) {
+	prof := "Showing nodes accounting for 1s\n      flat  flat%   sum%        cum   cum%\n" +
+		"         0     0%     0%      240ms 44.44%  github.com/extauthz/extauthz/internal/identity.(*SigningKey).Sign\n" +
+		"         0     0%     0%      190ms 35.19%  crypto/internal/fips140/ecdsa.Sign[go.shape.interface { BlockSize int; Reset }]\n" +
+		"         0     0%     0%      110ms 20.37%  runtime.mallocgc\n"
+	r := &Results{GRPC: []*grpcResult{{Key: "sessions", Name: "(c) sessions", Profile: prof}, {Key: "mixed", Name: "(a) mixed", Profile: prof}}}
+	for _, tc := range []struct {
+		name, key string
+		want, not []string
+	}{
+		{"the cold path quotes signing and allocation", "sessions", []string{"(*SigningKey).Sign` 44.44% (240ms)", "runtime.mallocgc` 20.37%"}, []string{"fips140"}},
+		{"the tail quotes allocation, not signing", "mixed", []string{"runtime.mallocgc` 20.37%"}, []string{"SigningKey"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := r.profileExcerpt(tc.key, funcsFor(tc.key))
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("lacks %q: %s", w, got)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(got, w) {
+					t.Errorf("has %q: %s", w, got)
+				}
+			}
+		})
 	}
 }

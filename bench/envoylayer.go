@@ -31,14 +31,17 @@ const (
 	cfgOurs    = "ours"
 	cfgOursUDS = "ours-uds"
 	cfgOAuth2  = "oauth2-proxy"
+	// oauth2-proxy with its own cookie sessions (bench/oauth2cookie.go).
+	cfgOAuth2Cookie = "oauth2-proxy-cookie"
 )
 
 var envoyConfigNames = map[string]string{
-	cfgNone:    "(i) Envoy, no ext_authz",
-	cfgNoop:    "(ii) Envoy + no-op gRPC ext_authz",
-	cfgOurs:    "(iii) Envoy + extauthz over TCP (bundled config)",
-	cfgOursUDS: "(iii-u) Envoy + extauthz over a Unix socket (envoy-uds.yaml)",
-	cfgOAuth2:  "(iv) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz)",
+	cfgNone:         "(i) Envoy, no ext_authz",
+	cfgNoop:         "(ii) Envoy + no-op gRPC ext_authz",
+	cfgOurs:         "(iii) Envoy + extauthz over TCP (bundled config)",
+	cfgOursUDS:      "(iii-u) Envoy + extauthz over a Unix socket (envoy-uds.yaml)",
+	cfgOAuth2:       "(iv) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz), bearer JWTs",
+	cfgOAuth2Cookie: "(iv-c) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz), its cookie sessions",
 }
 
 // udsConfigPipe is the socket path envoy/envoy-uds.yaml names.
@@ -91,11 +94,17 @@ type envoyConf struct {
 // for ours (and, ignored, for (i) and (ii)), or "Authorization: Bearer
 // <ID token>" of the same users for oauth2-proxy.
 func envoyTargets(url string, auths []string) []vegeta.Target {
-	ts := make([]vegeta.Target, len(auths))
-	for i, a := range auths {
+	return envoyTargetsWith(url, "Authorization", auths)
+}
+
+// envoyTargetsWith is envoyTargets with the credential in header (Authorization
+// or Cookie); an empty value sends none.
+func envoyTargetsWith(url, header string, values []string) []vegeta.Target {
+	ts := make([]vegeta.Target, len(values))
+	for i, a := range values {
 		h := http.Header{"Host": {appHost}, "Accept": {"application/json"}, "User-Agent": {"bench/1"}}
 		if a != "" {
-			h["Authorization"] = []string{a}
+			h[header] = []string{a}
 		}
 		ts[i] = vegeta.Target{Method: "GET", URL: url + "/orders/42?view=full", Header: h}
 	}
@@ -289,7 +298,7 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		return nil, err
 	}
 	st.procs = append(st.procs, noop)
-	ours, oursAddr, err := startOurs(env.bins.Ours, env.dir, env.sec, env.cfg.LogLevel)
+	ours, oursAddr, err := startOurs(env)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +306,7 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 	// The same sidecar over a Unix socket, for Envoy in the same pod. The
 	// path is short: sun_path holds about 100 bytes.
 	sock := filepath.Join(os.TempDir(), fmt.Sprintf("extauthz-bench-%d.sock", os.Getpid()))
-	oursUDS, _, err := startOursAt(env.bins.Ours, env.dir, env.sec, env.cfg.LogLevel, "unix://"+sock)
+	oursUDS, _, err := startOursAt(env, "unix://"+sock)
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +342,8 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		config     []byte // nil: the bundled file itself
 		grpcPort   int
 		authorizer *proc
-		auths      []string
+		auths      []string // credentials, in header
+		header     string   // "" is Authorization
 		rejects    []string
 		checksAuth bool
 		identity   string
@@ -368,12 +378,30 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 			}
 			bearer[i] = "Bearer " + tok
 		}
-		cfg, err := withOAuth2Proxy(bundled)
+		cfg, err := withOAuth2Proxy(bundled, oauth2ProxyExtAuthz)
 		if err != nil {
 			return nil, fmt.Errorf("pointing ext_authz of %s at oauth2-proxy: %w", bundledPath, err)
 		}
 		specs = append(specs, spec{key: cfgOAuth2, config: cfg, grpcPort: portOf(o2pAddr), authorizer: o2p,
 			auths: bearer, checksAuth: true, identity: userEmail(0), rejects: []string{"", forge(bearer[0])}})
+
+		// oauth2-proxy keeps nothing per session in its cookie store (each
+		// request decrypts its cookie), so a hundred sessions rotated cost it
+		// what a thousand would, and signing in takes tens of ms each.
+		n := min(sessions, maxCookieSessions)
+		env.logf("Envoy layer: signing %d users in to oauth2-proxy (cookie sessions)", n)
+		o2pc, o2pcAddr, cookies, closeProvider, err := startOAuth2ProxyCookie(oauth2Bin, n)
+		if err != nil {
+			return nil, err
+		}
+		closeProvider() // sign-in is over: oauth2-proxy reads its cookies alone
+		st.procs = append(st.procs, o2pc)
+		cfg, err = withOAuth2Proxy(bundled, oauth2ProxyCookieExtAuthz)
+		if err != nil {
+			return nil, fmt.Errorf("pointing ext_authz of %s at oauth2-proxy: %w", bundledPath, err)
+		}
+		specs = append(specs, spec{key: cfgOAuth2Cookie, config: cfg, grpcPort: portOf(o2pcAddr), authorizer: o2pc,
+			auths: cookies, header: "Cookie", checksAuth: true, identity: userEmail(0), rejects: []string{"", tamper(cookies[0])}})
 	}
 	// Envoys take a second or two to start: start them together.
 	confs := make([]*envoyConf, len(specs))
@@ -398,10 +426,14 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 			st.mu.Lock()
 			st.envoys = append(st.envoys, e)
 			st.mu.Unlock()
+			header := sp.header
+			if header == "" {
+				header = "Authorization"
+			}
 			c := &envoyConf{Key: sp.key, Name: envoyConfigNames[sp.key], envoy: e, authorizer: sp.authorizer,
-				targets: envoyTargets(e.URL(), sp.auths), checksAuth: sp.checksAuth, identity: sp.identity}
+				targets: envoyTargetsWith(e.URL(), header, sp.auths), checksAuth: sp.checksAuth, identity: sp.identity}
 			for _, r := range sp.rejects {
-				c.rejects = append(c.rejects, envoyTargets(e.URL(), []string{r})...)
+				c.rejects = append(c.rejects, envoyTargetsWith(e.URL(), header, []string{r})...)
 			}
 			confs[i] = c
 		}()

@@ -27,18 +27,19 @@ func withoutExtAuthz(bundled []byte) ([]byte, error) {
 }
 
 // withOAuth2Proxy points the bundled config's ext_authz filter at
-// oauth2-proxy over HTTP: the filter's typed_config becomes an http_service,
+// oauth2-proxy over HTTP: the filter's typed_config becomes extAuthz (an
+// http_service: oauth2ProxyExtAuthz or oauth2ProxyCookieExtAuthz),
 // and the extauthz_grpc cluster becomes the oauth2_proxy cluster on the same
 // port (so envoytest maps it like the sidecar's), with the same timeouts and
 // circuit breakers but HTTP/1.1 (oauth2-proxy does not speak h2c).
-func withOAuth2Proxy(bundled []byte) ([]byte, error) {
+func withOAuth2Proxy(bundled []byte, extAuthz string) ([]byte, error) {
 	return editYAML(bundled, func(doc *yaml.Node) error {
 		filters, i, err := extAuthzFilter(doc)
 		if err != nil {
 			return err
 		}
 		var tc yaml.Node
-		if err := yaml.Unmarshal([]byte(oauth2ProxyExtAuthz), &tc); err != nil {
+		if err := yaml.Unmarshal([]byte(extAuthz), &tc); err != nil {
 			return err
 		}
 		if !setKey(filters.Content[i], "typed_config", tc.Content[0]) {

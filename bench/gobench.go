@@ -145,3 +145,26 @@ func execOutput(ctx context.Context, bin string, args ...string) (string, error)
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	return string(out), err
 }
+
+// trimTop keeps the first n nodes of pprofTop's output, and says so in its
+// "Showing top" line.
+func trimTop(top string, n int) string {
+	var out []string
+	nodes, inNodes := 0, false
+	for _, l := range strings.Split(top, "\n") {
+		if inNodes {
+			if nodes == n {
+				break
+			}
+			nodes++
+		} else if t := strings.TrimSpace(l); strings.HasPrefix(t, "flat") {
+			inNodes = true
+		} else if rest, ok := strings.CutPrefix(t, "Showing top "); ok {
+			if _, after, ok := strings.Cut(rest, " nodes"); ok {
+				l = fmt.Sprintf("Showing top %d nodes%s", n, after)
+			}
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -238,9 +237,6 @@ func field(b []byte, num protowire.Number, typ protowire.Type) ([]byte, error) {
 	return nil, nil
 }
 
-// pacerTick is the open-loop pacer's shortest sleep.
-const pacerTick = 100 * time.Microsecond
-
 const checkMethod = "/envoy.service.auth.v3.Authorization/Check"
 
 var rawCall = grpc.ForceCodecV2(rawCodec{})
@@ -289,46 +285,6 @@ func (c *grpcClient) verify(w *workload, n int, floor bool) error {
 	return nil
 }
 
-// sample is one measured run.
-type sample struct {
-	Requests int           // answered
-	Errors   int           // transport errors or non-2xx (HTTP)
-	Allowed  int           // gRPC: status OK
-	Elapsed  time.Duration // from the first send to the last answer
-	P50      time.Duration
-	P99      time.Duration
-	P999     time.Duration
-	Max      time.Duration
-	Rate     float64       // answered per second
-	Target   float64       // the fixed rate asked for (0: closed loop)
-	CPU      time.Duration // CPU the measured server used during the run
-	CPUPerOp time.Duration
-	Foreign  float64 // CPUs other work on the machine used during the run, on average
-	Repeats  int     // runs thrown away before this one because other work disturbed them
-}
-
-// latencies merges per-worker latencies and fills the quantiles.
-func (s *sample) setLatencies(parts [][]time.Duration) {
-	var all []time.Duration
-	for _, p := range parts {
-		all = append(all, p...)
-	}
-	slices.Sort(all)
-	s.P50, s.P99, s.P999 = quantile(all, 0.50), quantile(all, 0.99), quantile(all, 0.999)
-	if len(all) > 0 {
-		s.Max = all[len(all)-1]
-	}
-}
-
-// quantile is the nearest-rank quantile of sorted values.
-func quantile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(q*float64(len(sorted))+0.5) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
 // closedLoop keeps workers calls in flight (workers spread over the
 // connections) for d, as fast as the server answers: maximum throughput.
 func (c *grpcClient) closedLoop(pool [][]byte, workers int, d time.Duration) sample {
@@ -338,6 +294,7 @@ func (c *grpcClient) closedLoop(pool [][]byte, workers int, d time.Duration) sam
 	allowed := make([]int, workers)
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
+	gc := runnerGC()
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -371,18 +328,30 @@ func (c *grpcClient) closedLoop(pool [][]byte, workers int, d time.Duration) sam
 		}()
 	}
 	wg.Wait()
-	return newSample(time.Since(start), 0, lats, errs, allowed)
+	s := newSample(time.Since(start), 0, lats, errs, allowed)
+	s.RunnerGCs = gc()
+	return s
 }
 
 // openLoop sends at a fixed rate for d whatever the answers do (open loop),
-// from up to maxInFlight concurrent calls. Latency runs from the moment a
-// request is handed to a caller, so time spent waiting for a free caller when
-// the server falls behind is counted, while the pacer's timer jitter is not.
+// from up to maxInFlight concurrent calls. Request i is due at start + i/rate
+// and its latency runs from that moment to its answer: whatever delays it
+// (the pacer waking late, waiting for a free caller, the server) counts, as
+// for a client whose requests arrive on schedule, with no coordinated
+// omission. How late the pacer handed requests out is kept apart (PacerLag),
+// so a tail the runner made can be told from one the server made.
+//
+// The pacer sleeps on its own thread with nanosleep(2) until the next request
+// is due (pacerSleep), so requests leave one by one, as Envoy's would. Before
+// issue 19 it slept with time.Sleep, which on an idle Go process lasts at
+// least about 1.1 ms, and handed out every request due since at once, stamped
+// with the wake-up time: bursts of ~17 requests at 15k/s, whose queueing hit
+// the server with the longer Check hardest, and pacer lateness left uncounted.
 func (c *grpcClient) openLoop(pool [][]byte, rate float64, d time.Duration, maxInFlight int) sample {
 	total := int(rate * d.Seconds())
 	type item struct {
-		i    int
-		sent time.Time
+		i   int
+		due time.Time
 	}
 	work := make(chan item, min(total, 1<<20))
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
@@ -400,7 +369,7 @@ func (c *grpcClient) openLoop(pool [][]byte, rate float64, d time.Duration, maxI
 			for it := range work {
 				in.b = pool[it.i%len(pool)]
 				err := cc.Invoke(ctx, checkMethod, &in, &out, rawCall)
-				lats[w] = append(lats[w], time.Since(it.sent))
+				lats[w] = append(lats[w], time.Since(it.due))
 				if err != nil {
 					errs[w]++
 				} else if out.code == 0 {
@@ -409,66 +378,32 @@ func (c *grpcClient) openLoop(pool [][]byte, rate float64, d time.Duration, maxI
 			}
 		}()
 	}
-	// The pacer wakes up at most every pacerTick and hands out every request
-	// due by then: fewer wake-ups than one timer per request, and no request
-	// leaves early.
+	gc := runnerGC()
+	lag := make([]time.Duration, 0, total)
+	undo := precisePacing()
 	start := time.Now()
 	interval := float64(time.Second) / rate
+	dueAt := func(i int) time.Time { return start.Add(time.Duration(float64(i) * interval)) }
 	for i := 0; i < total; {
 		now := time.Now()
-		due := min(int(float64(now.Sub(start))/interval)+1, total)
-		for ; i < due; i++ {
-			work <- item{i: i, sent: now}
+		for ; i < total; i++ {
+			due := dueAt(i)
+			if due.After(now) {
+				break
+			}
+			lag = append(lag, now.Sub(due))
+			work <- item{i: i, due: due}
 		}
 		if i < total {
-			next := start.Add(time.Duration(float64(i) * interval))
-			time.Sleep(max(time.Until(next), pacerTick))
+			pacerSleep(time.Until(dueAt(i)))
 		}
 	}
+	undo()
 	close(work)
 	wg.Wait()
-	return newSample(time.Since(start), rate, lats, errs, allowed)
-}
-
-// newSample sums what each worker saw into one sample over elapsed (at the
-// target rate, 0 for a closed loop).
-func newSample(elapsed time.Duration, target float64, lats [][]time.Duration, errs, allowed []int) sample {
-	s := sample{Elapsed: elapsed, Target: target}
-	for w := range lats {
-		s.Requests += len(lats[w])
-		s.Errors += errs[w]
-		s.Allowed += allowed[w]
-	}
-	s.setLatencies(lats)
-	s.Rate = float64(s.Requests-s.Errors) / s.Elapsed.Seconds()
+	s := newSample(time.Since(start), rate, lats, errs, allowed)
+	slices.Sort(lag)
+	s.PacerLagP99 = quantile(lag, 0.99)
+	s.RunnerGCs = gc()
 	return s
 }
-
-// measured runs f while reading p's CPU time (p may be nil) and how much CPU
-// other work on the machine used meanwhile.
-func measured(p *proc, f func() sample) (sample, error) {
-	var before procStat
-	var err error
-	if p != nil {
-		if before, err = readProcStat(p.Pid()); err != nil {
-			return sample{}, p.failure(err)
-		}
-	}
-	snap := takeCPUSnap()
-	s := f()
-	s.Foreign = foreignCores(snap, takeCPUSnap())
-	if p == nil {
-		return s, nil
-	}
-	after, err := readProcStat(p.Pid())
-	if err != nil {
-		return s, p.failure(err)
-	}
-	s.CPU = after.CPU - before.CPU
-	if ok := s.Requests - s.Errors; ok > 0 {
-		s.CPUPerOp = s.CPU / time.Duration(ok)
-	}
-	return s, nil
-}
-
-var errMisconfigured = errors.New("misconfigured")

@@ -76,6 +76,9 @@ type Config struct {
 	Profile   bool   // profile BenchmarkCheck and include pprof -top
 
 	OursBin string // measure this extauthz binary instead of building ./cmd/extauthz
+	// OursGOMEMLIMIT, when set, is ours' GOMEMLIMIT ("off" lifts serve's
+	// 48 MiB soft limit): to see what the limit costs in collections.
+	OursGOMEMLIMIT string
 
 	Out  string // markdown report ("" = stdout only)
 	Plot string // PNG latency plot ("" = next to Out as bench-latency.png)
@@ -123,6 +126,7 @@ func main() {
 	fs.StringVar(&cfg.Benchtime, "benchtime", cfg.Benchtime, "their -benchtime")
 	fs.BoolVar(&cfg.Profile, "profile", cfg.Profile, "profile BenchmarkCheck and include pprof -top")
 	fs.StringVar(&cfg.OursBin, "extauthz-bin", cfg.OursBin, "measure this extauthz binary instead of building ./cmd/extauthz")
+	fs.StringVar(&cfg.OursGOMEMLIMIT, "extauthz-gomemlimit", cfg.OursGOMEMLIMIT, "run extauthz with this GOMEMLIMIT (off: without serve's 48 MiB soft limit; default: serve's)")
 	fs.StringVar(&cfg.Out, "out", cfg.Out, "write the markdown report here (e.g. docs/benchmarks.md)")
 	fs.StringVar(&cfg.Plot, "plot", cfg.Plot, "latency plot PNG (default: bench-latency.png next to -out)")
 	_ = fs.Parse(os.Args[1:])

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -37,7 +38,7 @@ func (r *Results) markdown(plotRel string, hasPlot bool) string {
 	w("| extauthz | `extauthz serve --config <generated> --log-level %s --log-format json` |\n\n", c.LogLevel)
 
 	w("## Targets\n\n")
-	w("Judged from the numbers of this run (issue 10; the targets are for a 2-core machine). Throughput ratios are the " +
+	w("Judged from the numbers of this run (issues 10 and 19; the targets are for a 2-core machine). Throughput ratios are the " +
 		"median of per-round ratios: within a round the configurations run back to back, so each round's ratio is free of " +
 		"what drifted between rounds; the per-round values and both medians are shown.\n\n")
 	w("%s\n", r.targetTable())
@@ -60,7 +61,11 @@ func (r *Results) markdown(plotRel string, hasPlot bool) string {
 		"servers. It also checks every answer: ours must allow exactly the share the workload allows, the floor everything.\n\n")
 	w("- **max Check/s**: closed loop, %d connections × %d concurrent streams, as fast as answers come.\n", c.GRPCConns, c.GRPCStreams)
 	w("- **p50 / p99 / p99.9**: open loop at a fixed rate, half of our median maximum for that workload, the same rate " +
-		"for both servers; latency runs from the moment a request is handed to a free caller (waiting for one counts).\n")
+		"for both servers. Request i is due at start + i/rate; a pacer on its own thread, sleeping with nanosleep(2), hands " +
+		"each out when due (one by one, as Envoy would send them), and its latency runs from when it was due to its answer, " +
+		"so a late pacer, a wait for a free caller and the server all count (no coordinated omission). How late the pacer " +
+		"was (p99) is reported beside the p99 target: it is the runner's share of the tail. The runner collects its own " +
+		"garbage before each run and at GOGC=400 during it.\n")
 	w("- **CPU per Check**: the server's utime+stime (`/proc/<pid>/stat`) during the closed-loop runs ÷ answers; " +
 		"**peak RSS**: `VmHWM` of `/proc/<pid>/status` after the workload.\n\n")
 	for _, g := range r.GRPC {
@@ -70,12 +75,19 @@ func (r *Results) markdown(plotRel string, hasPlot bool) string {
 		w("\n")
 	}
 	w("%s\n", r.grpcTable())
+	if r.GRPCPlotPath != "" {
+		w("![Latency distributions of ours and the floor at the fixed rate, per workload](%s)\n\n", filepath.Base(r.GRPCPlotPath))
+	}
 	if t := r.resourceTable(); t != "" {
 		w("Per workload, extauthz's memory and CPU (its process served only that workload):\n\n%s\n", t)
 	}
 
-	if g := r.grpc("mixed"); g != nil && g.Profile != "" {
-		w("### Where our server's CPU goes under the mixed workload\n\n")
+	for _, key := range []string{"mixed", "sessions"} {
+		g := r.grpc(key)
+		if g == nil || g.Profile == "" {
+			continue
+		}
+		w("### Where our server's CPU goes under %s\n\n", g.Name)
 		w("`bench/profserver` is our Check path built from the same packages as `extauthz serve` (`config.Load`, "+
 			"`reload.Build`, `check.New`, the same gRPC server options) with a CPU profile; the runner loads it like the "+
 			"closed-loop runs above for %s and prints `go tool pprof -top -cum` of it (sorted by time spent in a function and what it calls). gRPC transport and protobuf decoding "+
@@ -85,7 +97,7 @@ func (r *Results) markdown(plotRel string, hasPlot bool) string {
 	w("## Envoy layer: what users feel\n\n")
 	w("A real Envoy (`envoytest.Binary`, started through `internal/envoytest` with only its ports rewritten, " +
 		"`--concurrency 2`) in front of one fast upstream (`bench/echo`, Go net/http: answers `200 ok <identity>`), " +
-		"loaded over HTTP/1.1 with the vegeta library. Four configurations, each derived from the bundled " +
+		"loaded over HTTP/1.1 with the vegeta library. The configurations, each derived from the bundled " +
 		"`envoy/envoy.yaml` by editing its YAML tree, so listener, routes, timeouts, circuit breakers and the access log are " +
 		"the same and only the authorization step differs:\n\n")
 	w("- (i) the ext_authz filter removed: the floor;\n")
@@ -96,10 +108,22 @@ func (r *Results) markdown(plotRel string, hasPlot bool) string {
 		"renamed and switched to HTTP/1.1 with its timeouts and circuit breakers kept. oauth2-proxy runs with "+
 		"`--skip-jwt-bearer-tokens --skip-oidc-discovery --oidc-issuer-url=<local issuer> --oidc-public-key-file=<its RSA key> "+
 		"--client-id=bench --upstream=static://200 --api-route=^/oauth2/auth/ --set-xauthrequest` and every log off, and "+
-		"authenticates `Authorization: Bearer <RS256 ID token>` of the same users.\n\n", oauth2ProxyVersion)
+		"authenticates `Authorization: Bearer <RS256 ID token>` of the same users;\n", oauth2ProxyVersion)
+	w("- (iv-c) the same, with oauth2-proxy in its main mode for browsers: an OIDC client (`--provider=oidc`, PKCE) of an "+
+		"OpenID provider in the runner (`internal/oidctest`), each of %d users signed in once through the real "+
+		"authorization-code flow, then presenting only the session cookie oauth2-proxy issued (its default cookie store, "+
+		"encrypted and signed with its cookie secret), which Envoy passes on (`authorization_request.allowed_headers: cookie`).\n\n",
+		min(c.EnvoySessions, maxCookieSessions))
+	w("What differs between ours and the peer, so a reader can judge the comparison: Envoy asks ours over gRPC (HTTP/2, " +
+		"one protobuf CheckRequest with every header) and oauth2-proxy over HTTP/1.1 (a subrequest with the allowed headers " +
+		"only). Ours verifies an HS256 session token (a shared secret) and caches the verified claims and the signed ES256 " +
+		"assertion per session; with bearer JWTs oauth2-proxy verifies an RS256 signature (a public key) on every request " +
+		"and caches nothing; with cookie sessions it checks its cookie's HMAC and decrypts it on every request (no server-side " +
+		"state). Ours also signs an ES256 assertion for the upstream (cached), which oauth2-proxy does not; it passes plain " +
+		"X-Auth-Request-* headers instead. The faster of the two oauth2-proxy modes is the one the target compares with.\n\n")
 	w("Requests rotate through %d users' tokens. Before every run each configuration is checked: an authenticated request "+
-		"gets 200 from the echo upstream carrying the user's email (passed by the authorizer), and in (iii) and (iv) "+
-		"requests with no token or a forged one get 401/403 without reaching the upstream.\n\n", c.EnvoySessions)
+		"gets 200 from the echo upstream carrying the user's email (passed by the authorizer), and in (iii), (iv) and "+
+		"(iv-c) requests with no token or a forged one (a tampered cookie) get 401/403 without reaching the upstream.\n\n", c.EnvoySessions)
 	w("- **max req/s**: vegeta at maximum rate with %d workers, each on its own keep-alive connection.\n", c.HTTPWorkers)
 	if r.EnvoyRate > 0 {
 		w("- **p50 / p99 / p99.9**: vegeta at a constant %s, half of (i)'s median maximum, for every configuration; "+
@@ -170,9 +194,9 @@ func orDash(s string) string {
 // estimate is the rough wall time of a run with c, for the doc.
 func estimate(c Config) time.Duration {
 	grpcRuns := 3 * 2 * c.Rounds * 2
-	envoyRuns := 4 * c.Rounds * 2
+	envoyRuns := 6 * c.Rounds * 2
 	if c.EnvoyLowShare > 0 {
-		envoyRuns += 4 * c.Rounds
+		envoyRuns += 6 * c.Rounds
 	}
 	return time.Duration(grpcRuns+envoyRuns)*c.Duration + 10*c.Warmup + 90*time.Second
 }

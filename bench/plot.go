@@ -17,11 +17,12 @@ import (
 )
 
 var shortEnvoyNames = map[string]string{
-	cfgNone:    "(i) no ext_authz",
-	cfgNoop:    "(ii) no-op ext_authz",
-	cfgOurs:    "(iii) extauthz, TCP",
-	cfgOursUDS: "(iii-u) extauthz, socket",
-	cfgOAuth2:  "(iv) oauth2-proxy",
+	cfgNone:         "(i) no ext_authz",
+	cfgNoop:         "(ii) no-op ext_authz",
+	cfgOurs:         "(iii) extauthz, TCP",
+	cfgOursUDS:      "(iii-u) extauthz, socket",
+	cfgOAuth2:       "(iv) oauth2-proxy, JWT",
+	cfgOAuth2Cookie: "(iv-c) oauth2-proxy, cookie",
 }
 
 // plot draws p50, p99 and p99.9 through Envoy at the fixed rate (and, when

@@ -26,6 +26,9 @@ type proc struct {
 	*child.Proc
 	name string
 	out  *capped
+	// metricsURL is ours' /metrics, whose go_gc_duration_seconds_count says
+	// how many times its garbage collector ran ("" for the others).
+	metricsURL string
 }
 
 // capped keeps the last few KiB a process printed, for error messages.
@@ -53,8 +56,16 @@ func (c *capped) String() string {
 }
 
 func startProc(name, bin string, args ...string) (*proc, error) {
+	return startProcEnv(name, bin, nil, args...)
+}
+
+// startProcEnv is startProc with extra environment variables (K=V).
+func startProcEnv(name, bin string, extra []string, args ...string) (*proc, error) {
 	out := &capped{}
 	cmd := exec.Command(bin, args...)
+	if len(extra) > 0 {
+		cmd.Env = append(os.Environ(), extra...)
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	c, err := child.Start(cmd)
 	if err != nil {

@@ -34,7 +34,9 @@ type Results struct {
 
 	Targets  []target
 	PlotPath string
-	Repeated int // runs thrown away because other work disturbed them
+	// GRPCPlotPath is the gRPC layer's latency distributions (plotGRPC).
+	GRPCPlotPath string
+	Repeated     int // runs thrown away because other work disturbed them
 }
 
 type machine struct {
@@ -168,9 +170,10 @@ func (r *Results) resourceTable() string {
 		o := g.Ours
 		rows = append(rows, []string{g.Name, fmtMiB(o.PeakRSS), fmtMiB(o.EndRSS),
 			fmt.Sprintf("%.1f s", o.CPU.Seconds()), fmt.Sprint(o.Served),
-			fmtDur(medianD(o.Max, cpuPerOp)), fmtDur(medianD(g.Noop.Max, cpuPerOp))})
+			fmtDur(medianD(o.Max, cpuPerOp)), fmtDur(medianD(g.Noop.Max, cpuPerOp)), gcRate(o.Max), gcRate(o.Fixed)})
 	}
-	return table([]string{"workload", "ours: peak RSS (VmHWM)", "RSS at the end", "CPU time (measured runs)", "Checks answered", "ours: CPU per Check", "no-op: CPU per Check"}, rows)
+	return table([]string{"workload", "ours: peak RSS (VmHWM)", "RSS at the end", "CPU time (measured runs)", "Checks answered",
+		"ours: CPU per Check", "no-op: CPU per Check", "ours: GC cycles/s at max", "at the fixed rate"}, rows)
 }
 
 func (r *Results) envoyTable() string {
@@ -348,6 +351,9 @@ func (r *Results) write(out, plotPath string) error {
 		plotPath = filepath.Join(filepath.Dir(out), "bench-latency.png")
 	}
 	r.PlotPath = plotPath
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
 	hasPlot := false
 	if len(r.Envoy) > 0 {
 		if err := r.plot(plotPath); err != nil {
@@ -359,9 +365,27 @@ func (r *Results) write(out, plotPath string) error {
 	if err != nil {
 		rel = plotPath
 	}
-	md := r.markdown(rel, hasPlot)
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
+	if len(r.GRPC) > 0 {
+		r.GRPCPlotPath = strings.TrimSuffix(plotPath, ".png") + "-grpc.png"
+		if err := r.plotGRPC(r.GRPCPlotPath); err != nil {
+			return fmt.Errorf("gRPC plot: %w", err)
+		}
 	}
+	md := r.markdown(rel, hasPlot)
 	return os.WriteFile(out, []byte(md), 0o644)
+}
+
+// gcRate is the median rate of ours' garbage collections over runs ("-"
+// when unknown).
+func gcRate(runs []sample) string {
+	var known []sample
+	for _, x := range runs {
+		if x.ServerGCs >= 0 && x.Elapsed > 0 {
+			known = append(known, x)
+		}
+	}
+	if len(known) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", medianF(known, func(x sample) float64 { return float64(x.ServerGCs) / x.Elapsed.Seconds() }))
 }

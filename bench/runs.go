@@ -51,7 +51,8 @@ type grpcResult struct {
 	Key, Name, Shape string
 	Ours, Noop       *serverRuns
 	Rate             float64 // the fixed rate: half of our median maximum
-	Profile          string  // pprof -top of our Check path under this workload (mixed only)
+	Profile          string  // pprof -top of our Check path under this workload (mixed and sessions only), 30 nodes
+	ProfileFull      string  // the same, 100 nodes: what the targets quote from
 }
 
 // envoyResult is one Envoy configuration.
@@ -157,7 +158,7 @@ func runGRPCWorkload(ctx context.Context, env *runEnv, key string) (*grpcResult,
 	}
 	var ours, noop *proc
 	defer func() { stopAll(ours, noop) }()
-	ours, oursAddr, err := startOurs(env.bins.Ours, env.dir, env.sec, cfg.LogLevel)
+	ours, oursAddr, err := startOurs(env)
 	if err != nil {
 		return nil, err
 	}
@@ -237,8 +238,8 @@ func runGRPCWorkload(ctx context.Context, env *runEnv, key string) (*grpcResult,
 				return res, err
 			}
 			s.runs.add(loadMax, x)
-			env.logf("gRPC %s round %d %-8s max %8.0f/s  p50 %-8s p99 %-8s cpu %s/op  other load %.2f CPUs",
-				w.Key, r+1, s.runs.Name, x.Rate, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.CPUPerOp), x.Foreign)
+			env.logf("gRPC %s round %d %-8s max %8.0f/s  p50 %-8s p99 %-8s cpu %s/op  %s  other load %.2f CPUs",
+				w.Key, r+1, s.runs.Name, x.Rate, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.CPUPerOp), gcNote(x), x.Foreign)
 		}
 	}
 	res.Rate = medianF(res.Ours.Max, rate) / 2
@@ -255,8 +256,8 @@ func runGRPCWorkload(ctx context.Context, env *runEnv, key string) (*grpcResult,
 				return res, err
 			}
 			s.runs.add(loadFixed, x)
-			env.logf("gRPC %s round %d %-8s at %6.0f/s  p50 %-8s p99 %-8s p99.9 %-8s other load %.2f CPUs",
-				w.Key, r+1, s.runs.Name, res.Rate, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.P999), x.Foreign)
+			env.logf("gRPC %s round %d %-8s at %6.0f/s  p50 %-8s p99 %-8s p99.9 %-8s pacer lag p99 %-8s runner GCs %d  %s  other load %.2f CPUs",
+				w.Key, r+1, s.runs.Name, res.Rate, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.P999), fmtDur(x.PacerLagP99), x.RunnerGCs, gcNote(x), x.Foreign)
 		}
 	}
 	for _, s := range servers {
@@ -266,12 +267,15 @@ func runGRPCWorkload(ctx context.Context, env *runEnv, key string) (*grpcResult,
 		}
 		s.runs.PeakRSS, s.runs.EndRSS = st.PeakRSS, st.RSS
 	}
-	if cfg.Profile && key == "mixed" {
+	// The mixed workload shows the common path, the sessions workload the
+	// cold one; the targets of issue 19 quote both.
+	if cfg.Profile && (key == "mixed" || key == "sessions") {
 		stopAll(ours, noop)
 		env.logf("gRPC %s: profiling our Check path (bench/profserver) for %s", w.Key, cfg.Duration)
-		if res.Profile, err = profileOurs(env, w, cfg.Duration); err != nil {
+		if res.ProfileFull, err = profileOurs(env, w, cfg.Duration); err != nil {
 			return res, err
 		}
+		res.Profile = trimTop(res.ProfileFull, 30)
 	}
 	return res, nil
 }
@@ -309,7 +313,7 @@ func runEnvoyLayer(ctx context.Context, env *runEnv, res *Results) error {
 	}
 	nEnvoys := 4
 	if oauth2Bin != "" {
-		nEnvoys = 5
+		nEnvoys = 6 // oauth2-proxy with bearer JWTs and with its cookie sessions
 	}
 	env.logf("Envoy layer: starting the echo upstream, the authorizers and %d Envoys", nEnvoys)
 	st, err := startEnvoyStack(ctx, env, oauth2Bin, cfg.EnvoySessions)

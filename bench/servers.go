@@ -89,22 +89,27 @@ func (s secrets) mint(c identity.Claims) (string, error) {
 }
 
 // startOurs writes a config and runs `extauthz serve` on it with logs at
-// logLevel, and waits for /healthz.
-func startOurs(bin, dir string, sec secrets, logLevel string) (p *proc, grpcAddr string, err error) {
-	return startOursAt(bin, dir, sec, logLevel, "")
+// the configured level, and waits for /healthz.
+func startOurs(env *runEnv) (p *proc, grpcAddr string, err error) {
+	return startOursAt(env, "")
 }
 
 // startOursAt is startOurs with grpc_address set to grpcAddress (the Envoy
 // layer's unix:///path); "" picks a free TCP port.
-func startOursAt(bin, dir string, sec secrets, logLevel, grpcAddress string) (p *proc, grpcAddr string, err error) {
-	cfg, grpcAddr, httpAddr, err := writeOursConfig(dir, sec, grpcAddress)
+func startOursAt(env *runEnv, grpcAddress string) (p *proc, grpcAddr string, err error) {
+	cfg, grpcAddr, httpAddr, err := writeOursConfig(env.dir, env.sec, grpcAddress)
 	if err != nil {
 		return nil, "", err
 	}
-	p, err = startProc("extauthz", bin, "serve", "--config", cfg, "--log-level", logLevel, "--log-format", "json")
+	var extra []string
+	if env.cfg.OursGOMEMLIMIT != "" {
+		extra = append(extra, "GOMEMLIMIT="+env.cfg.OursGOMEMLIMIT)
+	}
+	p, err = startProcEnv("extauthz", env.bins.Ours, extra, "serve", "--config", cfg, "--log-level", env.cfg.LogLevel, "--log-format", "json")
 	if err != nil {
 		return nil, "", err
 	}
+	p.metricsURL = "http://" + httpAddr + "/metrics"
 	if err := p.waitReady(20*time.Second, httpReady("http://"+httpAddr+"/healthz", 200)); err != nil {
 		p.Stop()
 		return nil, "", err
@@ -159,7 +164,8 @@ func profileOurs(env *runEnv, w *workload, d time.Duration) (string, error) {
 	if err := p.Err(); err != nil {
 		return "", p.failure(err)
 	}
-	return pprofTop(env.root, env.bins.Prof, prof, 30)
+	// More nodes than the report shows: the targets quote functions further down.
+	return pprofTop(env.root, env.bins.Prof, prof, 100)
 }
 
 // startNoop runs the no-op ext_authz server.

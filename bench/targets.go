@@ -19,10 +19,9 @@ type target struct {
 	Bound    string // what bounds it, when missed
 }
 
-// Targets of issue 10 (2-core machine).
+// Targets of issue 10 (2-core machine); issue 19's are in targets19.go.
 const (
 	targetGRPCShare     = 0.85
-	targetP99           = time.Millisecond
 	targetRSS           = 64 << 20
 	targetEnvoyShare    = 0.90
 	targetOAuth2Factor  = 1.5
@@ -54,28 +53,10 @@ func (r *Results) judge() {
 	}
 	add(t)
 
-	// gRPC layer: p99 at half of our maximum, per workload.
-	for _, g := range r.GRPC {
-		t := target{Name: "gRPC layer: p99 ≤ 1 ms at half of our maximum rate, " + g.Name}
-		v := medianD(g.Ours.Fixed, p99)
-		t.Measured, t.Pass = true, v <= targetP99
-		t.Got = fmt.Sprintf("p99 %s at %s", fmtDur(v), fmtRate(g.Rate))
-		if !t.Pass {
-			t.Miss = fmt.Sprintf("over by %s (%.1f×)", fmtDur(v-targetP99), float64(v)/float64(targetP99))
-			floor := medianD(g.Noop.Fixed, p99)
-			t.Bound = fmt.Sprintf("The no-op server's p99 at the same rate was %s: what is above it is our Check's own time and "+
-				"the CPU it takes from the other processes on %d cores.", fmtDur(floor), r.Machine.CPUs)
-			if floor > targetP99 {
-				t.Bound += fmt.Sprintf(" The floor itself is above 1 ms here: with the load generator and the server sharing %d cores, "+
-					"a call's tail is set by when the OS runs the threads of either process, so on this machine the target "+
-					"cannot be met by any server; the difference from the floor (%s) is ours.", r.Machine.CPUs, signedDur(v-floor))
-			}
-		}
-		add(t)
-	}
-	if len(r.GRPC) == 0 {
-		add(target{Name: "gRPC layer: p99 ≤ 1 ms at half of our maximum rate", Got: "not measured"})
-	}
+	// gRPC layer: the tail, the cold path and CPU per Check (issue 19; its
+	// p99 over the floor's replaces issue 10's absolute p99 ≤ 1 ms, which no
+	// server can meet while the load generator shares the 2 cores).
+	r.judge19(add)
 
 	// RSS after the many-sessions workload.
 	t = target{Name: "gRPC layer: RSS ≤ 64 MiB after the 100k-session workload"}
@@ -95,7 +76,9 @@ func (r *Results) judge() {
 	add(t)
 
 	// Envoy layer.
-	none, noop, ours, o2p := r.envoy(cfgNone), r.envoy(cfgNoop), r.envoy(cfgOurs), r.envoy(cfgOAuth2)
+	none, noop, ours := r.envoy(cfgNone), r.envoy(cfgNoop), r.envoy(cfgOurs)
+	// The peer is the faster of oauth2-proxy's two modes (issue 19).
+	o2p := r.fasterOAuth2Proxy()
 	t = target{Name: "Envoy layer: Envoy + ours ≥ 90% of Envoy + no-op ext_authz throughput"}
 	if noop != nil && ours != nil {
 		a, b := medianF(ours.Runs.Max, rate), medianF(noop.Runs.Max, rate)
@@ -132,13 +115,13 @@ func (r *Results) judge() {
 	}
 	add(t)
 
-	t = target{Name: "Envoy layer: Envoy + ours ≥ 1.5× Envoy + oauth2-proxy throughput"}
-	t2 := target{Name: "Envoy layer: Envoy + ours p99 lower than Envoy + oauth2-proxy's at the same fixed rate"}
+	t = target{Name: "Envoy layer: Envoy + ours ≥ 1.5× Envoy + oauth2-proxy throughput, its faster mode"}
+	t2 := target{Name: "Envoy layer: Envoy + ours p99 lower than Envoy + oauth2-proxy's (its faster mode) at the same fixed rate"}
 	if ours != nil && o2p != nil {
 		a, b := medianF(ours.Runs.Max, rate), medianF(o2p.Runs.Max, rate)
 		f, rounds := pairedRatio(ours.Runs.Max, o2p.Runs.Max)
 		t.Measured, t.Pass = true, f >= targetOAuth2Factor
-		t.Got = fmt.Sprintf("%.2f× (per round %s; medians %s vs %s)", f, joinFloats(rounds, "%.2f×"), fmtRate(a), fmtRate(b))
+		t.Got = fmt.Sprintf("%.2f× (per round %s; medians %s vs %s, %s)", f, joinFloats(rounds, "%.2f×"), fmtRate(a), fmtRate(b), o2p.Name)
 		if !t.Pass {
 			t.Miss = fmt.Sprintf("short by %.2f× (%s more requests/s needed)", targetOAuth2Factor-f, fmtRate(targetOAuth2Factor*b-a))
 			t.Bound = fmt.Sprintf("The authorizers' own CPU per request: ours %s, oauth2-proxy %s; the rest of each request's cost "+
@@ -240,4 +223,14 @@ func (r *Results) inProcessNote() string {
 	return "In process, the whole Check handler costs " + strings.Join(parts, ", ") +
 		" (BenchmarkCheck); the rest of the difference is the gRPC transport and protobuf (de)coding of a request that carries a token " +
 		"and of an answer with headers. The profiles below (our server under this load, and the handler in process) show where the time goes."
+}
+
+// fasterOAuth2Proxy is whichever oauth2-proxy configuration, bearer JWTs or
+// its cookie sessions, had the higher median maximum (nil when neither ran).
+func (r *Results) fasterOAuth2Proxy() *envoyResult {
+	a, b := r.envoy(cfgOAuth2), r.envoy(cfgOAuth2Cookie)
+	if a == nil || (b != nil && medianF(b.Runs.Max, rate) > medianF(a.Runs.Max, rate)) {
+		return b
+	}
+	return a
 }

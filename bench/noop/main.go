@@ -13,13 +13,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/keepalive"
+
+	"github.com/extauthz/extauthz/internal/check"
 )
 
 type server struct{}
@@ -40,8 +40,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "noop:", err)
 		os.Exit(1)
 	}
-	// The same server options as extauthz serve, so only the handler differs.
-	g := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	// The same server options as extauthz serve (check.ServerOptions, not a
+	// copy: the copy this was missed the stream workers ours gained), so
+	// only the handler differs.
+	g := grpc.NewServer(check.ServerOptions()...)
 	authv3.RegisterAuthorizationServer(g, server{})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

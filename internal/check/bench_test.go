@@ -1,10 +1,15 @@
 package check_test
 
 import (
+	"cmp"
 	"context"
+	"fmt"
+	"runtime"
+	"runtime/metrics"
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
@@ -13,9 +18,17 @@ import (
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/impersonation"
 	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 func benchSnapshot(b *testing.B) *check.Snapshot {
+	b.Helper()
+	return benchSnapshotCaching(b, 0)
+}
+
+// benchSnapshotCaching is benchSnapshot with the verifier and assertion
+// caches bounded to about size entries (0: the defaults).
+func benchSnapshotCaching(b *testing.B, size int) *check.Snapshot {
 	b.Helper()
 	pol, err := policy.Compile([]policy.RouteSpec{
 		{Name: "app", From: "https://app.example.com", AllowedGroups: []string{"engineering"}},
@@ -24,7 +37,7 @@ func benchSnapshot(b *testing.B) *check.Snapshot {
 	if err != nil {
 		b.Fatal(err)
 	}
-	v, err := identity.NewVerifier(identity.VerifierOptions{Secrets: []string{secret}, Leeway: time.Minute})
+	v, err := identity.NewVerifier(identity.VerifierOptions{Secrets: []string{secret}, Leeway: time.Minute, CacheSize: size})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -37,7 +50,7 @@ func benchSnapshot(b *testing.B) *check.Snapshot {
 			Rules: impersonation.NewRules([]string{"alice@corp.example"}, nil, "", time.Minute)},
 		Key:          key,
 		ClaimHeaders: []check.ClaimHeader{{Claim: "email", Header: "x-pomerium-claim-email"}},
-		Assertions:   check.NewAssertionCache(10000),
+		Assertions:   check.NewAssertionCache(cmp.Or(size, 10000)),
 	}
 }
 
@@ -106,6 +119,25 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		})
 	}
+	// Every request a new session (the 100k-session workload): the token is
+	// verified and the assertion signed each time, and neither cache helps.
+	b.Run("allowed, every session new", func(b *testing.B) {
+		reqs := make([]*authv3.CheckRequest, 2048)
+		for i := range reqs {
+			tok := benchToken(b, identity.Claims{Email: fmt.Sprintf("user%d@corp.example", i), Groups: []string{"engineering"}})
+			reqs[i] = envoyRequest("GET", "https://app.example.com/reports?q=1", map[string]string{"authorization": "Pomerium " + tok}, "app")
+		}
+		// Caches of 64 entries at most (one per shard): every request misses.
+		srv := check.New(benchSnapshotCaching(b, 1), zap.NewNop())
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if resp, _ := srv.Check(context.Background(), reqs[i%len(reqs)]); resp.GetOkResponse() == nil {
+				b.Fatalf("not allowed: %v", resp)
+			}
+			i++
+		}
+	})
 	// The same allowed request as Envoy sends it with encode_raw_headers:
 	// the cost of reading header_map at the edge.
 	b.Run("allowed via header_map", func(b *testing.B) {
@@ -138,4 +170,31 @@ func BenchmarkSignAssertion(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCheckOverGRPC is the Check served by grpc-go with
+// check.ServerOptions, 64 calls in flight as Envoy keeps them under load. Its
+// goroutines/op is how often a Check ran on a fresh goroutine (growing its
+// stack) instead of a stream worker's: the pool's size is for this.
+func BenchmarkCheckOverGRPC(b *testing.B) {
+	snap := benchSnapshot(b)
+	bob := benchToken(b, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"}})
+	conn := testkit.ServeCheck(b, check.New(snap, zap.NewNop()), 0, check.ServerOptions()...)
+	client := authv3.NewAuthorizationClient(conn)
+	req := envoyRequest("GET", "https://app.example.com/reports?q=1", map[string]string{"authorization": "Pomerium " + bob}, "app")
+	created := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(created)
+	before := created[0].Value.Uint64()
+	b.SetParallelism(64 / runtime.GOMAXPROCS(0))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if resp, err := client.Check(context.Background(), req); err != nil || resp.GetOkResponse() == nil {
+				b.Errorf("Check: %v %v", resp, err)
+				return
+			}
+		}
+	})
+	metrics.Read(created)
+	b.ReportMetric(float64(created[0].Value.Uint64()-before)/float64(b.N), "goroutines/op")
 }

@@ -15,7 +15,14 @@ import (
 // then always receives an assertion valid for at least AssertionLifetime/2
 // (2.5 minutes), ample for the hop from Envoy plus clock skew, while a busy
 // session signs at most one assertion per route every 2.5 minutes.
-type AssertionCache struct{ c *shardcache.Cache[cacheEntry] }
+//
+// An assertion is cached from its second signing on (shardcache.Doorkeeper):
+// when sessions are all new, as in a flood of sign-ins or more sessions than
+// the cache holds, caching each first one only evicts the assertions in use.
+type AssertionCache struct {
+	c    *shardcache.Cache[cacheEntry]
+	door *shardcache.Doorkeeper
+}
 
 type cacheEntry struct {
 	jws       string
@@ -24,7 +31,7 @@ type cacheEntry struct {
 
 // NewAssertionCache holds at most about max entries.
 func NewAssertionCache(max int) *AssertionCache {
-	return &AssertionCache{c: shardcache.New[cacheEntry](max)}
+	return &AssertionCache{c: shardcache.New[cacheEntry](max), door: shardcache.NewDoorkeeper(2 * max)}
 }
 
 // Get returns a fresh assertion for a, signing one with key when none is cached.
@@ -53,7 +60,9 @@ func (c *AssertionCache) Get(key *identity.SigningKey, token, route string, a id
 	}
 	// Reuse for half the remaining validity: an entry is never served at or
 	// after its exp, which is never after the session's or the impersonation's end.
-	c.c.Put(k, cacheEntry{jws: jws, reuseTill: now.Add(exp.Sub(now) / 2)})
+	if c.door.Admit(k) {
+		c.c.Put(k, cacheEntry{jws: jws, reuseTill: now.Add(exp.Sub(now) / 2)})
+	}
 	return jws, nil
 }
 

@@ -6,10 +6,8 @@ import (
 	"strings"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 
 	"github.com/extauthz/extauthz/internal/decision"
@@ -45,51 +43,43 @@ type Snapshot struct {
 // included. headers are the request's, as requestHeaders read them.
 func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRequest, headers map[string]string, now time.Time) (*authv3.CheckResponse, error) {
 	route := d.Route
-	ok := &authv3.OkHttpResponse{}
-	set := make(map[string]bool, 4+len(s.ClaimHeaders))
-	setHeader := func(name, value string) {
-		set[name] = true
-		ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
-			Header: &corev3.HeaderValue{Key: name, Value: value},
-			// Envoy 1.40 reads append_action; its zero value would keep a
-			// client-sent copy beside ours.
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		})
-	}
+	// At most: the assertion, the claim headers, the route's own and the cookie.
+	b := newOKAnswer(2 + len(s.ClaimHeaders) + len(route.SetRequestHeaders))
+	ok := &b.ok
 	if d.Claims != nil && route.PassIdentityHeaders {
 		host := identity.HostWithoutPort(r.GetHost())
 		assertion, err := s.AssertionFor(d, host, now)
 		if err != nil {
 			return nil, err
 		}
-		setHeader(HeaderAssertion, assertion)
+		b.headers.set(HeaderAssertion, assertion)
 		// The headers name whom the assertion names (sub and user never empty).
 		upstream := d.Upstream()
 		for _, ch := range s.ClaimHeaders {
 			// A claim the token lacks leaves its header absent (and the
 			// client's copy removed below).
 			if v, ok := claimValue(upstream, ch.Claim); ok && v != "" {
-				setHeader(ch.Header, v)
+				b.headers.set(ch.Header, v)
 			}
 		}
 	}
 	for _, h := range route.SetRequestHeaders {
-		setHeader(h.Name, h.Value)
+		b.headers.set(h.Name, h.Value)
 	}
 	// The session cookie and the sidecar's own cookies go; other cookies stay.
 	cookieName := s.Engine.CookieName
 	if c, removed := identity.WithoutCookies(headers["cookie"], func(name string) bool {
 		return identity.IsSidecarCookie(name, cookieName)
-	}); removed && !set["cookie"] {
+	}); removed && !b.headers.isSet("cookie") {
 		if c == "" {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, "cookie")
 		} else {
-			setHeader("cookie", utf8Value(c))
+			b.headers.set("cookie", utf8Value(c))
 		}
 	}
 	remove := func(name string) {
 		// Envoy matches names case-insensitively: never remove what we set.
-		if !set[strings.ToLower(name)] {
+		if !b.headers.isSet(strings.ToLower(name)) {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
 		}
 	}
@@ -104,10 +94,8 @@ func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRe
 	for _, name := range route.RemoveRequestHeaders {
 		remove(name)
 	}
-	return &authv3.CheckResponse{
-		Status:       &rpcstatus.Status{Code: int32(codes.OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
-	}, nil
+	ok.Headers = b.headers.list
+	return &b.resp, nil
 }
 
 // isClaimHeader reports whether a request header is, in any spelling, one
@@ -153,36 +141,26 @@ func claimValue(id identity.Identity, claim string) (string, bool) {
 func (s *Snapshot) deny(d *decision.Decision, format negotiate.Format, requestID string, r *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
 	status := int(d.Status)
 	code := codes.PermissionDenied
-	var headers []*corev3.HeaderValueOption
-	add := func(k, v string) {
-		headers = append(headers, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: k, Value: v},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		})
-	}
+	b := newDenyAnswer(4)
 	switch d.Status {
 	case decision.StatusSignIn:
 		code = codes.Unauthenticated
-		add("location", SignInURL(r))
+		b.headers.set("location", SignInURL(r))
 	case decision.StatusUnauthorized:
 		code = codes.Unauthenticated
-		add("www-authenticate", "Pomerium")
+		b.headers.set("www-authenticate", "Pomerium")
 	}
 	if status == 0 {
 		status = 403
 	}
-	body := renderBody(format, status, clientReason(d), requestID)
-	add("content-type", format.ContentType())
-	add("cache-control", "no-store")
-	add("x-request-id", requestID)
-	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(code), Message: d.Reason},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
-			Headers: headers,
-			Body:    body,
-		}},
-	}
+	b.denied.Body = renderBody(format, status, clientReason(d), requestID)
+	b.headers.set("content-type", format.ContentType())
+	b.headers.set("cache-control", "no-store")
+	b.headers.set("x-request-id", requestID)
+	b.status.Code, b.status.Message = int32(code), d.Reason
+	b.http.Code = typev3.StatusCode(status)
+	b.denied.Headers = b.headers.list
+	return &b.resp
 }
 
 // SignInURL is where a browser without a session is sent: sign-in on the

@@ -133,23 +133,35 @@ func WithoutCookies(header string, drop func(name string) bool) (string, bool) {
 	if header == "" {
 		return header, false
 	}
+	// Most requests carry no cookie to drop: find out without allocating.
 	removed := false
-	var kept []string
-	for _, part := range strings.Split(header, ";") {
-		p := strings.TrimSpace(part)
-		if p == "" {
-			continue
-		}
-		if k, _, _ := strings.Cut(p, "="); drop(k) {
+	eachCookie(header, func(p string) {
+		if k, _, _ := strings.Cut(p, "="); !removed && drop(k) {
 			removed = true
-			continue
 		}
-		kept = append(kept, p)
-	}
+	})
 	if !removed {
 		return header, false
 	}
+	var kept []string
+	eachCookie(header, func(p string) {
+		if k, _, _ := strings.Cut(p, "="); !drop(k) {
+			kept = append(kept, p)
+		}
+	})
 	return strings.Join(kept, "; "), true
+}
+
+// eachCookie calls f with each non-empty "name=value" pair of a Cookie
+// header, trimmed, in order.
+func eachCookie(header string, f func(pair string)) {
+	for rest, more := header, true; more; {
+		var part string
+		part, rest, more = strings.Cut(rest, ";")
+		if p := strings.TrimSpace(part); p != "" {
+			f(p)
+		}
+	}
 }
 
 // HostCookiePrefix is the name prefix that makes browsers keep a cookie

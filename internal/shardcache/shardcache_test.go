@@ -43,3 +43,28 @@ func TestCache(t *testing.T) {
 		}
 	})
 }
+
+func TestDoorkeeper(t *testing.T) {
+	c := shardcache.New[int](10)
+	t.Run("a first sighting is not admitted, the second is", func(t *testing.T) {
+		d := shardcache.NewDoorkeeper(1024)
+		k := c.StringKey("session")
+		if d.Admit(k) {
+			t.Fatal("a key never seen was admitted")
+		}
+		if !d.Admit(k) || !d.Admit(k) {
+			t.Fatal("a key seen before was not admitted")
+		}
+	})
+	t.Run("a key is forgotten once many others have been sighted", func(t *testing.T) {
+		d := shardcache.NewDoorkeeper(16)
+		k := c.StringKey("session")
+		d.Admit(k)
+		for i := range 1000 {
+			d.Admit(c.StringKey(fmt.Sprint(i)))
+		}
+		if d.Admit(k) {
+			t.Fatal("a key was remembered across 1000 other first sightings in 16 slots")
+		}
+	})
+}

@@ -14,10 +14,11 @@ type Registrar interface{ Register(*grpc.Server) }
 
 // ServeCheck serves srv (a check.Server) over gRPC on a loopback port until
 // the test ends, and returns a connection to it. A maxMsg above zero raises
-// the message size limit on both sides.
-func ServeCheck(t testing.TB, srv Registrar, maxMsg int) *grpc.ClientConn {
+// the message size limit on both sides; opts are more server options (such
+// as check.ServerOptions).
+func ServeCheck(t testing.TB, srv Registrar, maxMsg int, opts ...grpc.ServerOption) *grpc.ClientConn {
 	t.Helper()
-	var serverOpts []grpc.ServerOption
+	serverOpts := opts
 	clientOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if maxMsg > 0 {
 		serverOpts = append(serverOpts, grpc.MaxRecvMsgSize(maxMsg))
