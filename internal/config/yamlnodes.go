@@ -3,6 +3,15 @@ package config
 // This file walks yaml.v3 nodes the way the decoder needs: aliases followed
 // within a budget, merge keys (<<) expanded with the mapping's own keys winning,
 // and each key's node kept so problems point at file:line:column.
+//
+// yaml.v3 parses (and reports syntax errors), but does not decode: its
+// Decoder.KnownFields into the Config structs would check known fields,
+// duplicate keys and aliasing for us, but it drops a whole mapping at its
+// first duplicate key (a route with one silently disappears, the rest of the
+// mapping goes unchecked, a top-level one loses shared_secret), its errors
+// carry a line and no column, and a bad merge key is a fatal error with no
+// place. Its alias budget also covers only what its own decoder expands, not
+// nodes walked here. TestDecoderKeepsWhatYAMLv3WouldLose pins each of these.
 
 import (
 	"fmt"
