@@ -9,32 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/extauthz/extauthz/internal/testkit"
 	"golang.org/x/sys/unix"
 )
-
-// ptyOutput collects what the program writes to its terminal, for the test to
-// wait on and inspect.
-type ptyOutput struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (o *ptyOutput) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(p)
-}
-
-func (o *ptyOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
 
 // TestServiceAccountPromptOnTerminalDoesNotEcho types the secret at the prompt
 // on a real pseudo-terminal, as a user at a shell would. A terminal echoes
@@ -66,7 +47,7 @@ func TestServiceAccountPromptOnTerminalDoesNotEcho(t *testing.T) {
 			}
 			tty.Close() // the child holds its own copy
 
-			var screen ptyOutput
+			var screen testkit.SyncBuffer
 			copied := make(chan struct{})
 			go func() {
 				defer close(copied)
@@ -119,7 +100,7 @@ func waitEchoOff(ptmx *os.File) {
 }
 
 // waitFor waits until the terminal has shown want.
-func waitFor(t *testing.T, screen *ptyOutput, want string) {
+func waitFor(t *testing.T, screen *testkit.SyncBuffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(screen.String(), want) {

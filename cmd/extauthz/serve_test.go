@@ -27,13 +27,14 @@ import (
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/envoytest"
 	"github.com/extauthz/extauthz/internal/proc"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 // server is a running `extauthz serve` child process.
 type server struct {
 	*proc.Proc
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *testkit.SyncBuffer
 	done           <-chan struct{} // closed when the process has exited
 	grpc, http     string          // listener addresses, from the "serving" log line
 }
@@ -42,7 +43,7 @@ type server struct {
 // SIGKILL) when the test ends, failing the test if the binary reported a race.
 func startServe(t *testing.T, env map[string]string, args ...string) *server {
 	t.Helper()
-	s := &server{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	s := &server{stdout: &testkit.SyncBuffer{}, stderr: &testkit.SyncBuffer{}}
 	s.cmd = exec.Command(binExtauthz, append([]string{"serve"}, args...)...)
 	s.cmd.Env = baseEnv(env)
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -22,6 +23,13 @@ func envOf(m map[string]string) func(string) (string, bool) {
 
 // withSecret supplies a valid SHARED_SECRET so a case can focus on one key.
 var withSecret = map[string]string{"SHARED_SECRET": validSecret}
+
+// secretAnd is env with a valid SHARED_SECRET added unless env sets one.
+func secretAnd(env map[string]string) map[string]string {
+	out := map[string]string{"SHARED_SECRET": validSecret}
+	maps.Copy(out, env)
+	return out
+}
 
 // problemsOf parses src as t.yaml and returns every problem rendered.
 func problemsOf(t *testing.T, src string, env map[string]string) []string {

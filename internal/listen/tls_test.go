@@ -16,18 +16,11 @@ import (
 )
 
 func TestLoadReportsEachFile(t *testing.T) {
-	dir := t.TempDir()
-	ca := certtest.NewCA(t, "sidecar CA")
-	cert, key := ca.Server(t, "sidecar").Write(t, dir, "server")
-	_, otherKey := ca.Server(t, "other").Write(t, dir, "other")
-	expiredCert, expiredKey := ca.Expired(t, "old").Write(t, dir, "expired")
-	caFile := filepath.Join(dir, "ca.crt")
-	certtest.WriteFile(t, caFile, ca.PEM)
+	f := certtest.NewFiles(t)
+	dir, cert, key, otherKey, caFile, empty, missing := f.Dir, f.Cert, f.Key, f.OtherKey, f.CAFile, f.Empty, f.Missing
+	expiredCert, expiredKey := f.CA.Expired(t, "old").Write(t, dir, "expired")
 	keyOnly := filepath.Join(dir, "key-only.pem")
 	certtest.WriteFile(t, keyOnly, must(os.ReadFile(key)))
-	empty := filepath.Join(dir, "empty.pem")
-	certtest.WriteFile(t, empty, nil)
-	missing := filepath.Join(dir, "missing.pem")
 
 	for _, tc := range []struct {
 		name  string
@@ -72,7 +65,7 @@ func TestLoadReportsEachFile(t *testing.T) {
 			t.Skip("root reads every file")
 		}
 		locked := filepath.Join(dir, "locked.crt")
-		certtest.WriteFile(t, locked, ca.PEM)
+		certtest.WriteFile(t, locked, f.CA.PEM)
 		if err := os.Chmod(locked, 0); err != nil {
 			t.Fatal(err)
 		}

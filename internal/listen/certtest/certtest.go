@@ -141,3 +141,27 @@ func serial(t testing.TB) *big.Int {
 	}
 	return n
 }
+
+// Files is a temporary directory of the TLS files that tests of a listener's
+// configuration load: a server certificate and its key, the key of another
+// certificate (a mismatch), the CA's certificate, an empty file, and a path
+// that does not exist.
+type Files struct {
+	CA                                      *CA
+	Dir, Cert, Key, OtherKey, CAFile, Empty string
+	Missing                                 string
+}
+
+// NewFiles writes Files to a fresh temporary directory.
+func NewFiles(t testing.TB) Files {
+	t.Helper()
+	f := Files{CA: NewCA(t, "sidecar CA"), Dir: t.TempDir()}
+	f.Cert, f.Key = f.CA.Server(t, "sidecar").Write(t, f.Dir, "server")
+	_, f.OtherKey = f.CA.Server(t, "other").Write(t, f.Dir, "other")
+	f.CAFile = filepath.Join(f.Dir, "ca.crt")
+	WriteFile(t, f.CAFile, f.CA.PEM)
+	f.Empty = filepath.Join(f.Dir, "empty.pem")
+	WriteFile(t, f.Empty, nil)
+	f.Missing = filepath.Join(f.Dir, "missing.pem")
+	return f
+}
