@@ -91,6 +91,22 @@ func tlsServer(t *testing.T, cfg *tls.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	acceptEach(t, l, func(c net.Conn) {
+		go func() {
+			_ = c.(*tls.Conn).Handshake()
+			// Hold the connection until the client closes it, so a client
+			// certificate refused by the server surfaces on the client's
+			// first read.
+			_, _ = c.Read(make([]byte, 1))
+			c.Close()
+		}()
+	})
+	return l.Addr().String()
+}
+
+// acceptEach hands every connection l accepts to handle until the test ends,
+// which closes l.
+func acceptEach(t *testing.T, l net.Listener, handle func(net.Conn)) {
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
@@ -98,17 +114,9 @@ func tlsServer(t *testing.T, cfg *tls.Config) string {
 			if err != nil {
 				return
 			}
-			go func() {
-				_ = c.(*tls.Conn).Handshake()
-				// Hold the connection until the client closes it, so a
-				// client certificate refused by the server surfaces on the
-				// client's first read.
-				_, _ = c.Read(make([]byte, 1))
-				c.Close()
-			}()
+			handle(c)
 		}
 	}()
-	return l.Addr().String()
 }
 
 // handshake dials addr trusting roots, presenting client (if any), and
@@ -173,6 +181,13 @@ func TestServerConfigFollowsTheCurrentMaterial(t *testing.T) {
 	stranger := keyPair(strangerCA.Client(t, "envoy elsewhere"))
 	roots := pool(ca.PEM)
 
+	// following serves TLS with first, then with whatever cur holds: a reload
+	// stores the new material there.
+	following := func(t *testing.T, first *listen.Material) (string, *atomic.Pointer[listen.Material]) {
+		var cur atomic.Pointer[listen.Material]
+		cur.Store(first)
+		return tlsServer(t, listen.ServerConfig(first, cur.Load)), &cur
+	}
 	t.Run("mutual TLS admits a client certificate from the client CA and no other", func(t *testing.T) {
 		m := load(t, "sidecar", true)
 		addr := tlsServer(t, listen.ServerConfig(m, func() *listen.Material { return m }))
@@ -187,10 +202,7 @@ func TestServerConfigFollowsTheCurrentMaterial(t *testing.T) {
 		}
 	})
 	t.Run("a rotated certificate serves the next connection", func(t *testing.T) {
-		var cur atomic.Pointer[listen.Material]
-		first := load(t, "before rotation", false)
-		cur.Store(first)
-		addr := tlsServer(t, listen.ServerConfig(first, cur.Load))
+		addr, cur := following(t, load(t, "before rotation", false))
 		if cn, err := handshake(addr, roots, nil); err != nil || cn != "before rotation" {
 			t.Fatalf("before: %q, %v", cn, err)
 		}
@@ -200,10 +212,7 @@ func TestServerConfigFollowsTheCurrentMaterial(t *testing.T) {
 		}
 	})
 	t.Run("a client CA added by a reload is required from the next connection", func(t *testing.T) {
-		var cur atomic.Pointer[listen.Material]
-		first := load(t, "sidecar", false)
-		cur.Store(first)
-		addr := tlsServer(t, listen.ServerConfig(first, cur.Load))
+		addr, cur := following(t, load(t, "sidecar", false))
 		if _, err := handshake(addr, roots, nil); err != nil {
 			t.Fatalf("before: %v", err)
 		}
@@ -213,10 +222,7 @@ func TestServerConfigFollowsTheCurrentMaterial(t *testing.T) {
 		}
 	})
 	t.Run("a config without TLS files keeps the last certificate instead of failing open", func(t *testing.T) {
-		var cur atomic.Pointer[listen.Material]
-		first := load(t, "kept", true)
-		cur.Store(first)
-		addr := tlsServer(t, listen.ServerConfig(first, cur.Load))
+		addr, cur := following(t, load(t, "kept", true))
 		cur.Store(nil)
 		if cn, err := handshake(addr, roots, trusted); err != nil || cn != "kept" {
 			t.Errorf("trusted client: %q, %v", cn, err)
