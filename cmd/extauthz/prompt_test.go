@@ -23,7 +23,7 @@ import (
 // in what the terminal displays means it would stay on screen (and in any
 // recording of it).
 func TestServiceAccountPromptOnTerminalDoesNotEcho(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	for _, bin := range []string{binExtauthz, binPomeriumCLI} {
 		t.Run("the secret typed at "+bin[strings.LastIndexByte(bin, '/')+1:]+"'s prompt is not echoed and the token is printed", func(t *testing.T) {
 			ptmx, tty, err := pty.Open()

@@ -242,9 +242,9 @@ policy:
 }
 
 func TestServeAndCheckEndToEnd(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	key, signingKey := newSigningKey(t)
-	path := writeConfig(t, "e2e.yaml", e2eConfig(secret, signingKey))
+	path := testkit.WriteFile(t, "e2e.yaml", e2eConfig(secret, signingKey))
 	s := startServe(t, nil, "--config", path, "--log-format", "json")
 	s.waitServing(t)
 
@@ -562,9 +562,9 @@ func TestCheckUsageAndFailures(t *testing.T) {
 }
 
 func TestHealthcheck(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	_, signingKey := newSigningKey(t)
-	s := startServe(t, nil, "--config", writeConfig(t, "h.yaml", e2eConfig(secret, signingKey)), "--log-format", "json")
+	s := startServe(t, nil, "--config", testkit.WriteFile(t, "h.yaml", e2eConfig(secret, signingKey)), "--log-format", "json")
 	s.waitServing(t)
 	t.Run("a serving sidecar answers SERVING, exit 0", func(t *testing.T) {
 		r := execBin(t, invocation{args: []string{"healthcheck", "--addr", s.grpc}})
@@ -617,9 +617,9 @@ func TestServeSignals(t *testing.T) {
 	for name, sig := range map[string]syscall.Signal{"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT} {
 		t.Run("serve drains and exits 0 on "+name, func(t *testing.T) {
 			t.Parallel()
-			secret := newSecret(t)
+			secret := testkit.Secret(t)
 			_, signingKey := newSigningKey(t)
-			s := startServe(t, nil, "--config", writeConfig(t, "c.yaml", e2eConfig(secret, signingKey)), "--log-format", "json")
+			s := startServe(t, nil, "--config", testkit.WriteFile(t, "c.yaml", e2eConfig(secret, signingKey)), "--log-format", "json")
 			s.waitServing(t)
 			if c := runCheck(t, s.grpc, "--url", "http://public.example.com/"); c.decision != "ALLOW" {
 				t.Fatalf("the server does not answer before the signal:\n%s", c.raw)
@@ -641,12 +641,12 @@ func TestServeSignals(t *testing.T) {
 }
 
 func TestServeRefusesBadInput(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	_, signingKey := newSigningKey(t)
 	t.Run("a config with problems exits 1 with every problem located, and never listens", func(t *testing.T) {
 		t.Parallel()
 		content := "shared_secret: AAECAw==\nbogus_key: 1\ngrpc_address: 127.0.0.1:0\nhttp_address: 127.0.0.1:0\npolicy:\n  - from: http://app.example.com\n    regex: \"([a-z\"\n    allow_any_authenticated_user: true\n"
-		path := writeConfig(t, "bad.yaml", content)
+		path := testkit.WriteFile(t, "bad.yaml", content)
 		s := startServe(t, nil, "--config", path, "--log-format", "json")
 		if code := s.exitCode(t, 30*time.Second); code != exitFailure {
 			t.Fatalf("exit code = %d, want 1\n%s", code, s)
@@ -678,7 +678,7 @@ func TestServeRefusesBadInput(t *testing.T) {
 		}
 		defer l.Close()
 		content := strings.Replace(e2eConfig(secret, signingKey), "grpc_address: 127.0.0.1:0", "grpc_address: "+l.Addr().String(), 1)
-		r := execBin(t, invocation{args: []string{"serve", "--config", writeConfig(t, "busy.yaml", content), "--log-format", "json"}})
+		r := execBin(t, invocation{args: []string{"serve", "--config", testkit.WriteFile(t, "busy.yaml", content), "--log-format", "json"}})
 		if r.code != exitFailure || !strings.Contains(r.stderr, "grpc_address") {
 			t.Errorf("want exit 1 naming grpc_address\n%s", r)
 		}
