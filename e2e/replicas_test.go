@@ -104,14 +104,7 @@ func startReplicas(t *testing.T) *replicaStack {
 		r.check = authv3.NewAuthorizationClient(conn)
 	}
 
-	root, err := envoytest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := envoytest.ReadConfig(t, "envoy.yaml")
 	cfg := twoEndpoints(t, string(src), 9191)
 	cfg = twoEndpoints(t, cfg, 9292)
 	path := filepath.Join(t.TempDir(), "envoy-replicas.yaml")
