@@ -46,18 +46,7 @@ func (a at) locate(t *testing.T, content string) (line, col int) {
 
 func TestValidate(t *testing.T) {
 	_, signingKey := newSigningKey(t)
-	good := fmt.Sprintf(`shared_secret: %s
-signing_key: %s
-authenticate_service_url: https://authenticate.corp.example
-administrators: [alice@corp.example]
-policy:
-  - name: app
-    from: https://app.corp.example
-    allowed_groups: [engineering]
-  - name: public
-    from: https://public.corp.example
-    allow_public_unauthenticated_access: true
-`, testSecret, signingKey)
+	good := explainConfig + "signing_key: " + signingKey + "\nauthenticate_service_url: https://authenticate.corp.example\n"
 
 	t.Run("a good config prints ok on stdout and exits 0", func(t *testing.T) {
 		path := testkit.WriteFile(t, "good.yaml", good)
@@ -65,7 +54,7 @@ policy:
 		if r.code != exitOK {
 			t.Fatalf("want exit 0\n%s", r)
 		}
-		if !strings.Contains(r.stdout, path+": ok") || !strings.Contains(r.stdout, "2 routes") {
+		if !strings.Contains(r.stdout, path+": ok") || !strings.Contains(r.stdout, "4 routes") {
 			t.Errorf("stdout = %q, want the file, ok and the route count", r.stdout)
 		}
 		if r.stderr != "" {
