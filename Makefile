@@ -18,9 +18,9 @@ test:
 build:
 	go build -ldflags '$(LDFLAGS)' -o bin/extauthz ./cmd/extauthz
 
-# Static binaries for every platform in dist/, stamped with VERSION, with SHA-256 checksums, and
-# the container image (release-image).
-release: release-image
+# Static binaries for every platform in dist/, stamped with VERSION, with SHA-256 checksums, then
+# the container image (release-image; the binaries are kept if it fails, e.g. with no Docker).
+release:
 	rm -rf dist && mkdir -p dist
 	for p in $(PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; \
@@ -29,7 +29,7 @@ release: release-image
 	done
 	cd dist && sha256sum extauthz-* > SHA256SUMS
 	@cat dist/SHA256SUMS
-	@echo "image: $(IMAGE)"
+	$(MAKE) --no-print-directory release-image VERSION='$(VERSION)' IMAGE='$(IMAGE)'
 
 # The image from DOCKERFILE with the local Docker engine, stamped with VERSION, then asked for its
 # version (it must report VERSION). The Dockerfile needs BuildKit (RUN --mount): the Docker CLI has it through buildx;
