@@ -11,7 +11,7 @@ package config
 // mapping goes unchecked, a top-level one loses shared_secret), its errors
 // carry a line and no column, and a bad merge key is a fatal error with no
 // place. Its alias budget also covers only what its own decoder expands, not
-// nodes walked here. TestDecoderKeepsWhatYAMLv3WouldLose pins each of these.
+// nodes walked here. TestParseReportsEachProblemWhereItIs has a case for each.
 
 import (
 	"fmt"
