@@ -11,11 +11,10 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 const browserAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -28,24 +27,7 @@ func (s *stack) verifyWithJWKS(t *testing.T, assertion string) jwt.MapClaims {
 	if resp.StatusCode != 200 {
 		t.Fatalf("JWKS through Envoy: %d %s", resp.StatusCode, body)
 	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal([]byte(body), &set); err != nil {
-		t.Fatalf("JWKS is not JSON: %v", err)
-	}
-	claims := jwt.MapClaims{}
-	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithAudience("app.localhost"), jwt.WithExpirationRequired()).
-		ParseWithClaims(assertion, claims, func(tok *jwt.Token) (any, error) {
-			for _, k := range set.Keys {
-				if k.KeyID == tok.Header["kid"] {
-					return k.Key, nil
-				}
-			}
-			return nil, jwt.ErrTokenUnverifiable
-		})
-	if err != nil {
-		t.Fatalf("assertion does not verify against the JWKS: %v", err)
-	}
-	return claims
+	return testkit.VerifyAssertion(t, []byte(body), assertion, "app.localhost")
 }
 
 func upstreamSaw(t *testing.T, body string) echoed {

@@ -14,30 +14,30 @@ import (
 	"github.com/extauthz/extauthz/internal/testkit"
 )
 
-const oidcStackConfig = `shared_secret: %s
-signing_key: %s
-grpc_address: 127.0.0.1:%d
-http_address: 127.0.0.1:%d
-authenticate_service_url: http://authenticate.localhost:%[5]d
-idp_provider_url: %[6]s
-idp_client_id: extauthz
-idp_client_secret: e2e-client-secret
-cookie_secure: false
-administrators: [alice@corp.example]
-jwt_claims_headers: [email, groups]
-policy:
-  - name: app
-    from: http://app.localhost:%[5]d
-    allowed_groups: [engineering]
-  - name: admin
-    from: http://admin.localhost:%[5]d
-    allowed_groups: [admins]
-  - name: wiki
-    from: http://wiki.localhost:%[5]d
-    allowed_domains: [corp.example]
-`
+// oidcConfig starts an OpenID provider on loopback that knows users, and
+// returns it with the demo config (internal/config/demo.yaml, through
+// testkit.DemoConfig) signing in with it.
+func oidcConfig(t *testing.T, p ports, users []oidctest.User) (provider *oidctest.Provider, config, secret string) {
+	t.Helper()
+	provider = oidctest.Start(t, oidctest.Options{
+		ClientID:     "extauthz",
+		ClientSecret: "e2e-client-secret",
+		RedirectURIs: []string{fmt.Sprintf("http://authenticate.localhost:%d/.pomerium/callback", p.listen)},
+		Users:        users,
+	})
+	config, secret = testkit.DemoConfig(t, p.listen, p.grpc, p.http,
+		"idp_provider_url: "+provider.Issuer+"\nidp_client_id: extauthz\nidp_client_secret: e2e-client-secret\n")
+	return provider, config, secret
+}
 
-// oidcStack is the sidecar on oidcStackConfig behind the real Envoy, with an
+// demoUsers are the provider's users unless a test names its own: alice
+// (admins) and bob (engineering), as in the demo config.
+var demoUsers = []oidctest.User{
+	{ID: "alice-id", Name: "alice", Email: "alice@corp.example", Groups: []string{"admins"}},
+	{ID: "bob-id", Name: "bob", Email: "bob@corp.example", Groups: []string{"engineering"}},
+}
+
+// oidcStack is the sidecar on oidcConfig behind the real Envoy, with an
 // OpenID provider on loopback that knows alice (admins) and bob
 // (engineering).
 type oidcStack struct {
@@ -52,21 +52,11 @@ func startOIDCStack(t *testing.T, users ...oidctest.User) *oidcStack {
 	t.Helper()
 	envoytest.RequireBinary(t)
 	if len(users) == 0 {
-		users = []oidctest.User{
-			{ID: "alice-id", Name: "alice", Email: "alice@corp.example", Groups: []string{"admins"}},
-			{ID: "bob-id", Name: "bob", Email: "bob@corp.example", Groups: []string{"engineering"}},
-		}
+		users = demoUsers
 	}
 	p := freePorts(t)
-	provider := oidctest.Start(t, oidctest.Options{
-		ClientID:     "extauthz",
-		ClientSecret: "e2e-client-secret",
-		RedirectURIs: []string{fmt.Sprintf("http://authenticate.localhost:%d/.pomerium/callback", p.listen)},
-		Users:        users,
-	})
-	secret := testkit.Secret(t)
-	_, key := testkit.SigningKey(t)
-	s := startSidecar(t, fmt.Sprintf(oidcStackConfig, secret, key, p.grpc, p.http, p.listen, provider.Issuer), secret, p)
+	provider, config, secret := oidcConfig(t, p, users)
+	s := startSidecar(t, config, secret, p)
 	s.startEnvoy(t, "", p)
 	return &oidcStack{stack: s, provider: provider, listen: p.listen}
 }

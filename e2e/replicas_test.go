@@ -73,28 +73,18 @@ func startReplicas(t *testing.T) *replicaStack {
 	envoytest.RequireBinary(t)
 	redis := redistest.Start(t)
 	p := freePorts(t)
-	provider := oidctest.Start(t, oidctest.Options{
-		ClientID:     "extauthz",
-		ClientSecret: "e2e-client-secret",
-		RedirectURIs: []string{fmt.Sprintf("http://authenticate.localhost:%d/.pomerium/callback", p.listen)},
-		Users: []oidctest.User{
-			{ID: "alice-id", Name: "alice", Email: "alice@corp.example", Groups: []string{"admins"}},
-			{ID: "bob-id", Name: "bob", Email: "bob@corp.example", Groups: []string{"engineering"}},
-		},
-	})
-	secret := testkit.Secret(t)
-	_, key := testkit.SigningKey(t)
+	provider, config, secret := oidcConfig(t, p, demoUsers)
 	// The connection string comes from the environment, as the README
 	// recommends (it may hold a password).
 	store := "databroker_storage_type: redis\nrevocation_ttl: 24h\n"
 	t.Setenv("DATABROKER_STORAGE_CONNECTION_STRING", redis.URL())
 	s := &replicaStack{redis: redis, provider: provider, secret: secret, listen: p.listen,
 		env: append(os.Environ(), "DATABROKER_STORAGE_CONNECTION_STRING="+redis.URL())}
-	first := startSidecar(t, fmt.Sprintf(oidcStackConfig, secret, key, p.grpc, p.http, p.listen, provider.Issuer)+store, secret, p)
+	first := startSidecar(t, config+store, secret, p)
 	s.config = first.config
 	s.replicas[0] = &replica{sidecar: first.sidecar, ip: "127.0.0.1", grpc: p.grpc, http: p.http}
 	cfg2 := strings.NewReplacer(fmt.Sprintf("127.0.0.1:%d", p.grpc), fmt.Sprintf("127.0.0.2:%d", p.grpc),
-		fmt.Sprintf("127.0.0.1:%d", p.http), fmt.Sprintf("127.0.0.2:%d", p.http)).Replace(fmt.Sprintf(oidcStackConfig, secret, key, p.grpc, p.http, p.listen, provider.Issuer))
+		fmt.Sprintf("127.0.0.1:%d", p.http), fmt.Sprintf("127.0.0.2:%d", p.http)).Replace(config)
 	// StartSidecar waits for 127.0.0.1's /healthz (the first replica's): wait for the second's below.
 	second := &replica{sidecar: testkit.StartSidecar(t, binary, cfg2+store, p.http), ip: "127.0.0.2", grpc: p.grpc, http: p.http}
 	s.replicas[1] = second
@@ -114,14 +104,7 @@ func startReplicas(t *testing.T) *replicaStack {
 		r.check = authv3.NewAuthorizationClient(conn)
 	}
 
-	root, err := envoytest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := envoytest.ReadConfig(t, "envoy.yaml")
 	cfg := twoEndpoints(t, string(src), 9191)
 	cfg = twoEndpoints(t, cfg, 9292)
 	path := filepath.Join(t.TempDir(), "envoy-replicas.yaml")

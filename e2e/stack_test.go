@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/extauthz/extauthz/internal/envoytest"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/testkit"
@@ -123,19 +121,8 @@ func (s *stack) stopSidecar() { s.sidecar.Stop() }
 // mint signs a token with the stack's secret for the demo hosts.
 func (s *stack) mint(t *testing.T, c identity.Claims) string {
 	t.Helper()
-	now := time.Now()
-	c.Issuer = "authenticate.localhost"
-	if c.Audience == nil {
-		c.Audience = jwt.ClaimStrings{"app.localhost", "admin.localhost", "wiki.localhost"}
-	}
-	c.ExpiresAt = jwt.NewNumericDate(now.Add(time.Hour))
-	c.IssuedAt = jwt.NewNumericDate(now)
-	c.NotBefore = jwt.NewNumericDate(now)
-	tok, err := identity.Mint(&c, s.secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	c = testkit.Fill(c, "authenticate.localhost", time.Now(), "app.localhost", "admin.localhost", "wiki.localhost")
+	return testkit.Mint(t, s.secret, c)
 }
 
 // do sends a request through Envoy to host, with headers given as "Name: value".

@@ -47,14 +47,7 @@ func startTransportSidecar(t *testing.T, grpcAddress, extra string) (*stack, tra
 // certificate paths), on the sidecar's ports.
 func startEnvoyFrom(t *testing.T, file string, replacements map[string]string, p transportPorts, grpcPort int) *envoytest.Envoy {
 	t.Helper()
-	root, err := envoytest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile(filepath.Join(root, "envoy", file))
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := envoytest.ReadConfig(t, file)
 	text := string(src)
 	for old, repl := range replacements {
 		if !strings.Contains(text, old) {

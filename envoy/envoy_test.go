@@ -638,14 +638,7 @@ func TestTransportConfigsDifferOnlyInTheGRPCCluster(t *testing.T) {
 // The TLS check must catch a config that would trust any sidecar or present
 // no client certificate.
 func TestSidecarTLSCheckCatchesMistakes(t *testing.T) {
-	root, err := envoytest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile(filepath.Join(root, "envoy", "envoy-mtls.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := envoytest.ReadConfig(t, "envoy-mtls.yaml")
 	for _, tc := range []struct{ name, old, new, want string }{
 		{"no CA to verify the sidecar", "trusted_ca: { filename: /etc/envoy/tls/extauthz-ca.crt }", "trust_chain_verification: ACCEPT_UNTRUSTED", "trusted_ca"},
 		{"no name to verify the sidecar", "\n              match_typed_subject_alt_names:\n                - san_type: DNS\n                  matcher: { exact: extauthz.internal }", "", "match_typed_subject_alt_names"},
@@ -726,14 +719,7 @@ func isLoopback(host string) bool {
 
 // The wiring check must catch each of these mistakes in the bundled config.
 func TestWiringCheckCatchesMistakes(t *testing.T) {
-	root, err := envoytest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := envoytest.ReadConfig(t, "envoy.yaml")
 	b, err := envoytest.DecodeBootstrap(src)
 	if err != nil {
 		t.Fatal(err)

@@ -38,10 +38,7 @@ func checkCommand(e *env, args []string) error {
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
 	var headers listHeaderFlag
 	fs.Var(&headers, "H", "extra header \"Name: value\" (repeatable)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseOnlyFlags(fs, args); err != nil {
 		return err
 	}
 	if *rawURL == "" {

@@ -6,13 +6,15 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 // TestServeDemoFromTheEnvironment runs the embedded demo with the overrides a
 // user reaches for first: their own secret (to mint with it) and other ports
 // (when the defaults are taken).
 func TestServeDemoFromTheEnvironment(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	s := startServe(t, map[string]string{
 		"SHARED_SECRET": secret,
 		"GRPC_ADDRESS":  "127.0.0.1:0",

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 func TestValidateCountsAndWarns(t *testing.T) {
 	t.Run("one route and one administrator are counted in the singular", func(t *testing.T) {
-		path := writeConfig(t, "one.yaml", "shared_secret: "+testSecret+"\nadministrators: [alice@corp.example]\npolicy:\n  - from: https://app.corp.example\n    allow_any_authenticated_user: true\n")
+		path := testkit.WriteFile(t, "one.yaml", "shared_secret: "+testSecret+"\nadministrators: [alice@corp.example]\npolicy:\n  - from: https://app.corp.example\n    allow_any_authenticated_user: true\n")
 		r := execBin(t, invocation{args: []string{"validate", "--config", path}})
 		if r.code != exitOK || !strings.Contains(r.stdout, path+": ok (1 route, 1 administrator)") {
 			t.Errorf("want exit 0 and a singular count\n%s", r)
@@ -43,7 +45,7 @@ policy:
     prefix: /b
     allow_any_authenticated_user: true
 `
-	path := writeConfig(t, "lint.yaml", config)
+	path := testkit.WriteFile(t, "lint.yaml", config)
 	r := execBin(t, invocation{args: []string{"validate", "--config", path}})
 	t.Run("warnings do not fail the config", func(t *testing.T) {
 		if r.code != exitOK || !strings.Contains(r.stdout, path+": ok (7 routes, 0 administrators)") {
@@ -90,7 +92,7 @@ policy:
 `
 
 func TestExplainReadsOnlyThePolicy(t *testing.T) {
-	path := writeConfig(t, "paths.yaml", explainPaths)
+	path := testkit.WriteFile(t, "paths.yaml", explainPaths)
 
 	t.Run("a config without shared_secret is explained", func(t *testing.T) {
 		r := execBin(t, invocation{args: []string{"explain", "--config", path, "--email", "bob@corp.example"}})

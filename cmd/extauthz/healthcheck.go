@@ -20,10 +20,7 @@ func healthcheck(e *env, args []string) error {
 	path := fs.String("config", "", "config file whose grpc_address to ask (default: --addr)")
 	addr := fs.String("addr", config.DefaultGRPCAddress, "ext_authz gRPC address (host:port or unix:///path), when no --config is given")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseOnlyFlags(fs, args); err != nil {
 		return err
 	}
 	target := *addr

@@ -191,8 +191,12 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return usagef("%s.", strings.TrimSuffix(msg, "."))
 }
 
-// noArgs refuses positional arguments a command does not take.
-func noArgs(fs *flag.FlagSet) error {
+// parseOnlyFlags parses args for a command that takes flags and no
+// positional arguments, refusing any.
+func parseOnlyFlags(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q: %s takes only flags, and they go before any argument.", fs.Arg(0), fs.Name())
 	}

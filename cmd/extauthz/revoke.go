@@ -22,10 +22,7 @@ func revoke(e *env, args []string) error {
 	sid := fs.String("sid", "", "end this session (a token's sid, or its jti when it has none)")
 	jti := fs.String("jti", "", "refuse the one token with this jti")
 	email := fs.String("email", "", "sign this user out everywhere: every token and sign-in issued to them until now")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseOnlyFlags(fs, args); err != nil {
 		return err
 	}
 	if *path == "" {

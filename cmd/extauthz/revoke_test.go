@@ -10,12 +10,13 @@ import (
 
 	"github.com/extauthz/extauthz/internal/store"
 	"github.com/extauthz/extauthz/internal/store/redistest"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 func storeConfig(t *testing.T, extra string) string {
 	t.Helper()
 	_, signingKey := newSigningKey(t)
-	return writeConfig(t, "store.yaml", fmt.Sprintf("shared_secret: %s\nsigning_key: %s\nmax_service_account_lifetime: 1h\n%s", testSecret, signingKey, extra))
+	return testkit.WriteFile(t, "store.yaml", fmt.Sprintf("shared_secret: %s\nsigning_key: %s\nmax_service_account_lifetime: 1h\n%s", testSecret, signingKey, extra))
 }
 
 func TestRevokeUsage(t *testing.T) {
@@ -126,7 +127,7 @@ func TestRevokeRecordsInRedis(t *testing.T) {
 
 func TestValidateWarnsWhenATokenCouldOutliveItsRevocation(t *testing.T) {
 	_, signingKey := newSigningKey(t)
-	path := writeConfig(t, "ttl.yaml", fmt.Sprintf("shared_secret: %s\nsigning_key: %s\ndatabroker_storage_type: redis\ndatabroker_storage_connection_string: redis://127.0.0.1:6379/0\nrevocation_ttl: 1h\n", testSecret, signingKey))
+	path := testkit.WriteFile(t, "ttl.yaml", fmt.Sprintf("shared_secret: %s\nsigning_key: %s\ndatabroker_storage_type: redis\ndatabroker_storage_connection_string: redis://127.0.0.1:6379/0\nrevocation_ttl: 1h\n", testSecret, signingKey))
 	r := execBin(t, invocation{args: []string{"validate", "--config", path}})
 	if r.code != exitOK || !strings.Contains(r.stdout, ": ok") {
 		t.Fatalf("a warning is not a problem: want exit 0 and ok\n%s", r)

@@ -27,13 +27,14 @@ import (
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/envoytest"
 	"github.com/extauthz/extauthz/internal/proc"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 // server is a running `extauthz serve` child process.
 type server struct {
 	*proc.Proc
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *testkit.SyncBuffer
 	done           <-chan struct{} // closed when the process has exited
 	grpc, http     string          // listener addresses, from the "serving" log line
 }
@@ -42,7 +43,7 @@ type server struct {
 // SIGKILL) when the test ends, failing the test if the binary reported a race.
 func startServe(t *testing.T, env map[string]string, args ...string) *server {
 	t.Helper()
-	s := &server{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	s := &server{stdout: &testkit.SyncBuffer{}, stderr: &testkit.SyncBuffer{}}
 	s.cmd = exec.Command(binExtauthz, append([]string{"serve"}, args...)...)
 	s.cmd.Env = baseEnv(env)
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
@@ -241,9 +242,9 @@ policy:
 }
 
 func TestServeAndCheckEndToEnd(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	key, signingKey := newSigningKey(t)
-	path := writeConfig(t, "e2e.yaml", e2eConfig(secret, signingKey))
+	path := testkit.WriteFile(t, "e2e.yaml", e2eConfig(secret, signingKey))
 	s := startServe(t, nil, "--config", path, "--log-format", "json")
 	s.waitServing(t)
 
@@ -561,9 +562,9 @@ func TestCheckUsageAndFailures(t *testing.T) {
 }
 
 func TestHealthcheck(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	_, signingKey := newSigningKey(t)
-	s := startServe(t, nil, "--config", writeConfig(t, "h.yaml", e2eConfig(secret, signingKey)), "--log-format", "json")
+	s := startServe(t, nil, "--config", testkit.WriteFile(t, "h.yaml", e2eConfig(secret, signingKey)), "--log-format", "json")
 	s.waitServing(t)
 	t.Run("a serving sidecar answers SERVING, exit 0", func(t *testing.T) {
 		r := execBin(t, invocation{args: []string{"healthcheck", "--addr", s.grpc}})
@@ -616,9 +617,9 @@ func TestServeSignals(t *testing.T) {
 	for name, sig := range map[string]syscall.Signal{"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT} {
 		t.Run("serve drains and exits 0 on "+name, func(t *testing.T) {
 			t.Parallel()
-			secret := newSecret(t)
+			secret := testkit.Secret(t)
 			_, signingKey := newSigningKey(t)
-			s := startServe(t, nil, "--config", writeConfig(t, "c.yaml", e2eConfig(secret, signingKey)), "--log-format", "json")
+			s := startServe(t, nil, "--config", testkit.WriteFile(t, "c.yaml", e2eConfig(secret, signingKey)), "--log-format", "json")
 			s.waitServing(t)
 			if c := runCheck(t, s.grpc, "--url", "http://public.example.com/"); c.decision != "ALLOW" {
 				t.Fatalf("the server does not answer before the signal:\n%s", c.raw)
@@ -640,12 +641,12 @@ func TestServeSignals(t *testing.T) {
 }
 
 func TestServeRefusesBadInput(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	_, signingKey := newSigningKey(t)
 	t.Run("a config with problems exits 1 with every problem located, and never listens", func(t *testing.T) {
 		t.Parallel()
 		content := "shared_secret: AAECAw==\nbogus_key: 1\ngrpc_address: 127.0.0.1:0\nhttp_address: 127.0.0.1:0\npolicy:\n  - from: http://app.example.com\n    regex: \"([a-z\"\n    allow_any_authenticated_user: true\n"
-		path := writeConfig(t, "bad.yaml", content)
+		path := testkit.WriteFile(t, "bad.yaml", content)
 		s := startServe(t, nil, "--config", path, "--log-format", "json")
 		if code := s.exitCode(t, 30*time.Second); code != exitFailure {
 			t.Fatalf("exit code = %d, want 1\n%s", code, s)
@@ -677,7 +678,7 @@ func TestServeRefusesBadInput(t *testing.T) {
 		}
 		defer l.Close()
 		content := strings.Replace(e2eConfig(secret, signingKey), "grpc_address: 127.0.0.1:0", "grpc_address: "+l.Addr().String(), 1)
-		r := execBin(t, invocation{args: []string{"serve", "--config", writeConfig(t, "busy.yaml", content), "--log-format", "json"}})
+		r := execBin(t, invocation{args: []string{"serve", "--config", testkit.WriteFile(t, "busy.yaml", content), "--log-format", "json"}})
 		if r.code != exitFailure || !strings.Contains(r.stderr, "grpc_address") {
 			t.Errorf("want exit 1 naming grpc_address\n%s", r)
 		}

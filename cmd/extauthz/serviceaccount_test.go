@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -12,20 +11,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 const secretPrompt = "Enter base64 encoded shared key >"
-
-// newSecret returns a fresh shared secret as the config holds it: base64 of
-// 32 random bytes.
-func newSecret(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(b)
-}
 
 // jws is a compact token split into its parts.
 type jws struct {
@@ -107,8 +97,8 @@ func mint(t *testing.T, inv invocation) (jws, result) {
 }
 
 func TestServiceAccountSecretSources(t *testing.T) {
-	secret := newSecret(t)
-	other := newSecret(t)
+	secret := testkit.Secret(t)
+	other := testkit.Secret(t)
 	unpadded := strings.TrimRight(secret, "=")
 	base := []string{"-email", "bob@corp.example", "-aud", "app.example.com", "-iss", "authenticate.example.com"}
 	tests := []struct {
@@ -163,7 +153,7 @@ func TestServiceAccountSecretSources(t *testing.T) {
 }
 
 func TestServiceAccountToken(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	tests := []struct {
 		name       string
 		args       []string
@@ -308,7 +298,7 @@ func TestServiceAccountToken(t *testing.T) {
 const noSubWarning = "warning: -sub is not set; give each service account a stable subject, since apps key identities on sub.\n"
 
 func TestServiceAccountUsageErrors(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	ok := func(extra ...string) []string {
 		return append([]string{"-email", "e@corp.example", "-aud", "a.example.com", "-iss", "i.example.com"}, extra...)
 	}

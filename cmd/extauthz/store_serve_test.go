@@ -21,6 +21,7 @@ import (
 	"github.com/extauthz/extauthz/internal/envoytest"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/store/redistest"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 // TestServeWithTheStore: serve is ready (health SERVING, /healthz 200) only
@@ -32,7 +33,7 @@ func TestServeWithTheStore(t *testing.T) {
 	redis := redistest.Start(t)
 	redis.Kill() // unreachable when serve starts
 	_, signingKey := newSigningKey(t)
-	cfg := writeConfig(t, "c.yaml", e2eConfig(testSecret, signingKey)+"databroker_storage_type: redis\n")
+	cfg := testkit.WriteFile(t, "c.yaml", e2eConfig(testSecret, signingKey)+"databroker_storage_type: redis\n")
 	env := map[string]string{"DATABROKER_STORAGE_CONNECTION_STRING": redis.URL()}
 	s := startServe(t, env, "--config", cfg, "--log-format", "json")
 	s.waitServing(t)

@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/extauthz/extauthz/internal/listen/certtest"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 // shortDir is a temporary directory with a short path: socket paths are
@@ -34,7 +35,7 @@ func shortDir(t *testing.T) string {
 }
 
 func TestServeOnAUnixSocket(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	_, signingKey := newSigningKey(t)
 	sock := filepath.Join(shortDir(t), "grpc.sock")
 	// A socket left by a sidecar that was killed: nothing answers on it.
@@ -46,7 +47,7 @@ func TestServeOnAUnixSocket(t *testing.T) {
 	stale.Close()
 
 	cfg := strings.Replace(e2eConfig(secret, signingKey), "grpc_address: 127.0.0.1:0", "grpc_address: unix://"+sock, 1)
-	cfgPath := writeConfig(t, "uds.yaml", cfg)
+	cfgPath := testkit.WriteFile(t, "uds.yaml", cfg)
 	s := startServe(t, nil, "--config", cfgPath, "--log-format", "json")
 	s.waitServing(t)
 
@@ -104,7 +105,7 @@ func TestServeOnAUnixSocket(t *testing.T) {
 }
 
 func TestServeWithClientCertificates(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	_, signingKey := newSigningKey(t)
 	dir := t.TempDir()
 	serverCA := certtest.NewCA(t, "sidecar CA")
@@ -114,7 +115,7 @@ func TestServeWithClientCertificates(t *testing.T) {
 	caFile := filepath.Join(dir, "envoy-ca.crt")
 	certtest.WriteFile(t, caFile, envoyCA.PEM)
 	cfg := e2eConfig(secret, signingKey) + "grpc_tls_cert_file: " + certFile + "\ngrpc_tls_key_file: " + keyFile + "\ngrpc_client_ca_file: " + caFile + "\n"
-	s := startServe(t, nil, "--config", writeConfig(t, "mtls.yaml", cfg), "--log-format", "json")
+	s := startServe(t, nil, "--config", testkit.WriteFile(t, "mtls.yaml", cfg), "--log-format", "json")
 	s.waitServing(t)
 
 	roots := x509.NewCertPool()
@@ -184,7 +185,7 @@ func TestServeWithClientCertificates(t *testing.T) {
 		}
 	})
 	t.Run("healthcheck --config says it cannot speak TLS", func(t *testing.T) {
-		r := execBin(t, invocation{args: []string{"healthcheck", "--config", writeConfig(t, "h.yaml", cfg)}})
+		r := execBin(t, invocation{args: []string{"healthcheck", "--config", testkit.WriteFile(t, "h.yaml", cfg)}})
 		if r.code != exitFailure || !strings.Contains(r.stderr, "probe http_address's /healthz instead") {
 			t.Errorf("want exit 1 pointing at /healthz\n%s", r)
 		}
@@ -192,14 +193,12 @@ func TestServeWithClientCertificates(t *testing.T) {
 }
 
 func TestValidateNamesTheTLSFileAtFault(t *testing.T) {
-	secret := newSecret(t)
+	secret := testkit.Secret(t)
 	_, signingKey := newSigningKey(t)
-	dir := t.TempDir()
-	ca := certtest.NewCA(t, "sidecar CA")
-	certFile, _ := ca.Server(t, "sidecar").Write(t, dir, "server")
-	_, otherKey := ca.Server(t, "other").Write(t, dir, "other")
+	f := certtest.NewFiles(t)
+	certFile, otherKey := f.Cert, f.OtherKey
 	cfg := e2eConfig(secret, signingKey) + "grpc_tls_cert_file: " + certFile + "\ngrpc_tls_key_file: " + otherKey + "\n"
-	path := writeConfig(t, "tls.yaml", cfg)
+	path := testkit.WriteFile(t, "tls.yaml", cfg)
 	r := execBin(t, invocation{args: []string{"validate", "--config", path}})
 	want := path + ":17:20: grpc_tls_key_file: " + otherKey + " is not the private key of the certificate in " + certFile
 	if r.code != exitFailure || !strings.Contains(r.stdout+r.stderr, want) {

@@ -17,10 +17,7 @@ import (
 func validate(e *env, args []string) error {
 	fs := newFlagSet(e, "validate")
 	path := fs.String("config", "", "config file to check (required)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseOnlyFlags(fs, args); err != nil {
 		return err
 	}
 	if *path == "" {
@@ -57,10 +54,7 @@ func explain(e *env, args []string) error {
 	routeName := fs.String("route", "", "only this route")
 	rawURL := fs.String("url", "", "only the route that serves this URL")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseOnlyFlags(fs, args); err != nil {
 		return err
 	}
 	switch {

@@ -2,48 +2,25 @@ package main
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 // testSecret is a valid shared_secret: base64 of 32 bytes.
 const testSecret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
-// writeConfig writes a config file into a fresh directory and returns its path.
-func writeConfig(t *testing.T, name, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// newSigningKey returns a P-256 key and its signing_key config value
-// (base64 of the SEC 1 PEM).
+// newSigningKey returns a P-256 key and its signing_key config value.
 func newSigningKey(t *testing.T) (*ecdsa.PrivateKey, string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
-	return key, base64.StdEncoding.EncodeToString(p)
+	key, encoded := testkit.SigningKey(t)
+	return key.Private, encoded
 }
 
 // at is where a problem must be reported: the 1-based line of the first line
@@ -69,26 +46,15 @@ func (a at) locate(t *testing.T, content string) (line, col int) {
 
 func TestValidate(t *testing.T) {
 	_, signingKey := newSigningKey(t)
-	good := fmt.Sprintf(`shared_secret: %s
-signing_key: %s
-authenticate_service_url: https://authenticate.corp.example
-administrators: [alice@corp.example]
-policy:
-  - name: app
-    from: https://app.corp.example
-    allowed_groups: [engineering]
-  - name: public
-    from: https://public.corp.example
-    allow_public_unauthenticated_access: true
-`, testSecret, signingKey)
+	good := explainConfig + "signing_key: " + signingKey + "\nauthenticate_service_url: https://authenticate.corp.example\n"
 
 	t.Run("a good config prints ok on stdout and exits 0", func(t *testing.T) {
-		path := writeConfig(t, "good.yaml", good)
+		path := testkit.WriteFile(t, "good.yaml", good)
 		r := execBin(t, invocation{args: []string{"validate", "--config", path}})
 		if r.code != exitOK {
 			t.Fatalf("want exit 0\n%s", r)
 		}
-		if !strings.Contains(r.stdout, path+": ok") || !strings.Contains(r.stdout, "2 routes") {
+		if !strings.Contains(r.stdout, path+": ok") || !strings.Contains(r.stdout, "4 routes") {
 			t.Errorf("stdout = %q, want the file, ok and the route count", r.stdout)
 		}
 		if r.stderr != "" {
@@ -97,7 +63,7 @@ policy:
 	})
 
 	t.Run("idp_allow_unverified_email is accepted beside an identity provider", func(t *testing.T) {
-		path := writeConfig(t, "unverified.yaml", good+"idp_provider_url: https://login.microsoftonline.com/tenant/v2.0\nidp_client_id: extauthz\nidp_allow_unverified_email: true\n")
+		path := testkit.WriteFile(t, "unverified.yaml", good+"idp_provider_url: https://login.microsoftonline.com/tenant/v2.0\nidp_client_id: extauthz\nidp_allow_unverified_email: true\n")
 		r := execBin(t, invocation{args: []string{"validate", "--config", path}})
 		if r.code != exitOK || !strings.Contains(r.stdout, path+": ok") {
 			t.Fatalf("want exit 0 and ok\n%s", r)
@@ -105,7 +71,7 @@ policy:
 	})
 
 	t.Run("SHARED_SECRET in the environment completes a config that lacks shared_secret", func(t *testing.T) {
-		path := writeConfig(t, "nosecret.yaml", strings.Replace(good, "shared_secret: "+testSecret+"\n", "", 1))
+		path := testkit.WriteFile(t, "nosecret.yaml", strings.Replace(good, "shared_secret: "+testSecret+"\n", "", 1))
 		r := execBin(t, invocation{args: []string{"validate", "--config", path}, env: map[string]string{"SHARED_SECRET": testSecret}})
 		if r.code != exitOK {
 			t.Fatalf("want exit 0\n%s", r)
@@ -157,7 +123,7 @@ policy:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			path := writeConfig(t, "bad.yaml", tt.content)
+			path := testkit.WriteFile(t, "bad.yaml", tt.content)
 			r := execBin(t, invocation{args: []string{"validate", "--config", path}, env: tt.env})
 			if r.code != exitFailure {
 				t.Fatalf("exit code = %d, want 1\n%s", r.code, r)
@@ -247,7 +213,7 @@ type explainRow struct {
 }
 
 func TestExplain(t *testing.T) {
-	path := writeConfig(t, "policy.yaml", explainConfig)
+	path := testkit.WriteFile(t, "policy.yaml", explainConfig)
 	bob := []string{"explain", "--config", path, "--email", "bob@corp.example", "--groups", "engineering"}
 	tests := []struct {
 		name string
@@ -366,7 +332,7 @@ func TestExplain(t *testing.T) {
 	}
 
 	t.Run("a config with problems exits 1 with the located problems", func(t *testing.T) {
-		bad := writeConfig(t, "bad.yaml", "shared_secret: AAECAw==\n")
+		bad := testkit.WriteFile(t, "bad.yaml", "shared_secret: AAECAw==\n")
 		r := execBin(t, invocation{args: []string{"explain", "--config", bad, "--email", "bob@corp.example"}})
 		if r.code != exitFailure || !strings.Contains(r.stderr, bad+":1:16: shared_secret: ") || r.stdout != "" {
 			t.Errorf("want exit 1 and the located problem on stderr\n%s", r)

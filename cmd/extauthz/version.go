@@ -9,10 +9,7 @@ import (
 // versionCommand prints the version the binary was built as.
 func versionCommand(e *env, args []string) error {
 	fs := newFlagSet(e, "version")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseOnlyFlags(fs, args); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "extauthz %s (%s)\n", buildinfo.Version(), buildinfo.GoVersion())

@@ -14,6 +14,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/policy"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 func mustParse(t *testing.T, src string, env map[string]string) *Config {
@@ -141,11 +142,7 @@ func TestEnvironmentOverridesKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := map[string]string{"SHARED_SECRET": validSecret}
-			for k, v := range tt.env {
-				env[k] = v
-			}
-			c := mustParse(t, tt.src, env)
+			c := mustParse(t, tt.src, secretAnd(tt.env))
 			if !tt.check(c) {
 				t.Errorf("override not applied: %+v", c)
 			}
@@ -179,11 +176,7 @@ func TestInvalidEnvironmentValuesAreProblemsOfTheirVariable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := map[string]string{"SHARED_SECRET": validSecret}
-			for k, v := range tt.env {
-				env[k] = v
-			}
-			got := problemsOf(t, "", env)
+			got := problemsOf(t, "", secretAnd(tt.env))
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
@@ -318,14 +311,7 @@ func TestExampleDocumentsEveryKeyAndParses(t *testing.T) {
 		}
 	})
 	t.Run("with its commented keys uncommented it still parses", func(t *testing.T) {
-		key, err := identity.GenerateSigningKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		enc, err := identity.EncodeSigningKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, enc := testkit.SigningKey(t)
 		src := strings.NewReplacer(
 			`# shared_secret: "<base64 of 32 random bytes>"`, "shared_secret: "+validSecret,
 			"# previous_shared_secrets:\n#   - \"<the old shared_secret>\"", "previous_shared_secrets:\n  - "+validSecret,
@@ -405,10 +391,8 @@ func TestClaimHeadersAcceptPomeriumsForms(t *testing.T) {
 }
 
 func TestSigningKeys(t *testing.T) {
-	k1, _ := identity.GenerateSigningKey()
-	k2, _ := identity.GenerateSigningKey()
-	e1, _ := identity.EncodeSigningKey(k1)
-	e2, _ := identity.EncodeSigningKey(k2)
+	k1, e1 := testkit.SigningKey(t)
+	k2, e2 := testkit.SigningKey(t)
 	t.Run("a configured key is parsed and not generated", func(t *testing.T) {
 		c := mustParse(t, "signing_key: "+e1+"\n", withSecret)
 		if c.KeyGenerated || c.Key.ID != k1.ID {

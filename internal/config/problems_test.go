@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -22,6 +23,13 @@ func envOf(m map[string]string) func(string) (string, bool) {
 
 // withSecret supplies a valid SHARED_SECRET so a case can focus on one key.
 var withSecret = map[string]string{"SHARED_SECRET": validSecret}
+
+// secretAnd is env with a valid SHARED_SECRET added unless env sets one.
+func secretAnd(env map[string]string) map[string]string {
+	out := map[string]string{"SHARED_SECRET": validSecret}
+	maps.Copy(out, env)
+	return out
+}
 
 // problemsOf parses src as t.yaml and returns every problem rendered.
 func problemsOf(t *testing.T, src string, env map[string]string) []string {
@@ -396,6 +404,46 @@ func TestParseReportsEachProblemWhereItIs(t *testing.T) {
 			src:  "<<: abc\n",
 			env:  withSecret,
 			want: []string{`t.yaml:1:5: a merge key (<<) must merge a mapping or a list of mappings`},
+		},
+		// What yaml.v3's own decoding (Decoder.KnownFields into the Config
+		// structs) would lose, and why the config is walked node by node
+		// (yamlnodes.go): it drops a mapping at its first duplicate key, its
+		// errors carry a line but no column, and a bad merge key is fatal
+		// and unlocated. Each of these four cases fails under such a decoder.
+		{
+			name: "a duplicate top-level key does not hide the other keys' problems or the secret",
+			src:  "shared_secret: " + validSecret + "\ncookie_name: a\ncookie_name: b\nbogus: 1\n",
+			want: []string{
+				`t.yaml:3:1: cookie_name: is set twice; the first is on line 2`,
+				`t.yaml:4:1: bogus: unknown key "bogus"`,
+			},
+		},
+		{
+			name: "a duplicate key in a route keeps the route and checks the rest of it",
+			src:  "policy:\n  - from: http://a.example\n    from: http://b.example\n    frm: x\n",
+			env:  withSecret,
+			want: []string{
+				`t.yaml:3:5: policy[0].from: is set twice; the first is on line 2`,
+				`t.yaml:4:5: policy[0].frm: unknown key "frm" (did you mean "from"?)`,
+			},
+		},
+		{
+			name: "two routes on one line are told apart by column",
+			src:  "policy: [{from: http://a.example, frm: x}, {from: http://b.example, frm: y}]\n",
+			env:  withSecret,
+			want: []string{
+				`t.yaml:1:35: policy[0].frm: unknown key "frm" (did you mean "from"?)`,
+				`t.yaml:1:69: policy[1].frm: unknown key "frm" (did you mean "from"?)`,
+			},
+		},
+		{
+			name: "a bad merge key is located and does not stop the rest",
+			src:  "<<: abc\nbogus: 1\n",
+			env:  withSecret,
+			want: []string{
+				`t.yaml:1:5: a merge key (<<) must merge a mapping or a list of mappings`,
+				`t.yaml:2:1: bogus: unknown key "bogus"`,
+			},
 		},
 		{
 			name: "an invalid environment value is reported with its variable",

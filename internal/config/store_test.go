@@ -5,21 +5,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/store"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 func signingKeyLine(t *testing.T) string {
 	t.Helper()
-	k, err := identity.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := identity.EncodeSigningKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "signing_key: " + enc + "\n"
+	_, encoded := testkit.SigningKey(t)
+	return "signing_key: " + encoded + "\n"
 }
 
 func TestStoreKeys(t *testing.T) {
@@ -74,11 +67,7 @@ func TestStoreKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := map[string]string{"SHARED_SECRET": validSecret}
-			for k, v := range tt.env {
-				env[k] = v
-			}
-			got := problemsOf(t, tt.src, env)
+			got := problemsOf(t, tt.src, secretAnd(tt.env))
 			if len(got) != len(tt.want) {
 				t.Fatalf("problems:\n%s\nwant %d", strings.Join(got, "\n"), len(tt.want))
 			}

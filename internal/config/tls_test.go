@@ -1,7 +1,6 @@
 package config
 
 import (
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,15 +9,8 @@ import (
 )
 
 func TestGRPCListenerKeys(t *testing.T) {
-	dir := t.TempDir()
-	ca := certtest.NewCA(t, "sidecar CA")
-	cert, key := ca.Server(t, "sidecar").Write(t, dir, "server")
-	_, otherKey := ca.Server(t, "other").Write(t, dir, "other")
-	caFile := filepath.Join(dir, "ca.crt")
-	certtest.WriteFile(t, caFile, ca.PEM)
-	empty := filepath.Join(dir, "empty.pem")
-	certtest.WriteFile(t, empty, nil)
-	missing := filepath.Join(dir, "missing.crt")
+	f := certtest.NewFiles(t)
+	cert, key, otherKey, caFile, empty, missing := f.Cert, f.Key, f.OtherKey, f.CAFile, f.Empty, f.Missing
 
 	tests := []struct {
 		name string

@@ -21,10 +21,6 @@ import (
 func (d *decoder) decodeValue(v reflect.Value, raw *yaml.Node, path string) (null bool) {
 	n, aliased := d.enter(raw)
 	defer d.leave(aliased)
-	if n == nil {
-		d.at(raw, path, "alias does not resolve")
-		return true
-	}
 	if !d.visit(raw) {
 		return true
 	}
@@ -133,8 +129,8 @@ func (d *decoder) stringList(raw, n *yaml.Node, path string) []string {
 			if !ok {
 				break
 			}
-			if item == nil || item.Kind != yaml.ScalarNode {
-				d.at(itemRaw, indexPath(path, i), "each entry must be a string, found "+kindName(orSelf(item, itemRaw)))
+			if item.Kind != yaml.ScalarNode {
+				d.at(itemRaw, indexPath(path, i), "each entry must be a string, found "+kindName(item))
 				continue
 			}
 			if isNull(item) {
@@ -163,8 +159,8 @@ func (d *decoder) stringMap(raw, n *yaml.Node, path string) map[string]string {
 		}
 		d.where[kpath] = d.nodePos(p.key)
 		switch {
-		case vn == nil || vn.Kind != yaml.ScalarNode:
-			d.at(p.value, kpath, "must be a string, found "+kindName(orSelf(vn, p.value)))
+		case vn.Kind != yaml.ScalarNode:
+			d.at(p.value, kpath, "must be a string, found "+kindName(vn))
 		case isNull(vn):
 			out[strings.TrimSpace(p.key.Value)] = ""
 		default:
@@ -180,10 +176,6 @@ func (d *decoder) claimHeadersValue(raw *yaml.Node, path string) (null bool) {
 	n, aliased := d.enter(raw)
 	defer d.leave(aliased)
 	d.claimHeaders = nil
-	if n == nil {
-		d.at(raw, path, "alias does not resolve")
-		return true
-	}
 	if !d.visit(raw) || isNull(n) {
 		return true
 	}
@@ -204,8 +196,8 @@ func (d *decoder) decodeClaimHeaders(raw, n *yaml.Node, path string) []ClaimHead
 			if !ok {
 				break
 			}
-			if vn == nil || vn.Kind != yaml.ScalarNode {
-				d.at(p.value, ipath, "the claim for header "+strconv.Quote(p.key.Value)+" must be a string, found "+kindName(orSelf(vn, p.value)))
+			if vn.Kind != yaml.ScalarNode {
+				d.at(p.value, ipath, "the claim for header "+strconv.Quote(p.key.Value)+" must be a string, found "+kindName(vn))
 				continue
 			}
 			d.where[ipath] = d.nodePos(p.key)
@@ -250,12 +242,9 @@ func (d *decoder) decodeRoutes(n *yaml.Node, path string) []policy.RouteSpec {
 			break
 		}
 		d.where[ipath] = d.nodePos(itemRaw)
-		switch {
-		case item == nil:
-			d.at(itemRaw, ipath, "alias does not resolve")
-		case item.Kind != yaml.MappingNode:
+		if item.Kind != yaml.MappingNode {
 			d.at(itemRaw, ipath, "each route must be a mapping of keys (name, from, ...), found "+kindName(item))
-		default:
+		} else {
 			var spec policy.RouteSpec
 			d.decodeStruct(reflect.ValueOf(&spec).Elem(), item, ipath, routeFields)
 			specs = append(specs, spec)

@@ -3,6 +3,15 @@ package config
 // This file walks yaml.v3 nodes the way the decoder needs: aliases followed
 // within a budget, merge keys (<<) expanded with the mapping's own keys winning,
 // and each key's node kept so problems point at file:line:column.
+//
+// yaml.v3 parses (and reports syntax errors), but does not decode: its
+// Decoder.KnownFields into the Config structs would check known fields,
+// duplicate keys and aliasing for us, but it drops a whole mapping at its
+// first duplicate key (a route with one silently disappears, the rest of the
+// mapping goes unchecked, a top-level one loses shared_secret), its errors
+// carry a line and no column, and a bad merge key is a fatal error with no
+// place. Its alias budget also covers only what its own decoder expands, not
+// nodes walked here. TestParseReportsEachProblemWhereItIs has a case for each.
 
 import (
 	"fmt"
@@ -27,21 +36,16 @@ func (d *decoder) visit(n *yaml.Node) bool {
 	return true
 }
 
-// enter follows an alias; target is nil when it dangles. While aliased,
-// visits count against the alias budget; pair every enter with a leave.
+// enter follows an alias. yaml.v3's parser has already refused an alias to
+// an unknown anchor and an anchor on an alias, so the target is a real node.
+// While aliased, visits count against the alias budget; pair every enter with
+// a leave.
 func (d *decoder) enter(n *yaml.Node) (target *yaml.Node, aliased bool) {
 	if n.Kind != yaml.AliasNode {
 		return n, false
 	}
 	d.inAlias++
-	t := n
-	for i := 0; t != nil && t.Kind == yaml.AliasNode; i++ {
-		if i > 64 {
-			return nil, true
-		}
-		t = t.Alias
-	}
-	return t, true
+	return n.Alias, true
 }
 
 func (d *decoder) leave(aliased bool) {
@@ -101,8 +105,8 @@ func (d *decoder) pairs(m *yaml.Node, path string, depth int) []pair {
 		}
 		kt, aliased := d.enter(k)
 		d.leave(aliased)
-		if kt == nil || kt.Kind != yaml.ScalarNode {
-			d.at(k, path, "keys must be strings, found "+kindName(orSelf(kt, k)))
+		if kt.Kind != yaml.ScalarNode {
+			d.at(k, path, "keys must be strings, found "+kindName(kt))
 			continue
 		}
 		if kt.ShortTag() == "!!merge" {
@@ -138,19 +142,12 @@ func (d *decoder) pairs(m *yaml.Node, path string, depth int) []pair {
 	return out
 }
 
-func orSelf(n, self *yaml.Node) *yaml.Node {
-	if n == nil {
-		return self
-	}
-	return n
-}
-
 // mergeSources returns the mappings a merge key's value names: one mapping or
 // a list of them.
 func (d *decoder) mergeSources(v *yaml.Node, path string) []*yaml.Node {
 	t, aliased := d.enter(v)
 	defer d.leave(aliased)
-	if t == nil || !d.visit(v) {
+	if !d.visit(v) {
 		return nil
 	}
 	switch t.Kind {
@@ -161,7 +158,7 @@ func (d *decoder) mergeSources(v *yaml.Node, path string) []*yaml.Node {
 		for _, item := range t.Content {
 			it, itemAliased := d.enter(item)
 			d.leave(itemAliased)
-			if it == nil || it.Kind != yaml.MappingNode {
+			if it.Kind != yaml.MappingNode {
 				d.at(item, path, "a merge key (<<) must merge a mapping or a list of mappings")
 				continue
 			}

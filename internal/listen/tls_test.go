@@ -16,18 +16,11 @@ import (
 )
 
 func TestLoadReportsEachFile(t *testing.T) {
-	dir := t.TempDir()
-	ca := certtest.NewCA(t, "sidecar CA")
-	cert, key := ca.Server(t, "sidecar").Write(t, dir, "server")
-	_, otherKey := ca.Server(t, "other").Write(t, dir, "other")
-	expiredCert, expiredKey := ca.Expired(t, "old").Write(t, dir, "expired")
-	caFile := filepath.Join(dir, "ca.crt")
-	certtest.WriteFile(t, caFile, ca.PEM)
+	f := certtest.NewFiles(t)
+	dir, cert, key, otherKey, caFile, empty, missing := f.Dir, f.Cert, f.Key, f.OtherKey, f.CAFile, f.Empty, f.Missing
+	expiredCert, expiredKey := f.CA.Expired(t, "old").Write(t, dir, "expired")
 	keyOnly := filepath.Join(dir, "key-only.pem")
 	certtest.WriteFile(t, keyOnly, must(os.ReadFile(key)))
-	empty := filepath.Join(dir, "empty.pem")
-	certtest.WriteFile(t, empty, nil)
-	missing := filepath.Join(dir, "missing.pem")
 
 	for _, tc := range []struct {
 		name  string
@@ -72,7 +65,7 @@ func TestLoadReportsEachFile(t *testing.T) {
 			t.Skip("root reads every file")
 		}
 		locked := filepath.Join(dir, "locked.crt")
-		certtest.WriteFile(t, locked, ca.PEM)
+		certtest.WriteFile(t, locked, f.CA.PEM)
 		if err := os.Chmod(locked, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -98,6 +91,22 @@ func tlsServer(t *testing.T, cfg *tls.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	acceptEach(t, l, func(c net.Conn) {
+		go func() {
+			_ = c.(*tls.Conn).Handshake()
+			// Hold the connection until the client closes it, so a client
+			// certificate refused by the server surfaces on the client's
+			// first read.
+			_, _ = c.Read(make([]byte, 1))
+			c.Close()
+		}()
+	})
+	return l.Addr().String()
+}
+
+// acceptEach hands every connection l accepts to handle until the test ends,
+// which closes l.
+func acceptEach(t *testing.T, l net.Listener, handle func(net.Conn)) {
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
@@ -105,17 +114,9 @@ func tlsServer(t *testing.T, cfg *tls.Config) string {
 			if err != nil {
 				return
 			}
-			go func() {
-				_ = c.(*tls.Conn).Handshake()
-				// Hold the connection until the client closes it, so a
-				// client certificate refused by the server surfaces on the
-				// client's first read.
-				_, _ = c.Read(make([]byte, 1))
-				c.Close()
-			}()
+			handle(c)
 		}
 	}()
-	return l.Addr().String()
 }
 
 // handshake dials addr trusting roots, presenting client (if any), and
@@ -180,6 +181,13 @@ func TestServerConfigFollowsTheCurrentMaterial(t *testing.T) {
 	stranger := keyPair(strangerCA.Client(t, "envoy elsewhere"))
 	roots := pool(ca.PEM)
 
+	// following serves TLS with first, then with whatever cur holds: a reload
+	// stores the new material there.
+	following := func(t *testing.T, first *listen.Material) (string, *atomic.Pointer[listen.Material]) {
+		var cur atomic.Pointer[listen.Material]
+		cur.Store(first)
+		return tlsServer(t, listen.ServerConfig(first, cur.Load)), &cur
+	}
 	t.Run("mutual TLS admits a client certificate from the client CA and no other", func(t *testing.T) {
 		m := load(t, "sidecar", true)
 		addr := tlsServer(t, listen.ServerConfig(m, func() *listen.Material { return m }))
@@ -194,10 +202,7 @@ func TestServerConfigFollowsTheCurrentMaterial(t *testing.T) {
 		}
 	})
 	t.Run("a rotated certificate serves the next connection", func(t *testing.T) {
-		var cur atomic.Pointer[listen.Material]
-		first := load(t, "before rotation", false)
-		cur.Store(first)
-		addr := tlsServer(t, listen.ServerConfig(first, cur.Load))
+		addr, cur := following(t, load(t, "before rotation", false))
 		if cn, err := handshake(addr, roots, nil); err != nil || cn != "before rotation" {
 			t.Fatalf("before: %q, %v", cn, err)
 		}
@@ -207,10 +212,7 @@ func TestServerConfigFollowsTheCurrentMaterial(t *testing.T) {
 		}
 	})
 	t.Run("a client CA added by a reload is required from the next connection", func(t *testing.T) {
-		var cur atomic.Pointer[listen.Material]
-		first := load(t, "sidecar", false)
-		cur.Store(first)
-		addr := tlsServer(t, listen.ServerConfig(first, cur.Load))
+		addr, cur := following(t, load(t, "sidecar", false))
 		if _, err := handshake(addr, roots, nil); err != nil {
 			t.Fatalf("before: %v", err)
 		}
@@ -220,10 +222,7 @@ func TestServerConfigFollowsTheCurrentMaterial(t *testing.T) {
 		}
 	})
 	t.Run("a config without TLS files keeps the last certificate instead of failing open", func(t *testing.T) {
-		var cur atomic.Pointer[listen.Material]
-		first := load(t, "kept", true)
-		cur.Store(first)
-		addr := tlsServer(t, listen.ServerConfig(first, cur.Load))
+		addr, cur := following(t, load(t, "kept", true))
 		cur.Store(nil)
 		if cn, err := handshake(addr, roots, trusted); err != nil || cn != "kept" {
 			t.Errorf("trusted client: %q, %v", cn, err)

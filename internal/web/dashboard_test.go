@@ -173,9 +173,7 @@ func TestDashboardDisclosesNoPolicy(t *testing.T) {
 			name: "an administrator impersonating sees the impersonated identity's view and the way back",
 			session: func(b *browser) {
 				b.setSession(appHost, f.token(admin))
-				if r := b.impersonate(appHost, form("email", user, "groups", "engineering", "reason", "ticket 9")); r.StatusCode != http.StatusSeeOther {
-					t.Fatalf("impersonating: status %d: %s", r.StatusCode, r.body)
-				}
+				b.mustImpersonate(appHost, form("email", user, "groups", "engineering", "reason", "ticket 9"))
 			},
 			wantRoutes: reachable(t, f, engineer),
 			present:    []string{"app.example.test", "allowed_groups matched engineering"},

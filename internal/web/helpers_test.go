@@ -210,6 +210,16 @@ type browser struct {
 	accept string
 }
 
+// adminBrowser is a fresh fixture and a browser signed in to appHost as the
+// administrator.
+func adminBrowser(t *testing.T) (*fixture, *browser) {
+	t.Helper()
+	f := newFixture(t)
+	b := f.browser()
+	b.setSession(appHost, f.token(admin))
+	return f, b
+}
+
 func (f *fixture) browser() *browser {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -327,6 +337,14 @@ func htmlUnescape(s string) string {
 }
 
 // impersonate submits the "sign in as" form with a scraped CSRF token.
+// mustImpersonate starts an impersonation that must succeed (a 303 back).
+func (b *browser) mustImpersonate(host string, fields url.Values) {
+	b.f.t.Helper()
+	if r := b.impersonate(host, fields); r.StatusCode != http.StatusSeeOther {
+		b.f.t.Fatalf("impersonating: status %d: %s", r.StatusCode, r.body)
+	}
+}
+
 func (b *browser) impersonate(host string, fields url.Values) response {
 	b.f.t.Helper()
 	fields.Set("_csrf", b.csrf(host, "/.pomerium/"))

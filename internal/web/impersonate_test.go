@@ -173,9 +173,7 @@ func TestImpersonationRefused(t *testing.T) {
 	}
 
 	t.Run("the refused form is shown again with what was typed, escaped", func(t *testing.T) {
-		f := newFixture(t)
-		b := f.browser()
-		b.setSession(appHost, f.token(admin))
+		_, b := adminBrowser(t)
 		r := b.impersonate(appHost, form("email", `<script>alert(1)</script>@x`, "groups", `"><b>g`, "access", "read_write", "reason", "<i>why</i>"))
 		if r.StatusCode != http.StatusBadRequest {
 			t.Fatalf("status %d", r.StatusCode)
@@ -206,9 +204,7 @@ func TestImpersonationRefused(t *testing.T) {
 		f := newFixture(t, func(s *web.Settings) { s.ImpersonationRequireReason = false })
 		b := f.browser()
 		b.setSession(appHost, f.token(admin))
-		if r := b.impersonate(appHost, form("email", user)); r.StatusCode != http.StatusSeeOther {
-			t.Fatalf("status %d: %s", r.StatusCode, r.body)
-		}
+		b.mustImpersonate(appHost, form("email", user))
 		if got := f.verify(b.session(appHost)); got.ImpersonateEmail != user || got.ImpersonateReason != "" {
 			t.Errorf("claims %+v", got)
 		}
@@ -331,12 +327,8 @@ func TestCSRF(t *testing.T) {
 func scraped(b *browser) string { return b.csrf(appHost, "/.pomerium/") }
 
 func TestImpersonationBanner(t *testing.T) {
-	f := newFixture(t)
-	b := f.browser()
-	b.setSession(appHost, f.token(admin))
-	if r := b.impersonate(appHost, form("email", user, "groups", "engineering", "reason", "ticket <42>")); r.StatusCode != http.StatusSeeOther {
-		t.Fatalf("status %d: %s", r.StatusCode, r.body)
-	}
+	f, b := adminBrowser(t)
+	b.mustImpersonate(appHost, form("email", user, "groups", "engineering", "reason", "ticket <42>"))
 	f.clock.Advance(5 * time.Minute)
 
 	t.Run("the banner shows whom, the access, the time left, the reason and a stop button", func(t *testing.T) {
@@ -402,12 +394,8 @@ func TestImpersonationBanner(t *testing.T) {
 }
 
 func TestImpersonationEnded(t *testing.T) {
-	f := newFixture(t)
-	b := f.browser()
-	b.setSession(appHost, f.token(admin))
-	if r := b.impersonate(appHost, form("email", user, "access", "read_write", "reason", "incident 7")); r.StatusCode != http.StatusSeeOther {
-		t.Fatalf("status %d: %s", r.StatusCode, r.body)
-	}
+	f, b := adminBrowser(t)
+	b.mustImpersonate(appHost, form("email", user, "access", "read_write", "reason", "incident 7"))
 	impersonating := b.session(appHost)
 	f.clock.Advance(31*time.Minute + 2*time.Minute) // past impersonate_exp and the leeway
 

@@ -12,9 +12,7 @@ import (
 )
 
 func TestBadInput(t *testing.T) {
-	f := newFixture(t)
-	b := f.browser()
-	b.setSession(appHost, f.token(admin))
+	_, b := adminBrowser(t)
 	csrf := b.csrf(appHost, "/.pomerium/")
 	valid := "_csrf=" + urlEscape(csrf) + "&reason=r"
 	cases := []struct {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/internal/decision"
-	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/oidctest"
 	"github.com/extauthz/extauthz/internal/policy"
 	"github.com/extauthz/extauthz/internal/signin"
@@ -189,14 +188,7 @@ func (f *oidcFixture) signIn(b *oidcBrowser, host, target string) (response, []s
 // decide asks the decision engine, as Check would, about a browser request
 // carrying the session cookie.
 func (f *oidcFixture) decide(host, session string) decision.Decision {
-	cookie := cookieName + "=" + session
-	return f.settings.Engine.Decide(decision.Request{Host: host, Path: "/", Method: http.MethodGet, Browser: true,
-		Header: func(name string) string {
-			if name == identity.HeaderCookie {
-				return cookie
-			}
-			return ""
-		}}, f.clock.Now())
+	return decideBrowser(f.settings.Engine, host, session, f.clock.Now())
 }
 
 func hostOf(raw string) string {

@@ -10,9 +10,7 @@ import (
 )
 
 func TestPreview(t *testing.T) {
-	f := newFixture(t)
-	b := f.browser()
-	b.setSession(appHost, f.token(admin))
+	f, b := adminBrowser(t)
 	cases := []struct {
 		name   string
 		email  string

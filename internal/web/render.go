@@ -28,6 +28,14 @@ var funcs = template.FuncMap{
 	"absTime": absTime,
 	"join":    func(s []string) string { return strings.Join(s, ", ") },
 	"isoTime": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	// identityFields is what the "identity-fields" template needs: the id
+	// prefix of its inputs and the values typed into them.
+	"identityFields": func(id string, f formValues) any {
+		return struct {
+			ID   string
+			Form formValues
+		}{id, f}
+	},
 }
 
 // pages are parsed once: each page template together with the layout.

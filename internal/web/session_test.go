@@ -37,14 +37,20 @@ func (f *fixture) revoke(ids ...string) {
 // check asks the decision engine, as Check would, about a browser request to
 // appHost carrying tok in the session cookie.
 func (f *fixture) check(tok string) decision.Decision {
-	cookie := cookieName + "=" + tok
-	return f.settings.Engine.Decide(decision.Request{Host: appHost, Path: "/", Method: http.MethodGet, Browser: true,
+	return decideBrowser(f.settings.Engine, appHost, tok, f.clock.Now())
+}
+
+// decideBrowser asks engine, as Check would, about a browser's GET of host
+// carrying session in the session cookie.
+func decideBrowser(engine *decision.Engine, host, session string, now time.Time) decision.Decision {
+	cookie := cookieName + "=" + session
+	return engine.Decide(decision.Request{Host: host, Path: "/", Method: http.MethodGet, Browser: true,
 		Header: func(name string) string {
 			if name == identity.HeaderCookie {
 				return cookie
 			}
 			return ""
-		}}, f.clock.Now())
+		}}, now)
 }
 
 // issued returns the session_issued entries for the token whose jti is jti.

@@ -30,15 +30,9 @@ type CA struct {
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
 	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
+	tmpl := template(t, name, time.Now().Add(24*time.Hour))
+	tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
@@ -76,15 +70,10 @@ func (ca *CA) Expired(t testing.TB, cn string) Pair {
 func (ca *CA) issue(t testing.TB, cn string, usage x509.ExtKeyUsage, notAfter time.Time, names []string) Pair {
 	t.Helper()
 	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     names,
-	}
+	tmpl := template(t, cn, notAfter)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{usage}
+	tmpl.DNSNames = names
 	if usage == x509.ExtKeyUsageServerAuth {
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	}
@@ -99,6 +88,17 @@ func (ca *CA) issue(t testing.TB, cn string, usage x509.ExtKeyUsage, notAfter ti
 	return Pair{
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}
+}
+
+// template is a certificate named cn, valid from an hour ago (a clock a
+// little behind still accepts it) until notAfter.
+func template(t testing.TB, cn string, notAfter time.Time) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber: serial(t),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     notAfter,
 	}
 }
 
@@ -140,4 +140,28 @@ func serial(t testing.TB) *big.Int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// Files is a temporary directory of the TLS files that tests of a listener's
+// configuration load: a server certificate and its key, the key of another
+// certificate (a mismatch), the CA's certificate, an empty file, and a path
+// that does not exist.
+type Files struct {
+	CA                                      *CA
+	Dir, Cert, Key, OtherKey, CAFile, Empty string
+	Missing                                 string
+}
+
+// NewFiles writes Files to a fresh temporary directory.
+func NewFiles(t testing.TB) Files {
+	t.Helper()
+	f := Files{CA: NewCA(t, "sidecar CA"), Dir: t.TempDir()}
+	f.Cert, f.Key = f.CA.Server(t, "sidecar").Write(t, f.Dir, "server")
+	_, f.OtherKey = f.CA.Server(t, "other").Write(t, f.Dir, "other")
+	f.CAFile = filepath.Join(f.Dir, "ca.crt")
+	WriteFile(t, f.CAFile, f.CA.PEM)
+	f.Empty = filepath.Join(f.Dir, "empty.pem")
+	WriteFile(t, f.Empty, nil)
+	f.Missing = filepath.Join(f.Dir, "missing.pem")
+	return f
 }
