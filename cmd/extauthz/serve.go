@@ -112,9 +112,11 @@ func serve(e *env, args []string) error {
 	pages.SetStore(st)
 	pages.Metrics = m.Handler()
 	// /healthz is 503 until both listeners serve and the store was read in
-	// full, and again while draining.
+	// full, and again while draining. The store's part is asked of the
+	// checker, not the store: the checker turns ready after the store does,
+	// and /healthz must never say ready while gRPC health still says not.
 	var ready, draining atomic.Bool
-	pages.Ready = func() bool { return ready.Load() && st.Ready() && !draining.Load() }
+	pages.Ready = func() bool { return ready.Load() && checker.IsReady() && st.Ready() && !draining.Load() }
 	m.ReloadSucceeded(time.Now(), false)
 	reloader := reload.New(cfg, reload.Options{Path: *configPath, Check: checker, Web: pages, Revocations: st, Metrics: m, Log: log, Content: content})
 	defer reloader.Close()

@@ -38,8 +38,10 @@ func (s *Server) NotReady(why string) {
 // Ready ends NotReady: Checks are decided and health is SERVING (unless
 // Shutdown was called, which health keeps to).
 func (s *Server) Ready() {
-	s.notReady.Store(nil)
+	// Health first: whoever sees IsReady (serve's /healthz) then also sees
+	// SERVING over gRPC.
 	s.setHealth(healthpb.HealthCheckResponse_SERVING)
+	s.notReady.Store(nil)
 }
 
 // HoldUntil puts the server in NotReady(why) and returns at once; a
