@@ -15,6 +15,7 @@
 #     extauthz service-account -email ... -aud app.localhost -iss authenticate.localhost
 set -eu
 NS=${1:?usage: secrets.sh NAMESPACE [--mtls]}
+MTLS=${2:-}
 say() { printf 'k8s-secrets: %s\n' "$*" >&2; }
 have() { kubectl -n "$NS" get secret "$1" >/dev/null 2>&1; }
 apply() { kubectl -n "$NS" create secret generic "$@" --dry-run=client -o yaml | kubectl -n "$NS" apply -f - >/dev/null; }
@@ -30,7 +31,7 @@ if have extauthz-secrets; then say "$NS/extauthz-secrets exists; kept"; else
   say "$NS/extauthz-secrets created"
 fi
 
-[ "${2:-}" = --mtls ] || exit 0
+[ "$MTLS" = --mtls ] || exit 0
 if have extauthz-grpc-tls && have envoy-grpc-tls; then say "$NS: TLS secrets exist; kept"; exit 0; fi
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT INT TERM
