@@ -45,10 +45,12 @@ if [ "$mode" = docker ]; then
   # The compose stack's images are these very builds (make compose-images, or docker compose build: the
   # Dockerfile needs BuildKit, which Compose always has); they are tagged with the names the manifests use.
   compose="docker compose --project-directory examples/docker-compose"
-  $compose build -q extauthz echo
+  sh examples/docker-compose/compose-env.sh # the compose file reads .env; kept when present
   for svc in extauthz echo; do
     tag=extauthz:dev; [ $svc = echo ] && tag=extauthz-echo:dev
-    docker tag "$($compose config --images "$svc")" "$tag"
+    img=$($compose config --images "$svc")
+    docker image inspect "$img" >/dev/null 2>&1 || $compose build -q "$svc"
+    docker tag "$img" "$tag"
   done
   for img in extauthz:dev extauthz-echo:dev "$ENVOY_IMAGE"; do
     docker save "$img" | ctr_import
