@@ -10,8 +10,8 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	"google.golang.org/protobuf/proto"
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/envoytest"
@@ -89,10 +89,10 @@ type container struct {
 	ImagePullPolicy string `yaml:"imagePullPolicy"`
 	Args            []string
 	Env             []struct{ Name, Value string }
-	VolumeMounts    []mount `yaml:"volumeMounts"`
-	ReadinessProbe map[string]any `yaml:"readinessProbe"`
-	LivenessProbe  map[string]any `yaml:"livenessProbe"`
-	Lifecycle      struct {
+	VolumeMounts    []mount        `yaml:"volumeMounts"`
+	ReadinessProbe  map[string]any `yaml:"readinessProbe"`
+	LivenessProbe   map[string]any `yaml:"livenessProbe"`
+	Lifecycle       struct {
 		PreStop struct{ Sleep struct{ Seconds int } } `yaml:"preStop"`
 	}
 }
@@ -119,7 +119,9 @@ func deployments(t *testing.T, file string) map[string][]container {
 			Metadata struct{ Name string }
 			Spec     struct {
 				Replicas int
-				Template struct{ Spec struct{ Containers []container } }
+				Template struct {
+					Spec struct{ Containers []container }
+				}
 			}
 		}
 		if err := dec.Decode(&doc); err != nil {
