@@ -1,4 +1,4 @@
-.PHONY: demo test build release release-image compose-env compose-images
+.PHONY: demo test build release release-image compose-env compose-images k8s-images
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X github.com/extauthz/extauthz/internal/buildinfo.version=$(VERSION)
@@ -55,3 +55,9 @@ compose-env:
 compose-images: compose-env
 	sh examples/docker-compose/standin-images.sh
 	cd examples/docker-compose && docker compose build
+
+# deploy/kubernetes on a cluster without a registry: builds the images its manifests name and imports them
+# into the node's containerd, e.g. make k8s-images K8S_CONTAINERD=/path/to/containerd.sock (docs/deploy.md).
+K8S_CONTAINERD ?= /run/containerd/containerd.sock
+k8s-images:
+	sh deploy/kubernetes/images.sh $(K8S_CONTAINERD)
