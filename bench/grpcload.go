@@ -201,18 +201,12 @@ func statusCode(b []byte) (int64, error) {
 	if err != nil || st == nil {
 		return 0, err
 	}
-	st, n := protowire.ConsumeBytes(st)
-	if n < 0 {
-		return 0, protowire.ParseError(n)
-	}
+	st, _ = protowire.ConsumeBytes(st) // field has parsed the value
 	code, err := field(st, 1, protowire.VarintType)
 	if err != nil || code == nil {
 		return 0, err
 	}
-	v, n := protowire.ConsumeVarint(code)
-	if n < 0 {
-		return 0, protowire.ParseError(n)
-	}
+	v, _ := protowire.ConsumeVarint(code) // likewise
 	return int64(int32(v)), nil
 }
 
