@@ -215,8 +215,7 @@ type browser struct {
 func adminBrowser(t *testing.T) (*fixture, *browser) {
 	t.Helper()
 	f := newFixture(t)
-	b := f.browser()
-	b.setSession(appHost, f.token(admin))
+	b := f.signedIn(f.token(admin))
 	return f, b
 }
 
@@ -226,6 +225,13 @@ func (f *fixture) browser() *browser {
 		f.t.Fatal(err)
 	}
 	return f.browserWith(jar)
+}
+
+// signedIn is a new browser holding the session token tok on appHost.
+func (f *fixture) signedIn(tok string) *browser {
+	b := f.browser()
+	b.setSession(appHost, tok)
+	return b
 }
 
 // via is the same browser (same cookies) talking to another server.
