@@ -106,19 +106,6 @@ func (s spec) render() string {
 	return b.String()
 }
 
-func newKey(t testing.TB) (*identity.SigningKey, string) {
-	t.Helper()
-	k, err := identity.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := identity.EncodeSigningKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k, enc
-}
-
 // stack is the sidecar as serve wires it, minus the signals: a Check server
 // on loopback gRPC, the pages over HTTP, metrics, and a Reloader on a file.
 type stack struct {

@@ -19,6 +19,7 @@ import (
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/reload"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 var (
@@ -210,8 +211,8 @@ func TestSharedSecretRotation(t *testing.T) {
 }
 
 func TestSigningKeyRotationKeepsTheOldKeyPublishedWhileItsAssertionsLive(t *testing.T) {
-	k1, enc1 := newKey(t)
-	k2, enc2 := newKey(t)
+	k1, enc1 := testkit.SigningKey(t)
+	k2, enc2 := testkit.SigningKey(t)
 	s := newStack(t, spec{Gen: "A", Key: enc1})
 	if got := kids(s.jwks()); !slices.Equal(got, []string{k1.ID}) {
 		t.Fatalf("JWKS before = %v, want [%s]", got, k1.ID)
@@ -262,8 +263,8 @@ func TestSigningKeyRotationKeepsTheOldKeyPublishedWhileItsAssertionsLive(t *test
 }
 
 func TestAKeyMovedToPreviousSigningKeysStaysPublished(t *testing.T) {
-	k1, enc1 := newKey(t)
-	k2, enc2 := newKey(t)
+	k1, enc1 := testkit.SigningKey(t)
+	k2, enc2 := testkit.SigningKey(t)
 	s := newStack(t, spec{Gen: "A", Key: enc1})
 	if err := s.apply(spec{Gen: "A", Key: enc2, PreviousKeys: []string{enc1}}); err != nil {
 		t.Fatal(err)
@@ -509,7 +510,7 @@ func TestAReloadKeepsTheStoreAndSaysItsSettingsNeedARestart(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, key := newKey(t)
+			_, key := testkit.SigningKey(t)
 			withKey := func(extra string) string {
 				if strings.Contains(extra, "%s") {
 					return fmt.Sprintf(extra, key)

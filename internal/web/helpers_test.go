@@ -124,10 +124,7 @@ func newFixture(t *testing.T, edit ...func(*web.Settings)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := identity.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, _ := testkit.SigningKey(t)
 	jwks, err := identity.MarshalJWKS(key)
 	if err != nil {
 		t.Fatal(err)
