@@ -201,18 +201,12 @@ func statusCode(b []byte) (int64, error) {
 	if err != nil || st == nil {
 		return 0, err
 	}
-	st, n := protowire.ConsumeBytes(st)
-	if n < 0 {
-		return 0, protowire.ParseError(n)
-	}
+	st, _ = protowire.ConsumeBytes(st) // field has parsed the value
 	code, err := field(st, 1, protowire.VarintType)
 	if err != nil || code == nil {
 		return 0, err
 	}
-	v, n := protowire.ConsumeVarint(code)
-	if n < 0 {
-		return 0, protowire.ParseError(n)
-	}
+	v, _ := protowire.ConsumeVarint(code) // likewise
 	return int64(int32(v)), nil
 }
 
@@ -285,6 +279,21 @@ func (c *grpcClient) verify(w *workload, n int, floor bool) error {
 	return nil
 }
 
+// start runs body in n goroutines, the w-th on connection w modulo the
+// connections so the callers spread over them, and returns what waits for
+// them all.
+func (c *grpcClient) start(n int, body func(w int, cc *grpc.ClientConn)) (wait func()) {
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body(w, c.conns[w%len(c.conns)])
+		}()
+	}
+	return wg.Wait
+}
+
 // closedLoop keeps workers calls in flight (workers spread over the
 // connections) for d, as fast as the server answers: maximum throughput.
 func (c *grpcClient) closedLoop(pool [][]byte, workers int, d time.Duration) sample {
@@ -297,37 +306,31 @@ func (c *grpcClient) closedLoop(pool [][]byte, workers int, d time.Duration) sam
 	gc := runnerGC()
 	start := time.Now()
 	deadline := start.Add(d)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cc := c.conns[w%len(c.conns)]
-			lat := make([]time.Duration, 0, 1<<14)
-			in, out := rawMsg{}, rawMsg{}
-			for {
-				t0 := time.Now()
-				if !t0.Before(deadline) {
+	wait := c.start(workers, func(w int, cc *grpc.ClientConn) {
+		lat := make([]time.Duration, 0, 1<<14)
+		in, out := rawMsg{}, rawMsg{}
+		for {
+			t0 := time.Now()
+			if !t0.Before(deadline) {
+				break
+			}
+			in.b = pool[(next.Add(1)-1)%uint64(len(pool))]
+			err := cc.Invoke(ctx, checkMethod, &in, &out, rawCall)
+			lat = append(lat, time.Since(t0))
+			if err != nil {
+				errs[w]++
+				if ctx.Err() != nil {
 					break
 				}
-				in.b = pool[(next.Add(1)-1)%uint64(len(pool))]
-				err := cc.Invoke(ctx, checkMethod, &in, &out, rawCall)
-				lat = append(lat, time.Since(t0))
-				if err != nil {
-					errs[w]++
-					if ctx.Err() != nil {
-						break
-					}
-					continue
-				}
-				if out.code == 0 {
-					allowed[w]++
-				}
+				continue
 			}
-			lats[w] = lat
-		}()
-	}
-	wg.Wait()
+			if out.code == 0 {
+				allowed[w]++
+			}
+		}
+		lats[w] = lat
+	})
+	wait()
 	s := newSample(time.Since(start), 0, lats, errs, allowed)
 	s.RunnerGCs = gc()
 	return s
@@ -359,25 +362,19 @@ func (c *grpcClient) openLoop(pool [][]byte, rate float64, d time.Duration, maxI
 	lats := make([][]time.Duration, maxInFlight)
 	errs := make([]int, maxInFlight)
 	allowed := make([]int, maxInFlight)
-	var wg sync.WaitGroup
-	for w := range maxInFlight {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cc := c.conns[w%len(c.conns)]
-			in, out := rawMsg{}, rawMsg{}
-			for it := range work {
-				in.b = pool[it.i%len(pool)]
-				err := cc.Invoke(ctx, checkMethod, &in, &out, rawCall)
-				lats[w] = append(lats[w], time.Since(it.due))
-				if err != nil {
-					errs[w]++
-				} else if out.code == 0 {
-					allowed[w]++
-				}
+	wait := c.start(maxInFlight, func(w int, cc *grpc.ClientConn) {
+		in, out := rawMsg{}, rawMsg{}
+		for it := range work {
+			in.b = pool[it.i%len(pool)]
+			err := cc.Invoke(ctx, checkMethod, &in, &out, rawCall)
+			lats[w] = append(lats[w], time.Since(it.due))
+			if err != nil {
+				errs[w]++
+			} else if out.code == 0 {
+				allowed[w]++
 			}
-		}()
-	}
+		}
+	})
 	gc := runnerGC()
 	lag := make([]time.Duration, 0, total)
 	undo := precisePacing()
@@ -400,7 +397,7 @@ func (c *grpcClient) openLoop(pool [][]byte, rate float64, d time.Duration, maxI
 	}
 	undo()
 	close(work)
-	wg.Wait()
+	wait()
 	s := newSample(time.Since(start), rate, lats, errs, allowed)
 	slices.Sort(lag)
 	s.PacerLagP99 = quantile(lag, 0.99)

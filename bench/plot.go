@@ -99,10 +99,16 @@ func (r *Results) plot(path string) error {
 		p.Legend.XOffs = vg.Points(8)
 		plots[i] = []*plot.Plot{p}
 	}
-	w, h := 9*vg.Inch, vg.Length(len(panels))*4.5*vg.Inch
-	img := vgimg.New(w, h)
-	dc := draw.New(img)
-	canvases := plot.Align(plots, draw.Tiles{Rows: len(panels), Cols: 1, PadY: vg.Points(12), PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(4)}, dc)
+	return writeColumn(path, plots, 4.5*vg.Inch)
+}
+
+// writeColumn draws plots (one per row) in a single column, each panelHeight
+// tall and 9 inches wide, and writes the image to path as PNG; both figures
+// of the report are laid out this way.
+func writeColumn(path string, plots [][]*plot.Plot, panelHeight vg.Length) error {
+	img := vgimg.New(9*vg.Inch, vg.Length(len(plots))*panelHeight)
+	canvases := plot.Align(plots, draw.Tiles{Rows: len(plots), Cols: 1, PadY: vg.Points(12), PadTop: vg.Points(4),
+		PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(4)}, draw.New(img))
 	for i := range plots {
 		plots[i][0].Draw(canvases[i][0])
 	}

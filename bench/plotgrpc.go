@@ -3,15 +3,12 @@ package main
 import (
 	"fmt"
 	"math"
-	"os"
 	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // plotGRPC draws, for each gRPC workload, the latency distribution of ours
@@ -67,22 +64,7 @@ func (r *Results) plotGRPC(path string) error {
 	if len(plots) == 0 {
 		return nil
 	}
-	img := vgimg.New(9*vg.Inch, vg.Length(len(plots))*3.5*vg.Inch)
-	dc := draw.New(img)
-	canvases := plot.Align(plots, draw.Tiles{Rows: len(plots), Cols: 1, PadY: vg.Points(12), PadTop: vg.Points(4),
-		PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(4)}, dc)
-	for i := range plots {
-		plots[i][0].Draw(canvases[i][0])
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return writeColumn(path, plots, 3.5*vg.Inch)
 }
 
 // nines places quantile q on the percentile axis: -log10(1-q), so p90 is

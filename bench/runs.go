@@ -365,40 +365,32 @@ func runEnvoyLayer(ctx context.Context, env *runEnv, res *Results) error {
 			env.logf("Envoy round %d %-13s max %8.0f/s  p50 %-8s p99 %-8s errors %d  other load %.2f CPUs", r+1, c.Key, x.Rate, fmtDur(x.P50), fmtDur(x.P99), x.Errors, x.Foreign)
 		}
 	}
-	res.EnvoyRate = medianF(runs[cfgNone].Max, rate) / 2
-	for r := range cfg.Rounds {
-		for _, c := range order(r) {
-			if err := ctx.Err(); err != nil {
-				return err
+	// atRate runs every round open loop at perSec, kept as load.
+	atRate := func(perSec float64, load int) error {
+		for r := range cfg.Rounds {
+			for _, c := range order(r) {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				x, err := one(c, func() sample {
+					return httpConstant(c.targets, perSec, cfg.HTTPWorkers, cfg.MaxInFlight, cfg.Duration)
+				})
+				if err != nil {
+					return err
+				}
+				runs[c.Key].add(load, x)
+				env.logf("Envoy round %d %-13s at %6.0f/s  p50 %-8s p99 %-8s p99.9 %-8s errors %d  other load %.2f CPUs", r+1, c.Key, perSec, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.P999), x.Errors, x.Foreign)
 			}
-			x, err := one(c, func() sample {
-				return httpConstant(c.targets, res.EnvoyRate, cfg.HTTPWorkers, cfg.MaxInFlight, cfg.Duration)
-			})
-			if err != nil {
-				return err
-			}
-			runs[c.Key].add(loadFixed, x)
-			env.logf("Envoy round %d %-13s at %6.0f/s  p50 %-8s p99 %-8s p99.9 %-8s errors %d  other load %.2f CPUs", r+1, c.Key, res.EnvoyRate, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.P999), x.Errors, x.Foreign)
 		}
+		return nil
+	}
+	res.EnvoyRate = medianF(runs[cfgNone].Max, rate) / 2
+	if err := atRate(res.EnvoyRate, loadFixed); err != nil {
+		return err
 	}
 	if cfg.EnvoyLowShare <= 0 {
 		return nil
 	}
 	res.EnvoyLowRate = medianF(runs[cfgNone].Max, rate) * cfg.EnvoyLowShare
-	for r := range cfg.Rounds {
-		for _, c := range order(r) {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			x, err := one(c, func() sample {
-				return httpConstant(c.targets, res.EnvoyLowRate, cfg.HTTPWorkers, cfg.MaxInFlight, cfg.Duration)
-			})
-			if err != nil {
-				return err
-			}
-			runs[c.Key].add(loadLow, x)
-			env.logf("Envoy round %d %-13s at %6.0f/s  p50 %-8s p99 %-8s p99.9 %-8s errors %d  other load %.2f CPUs", r+1, c.Key, res.EnvoyLowRate, fmtDur(x.P50), fmtDur(x.P99), fmtDur(x.P999), x.Errors, x.Foreign)
-		}
-	}
-	return nil
+	return atRate(res.EnvoyLowRate, loadLow)
 }

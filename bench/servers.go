@@ -170,32 +170,26 @@ func profileOurs(env *runEnv, w *workload, d time.Duration) (string, error) {
 
 // startNoop runs the no-op ext_authz server.
 func startNoop(bin string) (*proc, string, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, "", err
-	}
-	p, err := startProc("noop", bin, "-addr", addr)
-	if err != nil {
-		return nil, "", err
-	}
-	if err := p.waitReady(10*time.Second, tcpReady(addr)); err != nil {
-		p.Stop()
-		return nil, "", err
-	}
-	return p, addr, nil
+	return startOnFreeAddr("noop", bin, tcpReady)
 }
 
 // startEcho runs the echo upstream.
 func startEcho(bin string) (*proc, string, error) {
+	return startOnFreeAddr("echo", bin, func(addr string) func() error { return httpReady("http://"+addr+"/", 200) })
+}
+
+// startOnFreeAddr runs bin -addr on a free loopback address and waits until
+// ready(addr) says it serves there.
+func startOnFreeAddr(name, bin string, ready func(addr string) func() error) (*proc, string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := startProc("echo", bin, "-addr", addr)
+	p, err := startProc(name, bin, "-addr", addr)
 	if err != nil {
 		return nil, "", err
 	}
-	if err := p.waitReady(10*time.Second, httpReady("http://"+addr+"/", 200)); err != nil {
+	if err := p.waitReady(10*time.Second, ready(addr)); err != nil {
 		p.Stop()
 		return nil, "", err
 	}

@@ -37,12 +37,8 @@ func (r *Results) judge() {
 	// gRPC layer: mixed throughput against the floor.
 	t := target{Name: "gRPC layer: mixed workload throughput ≥ 85% of the no-op floor's, same run"}
 	if g := r.grpc("mixed"); g != nil {
-		ours, floor := medianF(g.Ours.Max, rate), medianF(g.Noop.Max, rate)
-		share, rounds := pairedRatio(g.Ours.Max, g.Noop.Max)
-		t.Measured, t.Pass = true, share >= targetGRPCShare
-		t.Got = fmt.Sprintf("%.0f%% (per round %s; medians %s vs %s)", 100*share, joinFloats(scale(rounds, 100), "%.0f%%"), fmtRate(ours), fmtRate(floor))
+		t.judgeShare(g.Ours.Max, g.Noop.Max, targetGRPCShare, "Checks", "")
 		if !t.Pass {
-			t.Miss = fmt.Sprintf("short by %.0f percentage points (%s more Checks/s needed)", 100*(targetGRPCShare-share), fmtRate(targetGRPCShare*floor-ours))
 			oursCPU, floorCPU := medianD(g.Ours.Max, cpuPerOp), medianD(g.Noop.Max, cpuPerOp)
 			t.Bound = fmt.Sprintf("On %d cores the load generator, the server and the kernel's loopback share the CPUs, so "+
 				"throughput is set by CPU per Check: ours used %s per Check against the no-op's %s (+%s). %s",
@@ -81,12 +77,8 @@ func (r *Results) judge() {
 	o2p := r.fasterOAuth2Proxy()
 	t = target{Name: "Envoy layer: Envoy + ours ≥ 90% of Envoy + no-op ext_authz throughput"}
 	if noop != nil && ours != nil {
-		a, b := medianF(ours.Runs.Max, rate), medianF(noop.Runs.Max, rate)
-		share, rounds := pairedRatio(ours.Runs.Max, noop.Runs.Max)
-		t.Measured, t.Pass = true, share >= targetEnvoyShare
-		t.Got = fmt.Sprintf("%.0f%% (per round %s; medians %s vs %s)", 100*share, joinFloats(scale(rounds, 100), "%.0f%%"), fmtRate(a), fmtRate(b))
+		t.judgeShare(ours.Runs.Max, noop.Runs.Max, targetEnvoyShare, "requests", "")
 		if !t.Pass {
-			t.Miss = fmt.Sprintf("short by %.0f percentage points (%s more requests/s needed)", 100*(targetEnvoyShare-share), fmtRate(targetEnvoyShare*b-a))
 			t.Bound = fmt.Sprintf("Envoy, vegeta, the echo upstream and the authorizer share %d cores: every µs of authorizer CPU "+
 				"is taken from Envoy. Ours used %s of CPU per request, the no-op %s.", r.Machine.CPUs,
 				fmtDur(medianD(ours.Runs.Max, cpuPerOp)), fmtDur(medianD(noop.Runs.Max, cpuPerOp)))
@@ -99,13 +91,8 @@ func (r *Results) judge() {
 	// Issue 16: beside Envoy, the socket must pay for ours' own work.
 	t = target{Name: "Envoy layer: Envoy + ours over a Unix socket ≥ Envoy + no-op ext_authz over TCP throughput"}
 	if uds := r.envoy(cfgOursUDS); noop != nil && uds != nil && ours != nil {
-		a, b := medianF(uds.Runs.Max, rate), medianF(noop.Runs.Max, rate)
-		share, rounds := pairedRatio(uds.Runs.Max, noop.Runs.Max)
-		t.Measured, t.Pass = true, share >= 1
-		t.Got = fmt.Sprintf("%.0f%% (per round %s; medians %s vs %s; ours over TCP %s)", 100*share,
-			joinFloats(scale(rounds, 100), "%.0f%%"), fmtRate(a), fmtRate(b), fmtRate(medianF(ours.Runs.Max, rate)))
+		t.judgeShare(uds.Runs.Max, noop.Runs.Max, 1, "requests", "; ours over TCP "+fmtRate(medianF(ours.Runs.Max, rate)))
 		if !t.Pass {
-			t.Miss = fmt.Sprintf("short by %.0f percentage points (%s more requests/s needed)", 100*(1-share), fmtRate(b-a))
 			t.Bound = fmt.Sprintf("The socket saves Envoy's and the sidecar's TCP work on the Check only; ours used %s of CPU "+
 				"per request over the socket, the no-op %s over TCP, on the same %d cores.",
 				fmtDur(medianD(uds.Runs.Max, cpuPerOp)), fmtDur(medianD(noop.Runs.Max, cpuPerOp)), r.Machine.CPUs)
@@ -176,6 +163,21 @@ func (r *Results) judge() {
 	}
 	add(t)
 	add(t3)
+}
+
+// judgeShare judges a throughput target: ours' rate over the floor's, paired
+// round by round, must reach want. It sets Measured, Pass, Got (note goes
+// inside its parentheses) and Miss, whose rate counts unit ("Checks",
+// "requests"); what bounds a miss differs per target, so Bound is the caller's.
+func (t *target) judgeShare(ours, floor []sample, want float64, unit, note string) {
+	a, b := medianF(ours, rate), medianF(floor, rate)
+	share, rounds := pairedRatio(ours, floor)
+	t.Measured, t.Pass = true, share >= want
+	t.Got = fmt.Sprintf("%.0f%% (per round %s; medians %s vs %s%s)", 100*share,
+		joinFloats(scale(rounds, 100), "%.0f%%"), fmtRate(a), fmtRate(b), note)
+	if !t.Pass {
+		t.Miss = fmt.Sprintf("short by %.0f percentage points (%s more %s/s needed)", 100*(want-share), fmtRate(want*b-a), unit)
+	}
 }
 
 // pairedRatio is the median over rounds of a's throughput ÷ b's in the same

@@ -19,9 +19,19 @@ const revokeTimeout = 5 * time.Second
 func revoke(e *env, args []string) error {
 	fs := newFlagSet(e, "revoke")
 	path := fs.String("config", "", "config file naming the store (required)")
-	sid := fs.String("sid", "", "end this session (a token's sid, or its jti when it has none)")
-	jti := fs.String("jti", "", "refuse the one token with this jti")
-	email := fs.String("email", "", "sign this user out everywhere: every token and sign-in issued to them until now")
+	// One flag per kind of revocation; exactly one is given.
+	ids := []struct {
+		kind        store.Kind
+		name, usage string
+		value       *string
+	}{
+		{kind: store.KindSID, name: "sid", usage: "end this session (a token's sid, or its jti when it has none)"},
+		{kind: store.KindJTI, name: "jti", usage: "refuse the one token with this jti"},
+		{kind: store.KindUser, name: "email", usage: "sign this user out everywhere: every token and sign-in issued to them until now"},
+	}
+	for i := range ids {
+		ids[i].value = fs.String(ids[i].name, "", ids[i].usage)
+	}
 	if err := parseOnlyFlags(fs, args); err != nil {
 		return err
 	}
@@ -31,12 +41,9 @@ func revoke(e *env, args []string) error {
 	var kind store.Kind
 	var id string
 	given := 0
-	for _, f := range []struct {
-		k store.Kind
-		v string
-	}{{store.KindSID, *sid}, {store.KindJTI, *jti}, {store.KindUser, *email}} {
-		if strings.TrimSpace(f.v) != "" {
-			kind, id = f.k, strings.TrimSpace(f.v)
+	for _, f := range ids {
+		if v := strings.TrimSpace(*f.value); v != "" {
+			kind, id = f.kind, v
 			given++
 		}
 	}

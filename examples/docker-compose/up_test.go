@@ -196,6 +196,17 @@ func parseEcho(t *testing.T, body string) echoed {
 	return e
 }
 
+// echoFor GETs url through Envoy with the Pomerium token tok and returns
+// what the app saw; anything but the app's 200 fails the test.
+func echoFor(t *testing.T, c *http.Client, url, tok string) echoed {
+	t.Helper()
+	a := get(t, c, url, "Authorization", "Pomerium "+tok)
+	if a.status != http.StatusOK {
+		t.Fatalf("status %d: %s", a.status, a.body)
+	}
+	return parseEcho(t, a.body)
+}
+
 // verifyAssertion checks x-pomerium-jwt-assertion against the stack's
 // published JWKS and returns its claims.
 func verifyAssertion(t *testing.T, c *http.Client, host, assertion string) map[string]any {
@@ -328,11 +339,7 @@ func TestComposeStackUp(t *testing.T) {
 	app := "http://app.localhost:" + envoyPort + "/headers"
 	bob := mint("-email", "bob@corp.example", "-aud", "app.localhost", "-iss", "authenticate.localhost", "-sub", "bob", "-user", "bob", "-groups", "engineering")
 	t.Run("a minted token is allowed and the app sees its identity, not the token", func(t *testing.T) {
-		a := get(t, c, app, "Authorization", "Pomerium "+bob)
-		if a.status != http.StatusOK {
-			t.Fatalf("status %d: %s", a.status, a.body)
-		}
-		e := parseEcho(t, a.body)
+		e := echoFor(t, c, app, bob)
 		if e.Headers["x-pomerium-claim-email"] != "bob@corp.example" {
 			t.Errorf("x-pomerium-claim-email %q", e.Headers["x-pomerium-claim-email"])
 		}
@@ -369,11 +376,7 @@ func TestComposeStackUp(t *testing.T) {
 	t.Run("alice impersonating bob reaches the app as bob, with herself as actor", func(t *testing.T) {
 		tok := mint("-email", "alice@corp.example", "-aud", "app.localhost", "-iss", "authenticate.localhost", "-sub", "alice",
 			"-impersonate_email", "bob@corp.example", "-impersonate_groups", "engineering", "-impersonate_reason", "compose test", "-impersonate_access", "read_only")
-		a := get(t, c, app, "Authorization", "Pomerium "+tok)
-		if a.status != http.StatusOK {
-			t.Fatalf("status %d: %s", a.status, a.body)
-		}
-		e := parseEcho(t, a.body)
+		e := echoFor(t, c, app, tok)
 		if e.Headers["x-pomerium-claim-email"] != "bob@corp.example" {
 			t.Errorf("the app sees %q", e.Headers["x-pomerium-claim-email"])
 		}

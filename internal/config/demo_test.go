@@ -5,18 +5,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 func TestDemoHonoursItsEnvironmentOverrides(t *testing.T) {
-	key, err := identity.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	encodedKey, err := identity.EncodeSigningKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, encodedKey := testkit.SigningKey(t)
 	tests := []struct {
 		name  string
 		env   map[string]string

@@ -13,6 +13,7 @@ package metrics
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,30 +40,41 @@ const (
 )
 
 // series is one (decision, status, reason_class) combination of
-// extauthz_checks_total, and the decision kind and status that land in it.
-// Only the combinations a Check can produce exist, so the exposition holds no
+// extauthz_checks_total: the decision kind and status that land in it, and
+// its class. The decision and status labels are read off the status (allow
+// is 200, every other status a deny), so they cannot disagree with it. Only
+// the combinations a Check can produce exist, so the exposition holds no
 // impossible series.
 type series struct {
-	decision, status, class string
-	kind                    decision.Kind
-	code                    decision.Status
+	class string
+	kind  decision.Kind
+	code  decision.Status
+}
+
+// labels are s's label values, in the order of extauthz_checks_total's.
+func (s series) labels() []string {
+	outcome := "deny"
+	if s.code == decision.StatusOK {
+		outcome = "allow"
+	}
+	return []string{outcome, strconv.Itoa(int(s.code)), s.class}
 }
 
 // checkSeries lists every series; sInternal, last, is also where any other
 // combination lands (fail closed).
 var checkSeries = [...]series{
-	{"allow", "200", ClassPublic, decision.KindPublic, decision.StatusOK},
-	{"allow", "200", ClassPolicyAllow, decision.KindAllowed, decision.StatusOK},
-	{"deny", "302", ClassNoToken, decision.KindNoToken, decision.StatusSignIn},
-	{"deny", "302", ClassTokenInvalid, decision.KindBadToken, decision.StatusSignIn},
-	{"deny", "401", ClassNoToken, decision.KindNoToken, decision.StatusUnauthorized},
-	{"deny", "401", ClassTokenInvalid, decision.KindBadToken, decision.StatusUnauthorized},
-	{"deny", "403", ClassPolicyDeny, decision.KindDeniedByPolicy, decision.StatusForbidden},
-	{"deny", "403", ClassImpersonationDenied, decision.KindImpersonationRefused, decision.StatusForbidden},
-	{"deny", "404", ClassNoRoute, decision.KindNoRoute, decision.StatusNotFound},
-	{"deny", "400", ClassBadRequest, decision.KindBadRequest, decision.StatusBadRequest},
-	{"deny", "503", ClassNotReady, decision.KindNotReady, decision.StatusUnavailable},
-	{"deny", "500", ClassInternal, decision.KindInternal, decision.StatusInternal},
+	{ClassPublic, decision.KindPublic, decision.StatusOK},
+	{ClassPolicyAllow, decision.KindAllowed, decision.StatusOK},
+	{ClassNoToken, decision.KindNoToken, decision.StatusSignIn},
+	{ClassTokenInvalid, decision.KindBadToken, decision.StatusSignIn},
+	{ClassNoToken, decision.KindNoToken, decision.StatusUnauthorized},
+	{ClassTokenInvalid, decision.KindBadToken, decision.StatusUnauthorized},
+	{ClassPolicyDeny, decision.KindDeniedByPolicy, decision.StatusForbidden},
+	{ClassImpersonationDenied, decision.KindImpersonationRefused, decision.StatusForbidden},
+	{ClassNoRoute, decision.KindNoRoute, decision.StatusNotFound},
+	{ClassBadRequest, decision.KindBadRequest, decision.StatusBadRequest},
+	{ClassNotReady, decision.KindNotReady, decision.StatusUnavailable},
+	{ClassInternal, decision.KindInternal, decision.StatusInternal},
 }
 
 const (
@@ -128,7 +140,7 @@ func New() *Metrics {
 		Help: "Check calls answered, by decision (allow or deny), HTTP status and reason class.",
 	}, []string{"decision", "status", "reason_class"})
 	for i, s := range checkSeries {
-		m.checks[i] = checks.WithLabelValues(s.decision, s.status, s.class)
+		m.checks[i] = checks.WithLabelValues(s.labels()...)
 	}
 
 	m.duration = prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -106,19 +106,6 @@ func (s spec) render() string {
 	return b.String()
 }
 
-func newKey(t testing.TB) (*identity.SigningKey, string) {
-	t.Helper()
-	k, err := identity.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := identity.EncodeSigningKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k, enc
-}
-
 // stack is the sidecar as serve wires it, minus the signals: a Check server
 // on loopback gRPC, the pages over HTTP, metrics, and a Reloader on a file.
 type stack struct {
@@ -251,6 +238,9 @@ type answer struct {
 }
 
 func (a answer) String() string {
+	if a.status == 200 && a.gen == "" {
+		return "allow"
+	}
 	if a.status == 200 {
 		return "allow gen " + a.gen
 	}
@@ -269,6 +259,16 @@ func summarize(resp *authv3.CheckResponse) answer {
 	}
 	d := resp.GetDeniedResponse()
 	return answer{status: int(d.GetStatus().GetCode()), reason: resp.GetStatus().GetMessage()}
+}
+
+// wantToken checks what a Check on appHost with the token tok gets: status,
+// and on a deny the reason; what names the token in the failure.
+func (s *stack) wantToken(what, tok string, status int, reason string) {
+	s.t.Helper()
+	got := s.check(request(appHost, "/", bearer(tok)))
+	if got.status != status || got.reason != reason {
+		s.t.Errorf("%s gets %v, want %v", what, got, answer{status: status, reason: reason})
+	}
 }
 
 func (s *stack) check(req *authv3.CheckRequest) answer {

@@ -19,6 +19,7 @@ import (
 	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/reload"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 var (
@@ -157,12 +158,8 @@ func TestARevokedTokenIsRefusedAfterAReload(t *testing.T) {
 	if err := s.apply(spec{Gen: "A", Revoked: []string{"leaked-token-1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.check(request(appHost, "/", bearer(leakedTok))); got.status != 401 || got.reason != identity.ReasonRevoked {
-		t.Errorf("revoked token: %v, want 401 %q", got, identity.ReasonRevoked)
-	}
-	if got := s.check(request(appHost, "/", bearer(other))); got.status != 200 {
-		t.Errorf("another token of the same user: %v, want allow", got)
-	}
+	s.wantToken("the revoked token", leakedTok, 401, identity.ReasonRevoked)
+	s.wantToken("another token of the same user", other, 200, "")
 	if v := counterValue(t, s.metrics, "extauthz_token_verification_failures_total", map[string]string{"reason": "revoked"}); v != 1 {
 		t.Errorf("token failures{reason=revoked} = %v, want 1", v)
 	}
@@ -170,9 +167,7 @@ func TestARevokedTokenIsRefusedAfterAReload(t *testing.T) {
 	if err := s.apply(spec{Gen: "A"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.check(request(appHost, "/", bearer(leakedTok))); got.status != 200 {
-		t.Errorf("after the revocation is lifted: %v, want allow", got)
-	}
+	s.wantToken("after the revocation is lifted, the token", leakedTok, 200, "")
 }
 
 func TestMaxServiceAccountLifetimeAppliesOnReload(t *testing.T) {
@@ -189,12 +184,8 @@ func TestMaxServiceAccountLifetimeAppliesOnReload(t *testing.T) {
 	if err := s.apply(spec{Gen: "A", MaxLifetime: "24h"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.check(request(appHost, "/", bearer(longTok))); got.status != 401 || got.reason != identity.ReasonLifetime {
-		t.Errorf("a 30-day token: %v, want 401 %q", got, identity.ReasonLifetime)
-	}
-	if got := s.check(request(appHost, "/", bearer(shortTok))); got.status != 200 {
-		t.Errorf("a 1-hour token: %v, want allow", got)
-	}
+	s.wantToken("a 30-day token", longTok, 401, identity.ReasonLifetime)
+	s.wantToken("a 1-hour token", shortTok, 200, "")
 }
 
 func TestSharedSecretRotation(t *testing.T) {
@@ -206,9 +197,7 @@ func TestSharedSecretRotation(t *testing.T) {
 	}
 	fresh := mint(t, secretB, bobClaims)
 	for name, tok := range map[string]string{"old": old, "new": fresh} {
-		if got := s.check(request(appHost, "/", bearer(tok))); got.status != 200 {
-			t.Errorf("during the grace period the %s secret's token gets %v, want allow", name, got)
-		}
+		s.wantToken("during the grace period the "+name+" secret's token", tok, 200, "")
 	}
 	if got := s.pages.Settings().Secret; got != secretB {
 		t.Errorf("the pages sign sessions with %q, want the new secret", got)
@@ -217,17 +206,13 @@ func TestSharedSecretRotation(t *testing.T) {
 	if err := s.apply(spec{Gen: "A", Secret: secretB}); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.check(request(appHost, "/", bearer(old))); got.status != 401 || got.reason != identity.ReasonSignature {
-		t.Errorf("after the grace period the old token gets %v, want 401 %q", got, identity.ReasonSignature)
-	}
-	if got := s.check(request(appHost, "/", bearer(fresh))); got.status != 200 {
-		t.Errorf("the new token gets %v, want allow", got)
-	}
+	s.wantToken("after the grace period the old token", old, 401, identity.ReasonSignature)
+	s.wantToken("the new token", fresh, 200, "")
 }
 
 func TestSigningKeyRotationKeepsTheOldKeyPublishedWhileItsAssertionsLive(t *testing.T) {
-	k1, enc1 := newKey(t)
-	k2, enc2 := newKey(t)
+	k1, enc1 := testkit.SigningKey(t)
+	k2, enc2 := testkit.SigningKey(t)
 	s := newStack(t, spec{Gen: "A", Key: enc1})
 	if got := kids(s.jwks()); !slices.Equal(got, []string{k1.ID}) {
 		t.Fatalf("JWKS before = %v, want [%s]", got, k1.ID)
@@ -278,8 +263,8 @@ func TestSigningKeyRotationKeepsTheOldKeyPublishedWhileItsAssertionsLive(t *test
 }
 
 func TestAKeyMovedToPreviousSigningKeysStaysPublished(t *testing.T) {
-	k1, enc1 := newKey(t)
-	k2, enc2 := newKey(t)
+	k1, enc1 := testkit.SigningKey(t)
+	k2, enc2 := testkit.SigningKey(t)
 	s := newStack(t, spec{Gen: "A", Key: enc1})
 	if err := s.apply(spec{Gen: "A", Key: enc2, PreviousKeys: []string{enc1}}); err != nil {
 		t.Fatal(err)
@@ -525,7 +510,7 @@ func TestAReloadKeepsTheStoreAndSaysItsSettingsNeedARestart(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, key := newKey(t)
+			_, key := testkit.SigningKey(t)
 			withKey := func(extra string) string {
 				if strings.Contains(extra, "%s") {
 					return fmt.Sprintf(extra, key)

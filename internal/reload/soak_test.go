@@ -15,6 +15,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/check"
 	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 // TestLoadAndReload runs mixed Checks from several goroutines over real gRPC
@@ -43,8 +44,8 @@ func TestLoadAndReload(t *testing.T) {
 	}
 	const workers = 8
 
-	keyA, encA := newKey(t)
-	keyB, encB := newKey(t)
+	keyA, encA := testkit.SigningKey(t)
+	keyB, encB := testkit.SigningKey(t)
 	configs := map[string]spec{
 		"A": {Gen: "A", Key: encA, AppGroups: []string{"engineering"}},
 		"B": {Gen: "B", Key: encB, AppGroups: []string{"ops"}, Revoked: []string{"dan-1"}},

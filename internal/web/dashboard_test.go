@@ -53,8 +53,7 @@ func TestDashboard(t *testing.T) {
 	}
 
 	t.Run("the HTML dashboard shows email, user, groups, expiry and a sign-out button", func(t *testing.T) {
-		b := f.browser()
-		b.setSession(appHost, tok)
+		b := f.signedIn(tok)
 		r := b.get(appHost, "/.pomerium/")
 		if r.StatusCode != http.StatusOK || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/html") {
 			t.Fatalf("status %d, type %q", r.StatusCode, r.Header.Get("Content-Type"))
@@ -74,8 +73,7 @@ func TestDashboard(t *testing.T) {
 	})
 
 	t.Run("the routes this identity can reach are listed with the reason", func(t *testing.T) {
-		b := f.browser()
-		b.setSession(appHost, tok)
+		b := f.signedIn(tok)
 		r := b.get(appHost, "/.pomerium/")
 		for _, want := range []string{"https://app.example.test", "allowed_groups matched engineering", "allowed_domains matched corp.example", "The routes you can reach"} {
 			if !strings.Contains(r.body, want) {
@@ -85,8 +83,7 @@ func TestDashboard(t *testing.T) {
 	})
 
 	t.Run("an administrator sees the sign-in-as form with read-only preselected and a required reason", func(t *testing.T) {
-		b := f.browser()
-		b.setSession(appHost, f.token(admin))
+		b := f.signedIn(f.token(admin))
 		r := b.get(appHost, "/.pomerium/")
 		for _, want := range []string{
 			`action="/.pomerium/impersonate"`, `name="email"`, `name="groups"`,
@@ -102,8 +99,7 @@ func TestDashboard(t *testing.T) {
 
 	t.Run("the reason is optional on the form when impersonation_require_reason is false", func(t *testing.T) {
 		g := newFixture(t, func(s *web.Settings) { s.ImpersonationRequireReason = false })
-		b := g.browser()
-		b.setSession(appHost, g.token(admin))
+		b := g.signedIn(g.token(admin))
 		r := b.get(appHost, "/.pomerium/")
 		if strings.Contains(r.body, `maxlength="500" required`) || !strings.Contains(r.body, "optional") {
 			t.Error("the reason is still required on the form")
@@ -125,8 +121,7 @@ func TestDashboard(t *testing.T) {
 	})
 
 	t.Run("HEAD answers like GET without a body", func(t *testing.T) {
-		b := f.browser()
-		b.setSession(appHost, tok)
+		b := f.signedIn(tok)
 		req, _ := http.NewRequest(http.MethodHead, pageURL(appHost, "/.pomerium/"), nil)
 		r := b.do(req)
 		if r.StatusCode != http.StatusOK || r.body != "" {
@@ -306,8 +301,7 @@ func TestDashboardWithoutSession(t *testing.T) {
 
 func TestPageHeaders(t *testing.T) {
 	f := newFixture(t)
-	b := f.browser()
-	b.setSession(appHost, f.token(user))
+	b := f.signedIn(f.token(user))
 	for _, path := range []string{"/.pomerium/", "/.pomerium/sign_in", "/.pomerium/nowhere"} {
 		t.Run("the page "+path+" carries the security headers", func(t *testing.T) {
 			r := b.get(appHost, path, "X-Request-Id", "req-123")

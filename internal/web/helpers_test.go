@@ -124,10 +124,7 @@ func newFixture(t *testing.T, edit ...func(*web.Settings)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := identity.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, _ := testkit.SigningKey(t)
 	jwks, err := identity.MarshalJWKS(key)
 	if err != nil {
 		t.Fatal(err)
@@ -215,8 +212,7 @@ type browser struct {
 func adminBrowser(t *testing.T) (*fixture, *browser) {
 	t.Helper()
 	f := newFixture(t)
-	b := f.browser()
-	b.setSession(appHost, f.token(admin))
+	b := f.signedIn(f.token(admin))
 	return f, b
 }
 
@@ -226,6 +222,13 @@ func (f *fixture) browser() *browser {
 		f.t.Fatal(err)
 	}
 	return f.browserWith(jar)
+}
+
+// signedIn is a new browser holding the session token tok on appHost.
+func (f *fixture) signedIn(tok string) *browser {
+	b := f.browser()
+	b.setSession(appHost, tok)
+	return b
 }
 
 // via is the same browser (same cookies) talking to another server.

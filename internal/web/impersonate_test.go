@@ -116,8 +116,7 @@ func TestImpersonationStart(t *testing.T) {
 
 	t.Run("the page limit defaults to 30 minutes when none is configured", func(t *testing.T) {
 		f := newFixture(t, func(s *web.Settings) { s.ImpersonationMaxDuration = 0 })
-		b := f.browser()
-		b.setSession(appHost, f.token(admin))
+		b := f.signedIn(f.token(admin))
 		b.impersonate(appHost, form("email", user, "reason", "r"))
 		if got := f.verify(b.session(appHost)); !got.ImpersonateExp.Equal(f.now.Add(30 * time.Minute)) {
 			t.Errorf("impersonate_exp %v", got.ImpersonateExp)
@@ -150,9 +149,8 @@ func TestImpersonationRefused(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t)
-			b := f.browser()
 			before := f.token(c.actor)
-			b.setSession(appHost, before)
+			b := f.signedIn(before)
 			r := b.impersonate(appHost, c.fields)
 			if r.StatusCode != c.wantStatus {
 				t.Fatalf("status %d, want %d: %s", r.StatusCode, c.wantStatus, r.body)
@@ -191,8 +189,7 @@ func TestImpersonationRefused(t *testing.T) {
 
 	t.Run("a non-administrator refused is audited without touching the cookie", func(t *testing.T) {
 		f := newFixture(t)
-		b := f.browser()
-		b.setSession(appHost, f.token(user))
+		b := f.signedIn(f.token(user))
 		b.impersonate(appHost, form("email", "carol@corp.example", "reason", "r"))
 		e := f.audit("impersonation_refused")
 		if len(e) != 1 || e[0].ContextMap()["actor_email"] != user || e[0].ContextMap()["refusal"] != "not an administrator" {
@@ -202,8 +199,7 @@ func TestImpersonationRefused(t *testing.T) {
 
 	t.Run("the reason may be left out when impersonation_require_reason is false", func(t *testing.T) {
 		f := newFixture(t, func(s *web.Settings) { s.ImpersonationRequireReason = false })
-		b := f.browser()
-		b.setSession(appHost, f.token(admin))
+		b := f.signedIn(f.token(admin))
 		b.mustImpersonate(appHost, form("email", user))
 		if got := f.verify(b.session(appHost)); got.ImpersonateEmail != user || got.ImpersonateReason != "" {
 			t.Errorf("claims %+v", got)
@@ -262,9 +258,8 @@ func TestCSRF(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t)
-			b := f.browser()
 			before := f.token(admin)
-			b.setSession(appHost, before)
+			b := f.signedIn(before)
 			b.setSession(otherHost, before)
 			fields := form("email", user, "reason", "r")
 			if tok := c.csrf(b); tok != "" {
@@ -314,8 +309,7 @@ func TestCSRF(t *testing.T) {
 	t.Run("every replica with the same secret accepts the other's CSRF token", func(t *testing.T) {
 		f := newFixture(t)
 		g := newFixture(t)
-		b := f.browser()
-		b.setSession(appHost, f.token(admin))
+		b := f.signedIn(f.token(admin))
 		tok := b.csrf(appHost, "/.pomerium/")
 		r := b.via(g).post(appHost, "/.pomerium/impersonate", form("email", user, "reason", "r", "_csrf", tok))
 		if r.StatusCode != http.StatusSeeOther {
@@ -458,8 +452,7 @@ func TestImpersonationByTokenRefusedForNonAdministrators(t *testing.T) {
 	f := newFixture(t)
 	c := f.claims(user)
 	c.ImpersonateEmail = "carol@corp.example"
-	b := f.browser()
-	b.setSession(appHost, f.mint(c))
+	b := f.signedIn(f.mint(c))
 	t.Run("the dashboard says requests are refused and lists only public routes as allowed", func(t *testing.T) {
 		r := b.get(appHost, "/.pomerium/", "Accept", "application/json")
 		d := decodeDashboard(t, r)

@@ -81,9 +81,8 @@ func urlEscape(s string) string {
 
 func TestAuditNeverHoldsTheToken(t *testing.T) {
 	f := newFixture(t)
-	b := f.browser()
 	adminTok := f.token(admin)
-	b.setSession(appHost, adminTok)
+	b := f.signedIn(adminTok)
 	tokens := []string{adminTok}
 
 	b.impersonate(appHost, form("email", user, "groups", "engineering, support", "access", "read_write", "reason", "INC-1234: reproduce the bug"))

@@ -873,8 +873,7 @@ func TestOIDCWithoutAuthenticateHost(t *testing.T) {
 
 func TestRefreshWithoutProvider(t *testing.T) {
 	f := newFixture(t)
-	b := f.browser()
-	b.setSession(appHost, f.token(user, "engineering"))
+	b := f.signedIn(f.token(user, "engineering"))
 	r := b.post(appHost, "/.pomerium/refresh", form("_csrf", b.csrf(appHost, "/.pomerium/")))
 	if r.StatusCode != http.StatusBadRequest || !strings.Contains(r.body, "no identity provider") {
 		t.Errorf("refresh without a provider: %d\n%s", r.StatusCode, r.body)

@@ -78,8 +78,7 @@ func TestPreview(t *testing.T) {
 	})
 
 	t.Run("a non-administrator cannot preview", func(t *testing.T) {
-		nb := f.browser()
-		nb.setSession(appHost, f.token(user, "engineering"))
+		nb := f.signedIn(f.token(user, "engineering"))
 		r := nb.post(appHost, "/.pomerium/preview", form("email", admin, "_csrf", nb.csrf(appHost, "/.pomerium/")))
 		if r.StatusCode != http.StatusForbidden || !strings.Contains(r.body, "Only administrators") || strings.Contains(r.body, `id="preview-result"`) {
 			t.Errorf("status %d", r.StatusCode)

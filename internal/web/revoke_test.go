@@ -29,10 +29,8 @@ func TestSignOutRevokesTheSession(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			tok := f.token(user, "engineering")
-			b := f.browser()
-			b.setSession(appHost, tok)
-			copied := f.browser()
-			copied.setSession(appHost, tok)
+			b := f.signedIn(tok)
+			copied := f.signedIn(tok)
 			csrf := b.csrf(appHost, "/.pomerium/")
 			f.store.down.Store(tc.storeDown)
 			r := b.post(appHost, "/.pomerium/sign_out", form("_csrf", csrf))
@@ -97,10 +95,8 @@ func TestRevokeUser(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			bob := f.browser()
-			bob.setSession(appHost, f.token(user, "engineering"))
-			actor := f.browser()
-			actor.setSession(appHost, f.token(tc.actor))
+			bob := f.signedIn(f.token(user, "engineering"))
+			actor := f.signedIn(f.token(tc.actor))
 			fields := tc.fields
 			if !tc.noCSRF {
 				fields.Set("_csrf", actor.csrf(appHost, "/.pomerium/"))
@@ -136,8 +132,7 @@ func TestTheDashboardOffersSignOutEverywhereToAdministrators(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			b := f.browser()
-			b.setSession(appHost, f.token(tc.email))
+			b := f.signedIn(f.token(tc.email))
 			if got := strings.Contains(b.get(appHost, "/.pomerium/").body, `action="/.pomerium/revoke"`); got != tc.want {
 				t.Errorf("form shown = %v, want %v", got, tc.want)
 			}

@@ -143,9 +143,8 @@ func TestReissueKeepsTheSessionID(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			b := f.browser()
 			first := tc.first(f)
-			b.setSession(appHost, first)
+			b := f.signedIn(first)
 			want := tc.want(f, first)
 			seen := map[string]bool{f.verify(first).ID: true}
 			toks := []string{first}
@@ -185,9 +184,8 @@ func TestReissueKeepsTheSessionID(t *testing.T) {
 
 func TestImpersonationAuditNamesTheIssuedToken(t *testing.T) {
 	f := newFixture(t)
-	b := f.browser()
 	first := f.token(admin)
-	b.setSession(appHost, first)
+	b := f.signedIn(first)
 	sid := f.verify(first).ID
 	for _, s := range []step{startImpersonating, stopImpersonating, startImpersonating, impersonationRunsOut} {
 		s.do(f, b)
@@ -247,9 +245,8 @@ func TestPastedTokenStartsTheSession(t *testing.T) {
 
 func TestRevokedSessionIDRefusesEveryDescendant(t *testing.T) {
 	f := newFixture(t)
-	b := f.browser()
 	first := f.token(admin)
-	b.setSession(appHost, first)
+	b := f.signedIn(first)
 	lineage := []string{first}
 	for _, s := range []step{startImpersonating, stopImpersonating, startImpersonating} {
 		s.do(f, b)
@@ -271,8 +268,7 @@ func TestRevokedSessionIDRefusesEveryDescendant(t *testing.T) {
 			if d := f.check(tok); d.Status != decision.StatusSignIn || d.Reason != identity.ReasonRevoked {
 				t.Errorf("Check: status %d reason %q, want the sign-in redirect for a revoked token", d.Status, d.Reason)
 			}
-			b := f.browser()
-			b.setSession(appHost, tok)
+			b := f.signedIn(tok)
 			if r := b.get(appHost, "/.pomerium/", "Accept", "application/json"); r.StatusCode != http.StatusUnauthorized ||
 				!strings.Contains(r.body, identity.ReasonRevoked) {
 				t.Errorf("dashboard: %d %s", r.StatusCode, r.body)

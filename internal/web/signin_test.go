@@ -226,8 +226,7 @@ func findCookie(t *testing.T, cs []*http.Cookie, name string) *http.Cookie {
 
 func TestSignOut(t *testing.T) {
 	f := newFixture(t)
-	b := f.browser()
-	b.setSession(appHost, f.token(user))
+	b := f.signedIn(f.token(user))
 
 	t.Run("signing out without the CSRF token is refused and keeps the session", func(t *testing.T) {
 		r := b.post(appHost, "/.pomerium/sign_out", url.Values{})

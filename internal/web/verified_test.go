@@ -21,6 +21,18 @@ func mallory(verified, userinfo any) oidctest.User {
 		EmailVerified: verified, UserinfoEmailVerified: userinfo}
 }
 
+// carolOnWiki checks that a sign-in ended back at target, the wiki, with a
+// session there for carol.
+func (f *oidcFixture) carolOnWiki(t *testing.T, b *oidcBrowser, target string, last response, chain []string) {
+	t.Helper()
+	if last.StatusCode != http.StatusFound || last.Header.Get("Location") != target {
+		t.Fatalf("ended with %d %q after %v\n%s", last.StatusCode, last.Header.Get("Location"), chain, last.body)
+	}
+	if c, err := f.settings.Engine.Verifier.Verify(b.Cookie(target, cookieName), wikiHost, f.clock.Now()); err != nil || c.Email != "carol@corp.example" {
+		t.Errorf("wiki session: %v %+v", err, c)
+	}
+}
+
 // unverifiedRefusal checks the page and the log line of a sign-in refused
 // because the address is not verified.
 func (f *oidcFixture) unverifiedRefusal(t *testing.T, r response, claim string) {
@@ -95,12 +107,7 @@ func TestOIDCSignInRequiresAVerifiedEmail(t *testing.T) {
 			b := f.browser()
 			target := "http://" + wikiHost + "/"
 			last, chain := f.signIn(b, wikiHost, target)
-			if last.StatusCode != http.StatusFound || last.Header.Get("Location") != target {
-				t.Fatalf("ended with %d %q after %v\n%s", last.StatusCode, last.Header.Get("Location"), chain, last.body)
-			}
-			if c, err := f.settings.Engine.Verifier.Verify(b.Cookie(target, cookieName), wikiHost, f.clock.Now()); err != nil || c.Email != "carol@corp.example" {
-				t.Errorf("wiki session: %v %+v", err, c)
-			}
+			f.carolOnWiki(t, b, target, last, chain)
 		})
 	}
 }
@@ -127,12 +134,7 @@ func TestOIDCAllowUnverifiedEmail(t *testing.T) {
 				f.unverifiedRefusal(t, last, "absent")
 				return
 			}
-			if last.StatusCode != http.StatusFound || last.Header.Get("Location") != target {
-				t.Fatalf("ended with %d %q after %v\n%s", last.StatusCode, last.Header.Get("Location"), chain, last.body)
-			}
-			if c, err := f.settings.Engine.Verifier.Verify(b.Cookie(target, cookieName), wikiHost, f.clock.Now()); err != nil || c.Email != "carol@corp.example" {
-				t.Errorf("wiki session: %v %+v", err, c)
-			}
+			f.carolOnWiki(t, b, target, last, chain)
 		})
 	}
 }
