@@ -6,12 +6,6 @@ import (
 	"strings"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc/codes"
-
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/negotiate"
@@ -42,25 +36,21 @@ type Snapshot struct {
 // client-sent x-pomerium-* header in any spelling and every configured claim
 // header the sidecar did not set (contract sections 5 and 8). The removal
 // runs on every allowed route, public and pass_identity_headers: false
-// included. headers are the request's, as requestHeaders read them.
-func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRequest, headers map[string]string, now time.Time) (*authv3.CheckResponse, error) {
+// included.
+func (s *Snapshot) allow(d *decision.Decision, r *Request, now time.Time) (Answer, error) {
 	route := d.Route
-	ok := &authv3.OkHttpResponse{}
+	headers := r.Headers
+	a := Answer{Allowed: true}
 	set := make(map[string]bool, 4+len(s.ClaimHeaders))
 	setHeader := func(name, value string) {
 		set[name] = true
-		ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
-			Header: &corev3.HeaderValue{Key: name, Value: value},
-			// Envoy 1.40 reads append_action; its zero value would keep a
-			// client-sent copy beside ours.
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		})
+		a.Headers = append(a.Headers, Header{name, value})
 	}
 	if d.Claims != nil && route.PassIdentityHeaders {
-		host := identity.HostWithoutPort(r.GetHost())
+		host := identity.HostWithoutPort(r.Host)
 		assertion, err := s.AssertionFor(d, host, now)
 		if err != nil {
-			return nil, err
+			return Answer{}, err
 		}
 		setHeader(HeaderAssertion, assertion)
 		// The headers name whom the assertion names (sub and user never empty).
@@ -82,7 +72,7 @@ func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRe
 		return identity.IsSidecarCookie(name, cookieName)
 	}); removed && !set["cookie"] {
 		if c == "" {
-			ok.HeadersToRemove = append(ok.HeadersToRemove, "cookie")
+			a.Remove = append(a.Remove, "cookie")
 		} else {
 			setHeader("cookie", utf8Value(c))
 		}
@@ -90,7 +80,7 @@ func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRe
 	remove := func(name string) {
 		// Envoy matches names case-insensitively: never remove what we set.
 		if !set[strings.ToLower(name)] {
-			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
+			a.Remove = append(a.Remove, name)
 		}
 	}
 	if identity.IsPomeriumAuthorization(headers["authorization"]) {
@@ -104,10 +94,7 @@ func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRe
 	for _, name := range route.RemoveRequestHeaders {
 		remove(name)
 	}
-	return &authv3.CheckResponse{
-		Status:       &rpcstatus.Status{Code: int32(codes.OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
-	}, nil
+	return a, nil
 }
 
 // isClaimHeader reports whether a request header is, in any spelling, one
@@ -148,50 +135,34 @@ func claimValue(id identity.Identity, claim string) (string, bool) {
 
 // deny builds a denial: the status, a body in the client's format that names
 // the reason (see clientReason) and the request id, and the headers the status
-// needs. The gRPC status message keeps the detailed reason: Envoy never sends
-// it to the client, and operators read it in Envoy's debug log.
-func (s *Snapshot) deny(d *decision.Decision, format negotiate.Format, requestID string, r *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
+// needs. The detailed reason stays in Answer.Reason, for operators.
+func (s *Snapshot) deny(d *decision.Decision, format negotiate.Format, requestID string, r *Request) Answer {
 	status := int(d.Status)
-	code := codes.PermissionDenied
-	var headers []*corev3.HeaderValueOption
-	add := func(k, v string) {
-		headers = append(headers, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: k, Value: v},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		})
-	}
+	a := Answer{Reason: d.Reason}
+	add := func(k, v string) { a.Headers = append(a.Headers, Header{k, v}) }
 	switch d.Status {
 	case decision.StatusSignIn:
-		code = codes.Unauthenticated
-		add("location", SignInURL(r))
+		add("location", signInURL(r.Scheme, r.Host, r.Path))
 	case decision.StatusUnauthorized:
-		code = codes.Unauthenticated
 		add("www-authenticate", "Pomerium")
 	}
 	if status == 0 {
 		status = 403
 	}
-	body := renderBody(format, status, clientReason(d), requestID)
+	a.Status = status
+	a.Body = renderBody(format, status, clientReason(d), requestID)
 	add("content-type", format.ContentType())
 	add("cache-control", "no-store")
 	add("x-request-id", requestID)
-	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(code), Message: d.Reason},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
-			Headers: headers,
-			Body:    body,
-		}},
-	}
+	return a
 }
 
-// SignInURL is where a browser without a session is sent: sign-in on the
+// signInURL is where a browser without a session is sent: sign-in on the
 // request's own host, carrying the original URL to come back to.
-func SignInURL(r *authv3.AttributeContext_HttpRequest) string {
-	scheme := r.GetScheme()
+func signInURL(scheme, host, path string) string {
 	if scheme != "http" && scheme != "https" {
 		scheme = "https"
 	}
-	original := fmt.Sprintf("%s://%s%s", scheme, r.GetHost(), r.GetPath())
+	original := fmt.Sprintf("%s://%s%s", scheme, host, path)
 	return "/.pomerium/sign_in?pomerium_redirect_uri=" + url.QueryEscape(original)
 }
