@@ -57,8 +57,16 @@ func upstreamSaw(t *testing.T, body string) echoed {
 	return e
 }
 
+// TestThroughEnvoy runs once per deployment: the same requests, the same
+// answers, whether the sidecar decides over ext_authz or the module inside
+// Envoy.
 func TestThroughEnvoy(t *testing.T) {
-	s := startStack(t)
+	for _, d := range deployments {
+		t.Run("with "+d.name, func(t *testing.T) { throughEnvoy(t, d.start(t)) })
+	}
+}
+
+func throughEnvoy(t *testing.T, s *stack) {
 	bob := s.mint(t, identity.Claims{Email: "bob@corp.example", User: "bob", Groups: []string{"engineering"},
 		RegisteredClaims: jwt.RegisteredClaims{Subject: "u-bob"}})
 
@@ -235,6 +243,9 @@ func TestThroughEnvoy(t *testing.T) {
 		}
 	})
 
+	if s.module {
+		return // the module decides without the sidecar: TestModuleFailsClosed covers its failures
+	}
 	t.Run("with the sidecar stopped Envoy fails closed", func(t *testing.T) {
 		s.stopSidecar()
 		resp, body := s.do(t, "GET", "app.localhost", "/headers", "Authorization: Pomerium "+bob)

@@ -1,6 +1,8 @@
 package check
 
 import (
+	"strings"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -33,6 +35,16 @@ type Request struct {
 	// Headers are the request's headers by lower-case name, a repeated name
 	// joined as joinHeader does. Answer reads, never keeps, them.
 	Headers map[string]string
+}
+
+// AddHeader adds one request header line to r.Headers: the name lower-cased,
+// a repeated name joined to the earlier lines as Check joins Envoy's raw
+// header_map.
+func (r *Request) AddHeader(name, value string) {
+	if r.Headers == nil {
+		r.Headers = make(map[string]string, 16)
+	}
+	joinHeader(r.Headers, strings.ToLower(name), value)
 }
 
 // Header is one header name and value of an Answer.
