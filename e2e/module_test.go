@@ -66,9 +66,10 @@ func moduleEnv(t *testing.T) []string {
 }
 
 // writeModuleConfig is envoy/envoy-module.yaml with its extauthz config path
-// replaced by config, and headers with underscores let through when
-// allowUnderscores; it fails when a line it must change is not there.
-func writeModuleConfig(t *testing.T, config string, allowUnderscores bool) string {
+// replaced by config, then each old string of the pairs by its new one; it
+// fails when a string it must replace is not there exactly once, so a
+// variant never silently runs the file as it is.
+func writeModuleConfig(t *testing.T, config string, pairs ...string) string {
 	t.Helper()
 	root, err := envoytest.RepoRoot()
 	if err != nil {
@@ -79,16 +80,12 @@ func writeModuleConfig(t *testing.T, config string, allowUnderscores bool) strin
 		t.Fatal(err)
 	}
 	cfg := string(src)
-	if strings.Count(cfg, "config: "+moduleConfigPath) != 1 {
-		t.Fatalf("envoy-module.yaml no longer names %s once", moduleConfigPath)
-	}
-	cfg = strings.Replace(cfg, "config: "+moduleConfigPath, "config: "+config, 1)
-	if allowUnderscores {
-		const reject = "headers_with_underscores_action: REJECT_REQUEST"
-		if !strings.Contains(cfg, reject) {
-			t.Fatalf("envoy-module.yaml no longer says %q", reject)
+	pairs = append([]string{"config: " + moduleConfigPath, "config: " + config}, pairs...)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if n := strings.Count(cfg, pairs[i]); n != 1 {
+			t.Fatalf("envoy-module.yaml says %q %d times, want once", pairs[i], n)
 		}
-		cfg = strings.Replace(cfg, reject, "headers_with_underscores_action: ALLOW", 1)
+		cfg = strings.Replace(cfg, pairs[i], pairs[i+1], 1)
 	}
 	out := filepath.Join(t.TempDir(), "envoy-module.yaml")
 	if err := os.WriteFile(out, []byte(cfg), 0o600); err != nil {
@@ -97,17 +94,21 @@ func writeModuleConfig(t *testing.T, config string, allowUnderscores bool) strin
 	return out
 }
 
+// allowUnderscores lets header names with "_" through, as users' own Envoy
+// configs may (the bundled ones reject them).
+var allowUnderscores = []string{"headers_with_underscores_action: REJECT_REQUEST", "headers_with_underscores_action: ALLOW"}
+
 // storeConfig is the config lines that share a redis-server, as the module
 // requires.
 func storeConfig(redis *redistest.Server) string {
 	return "databroker_storage_type: redis\ndatabroker_storage_connection_string: " + redis.URL() + "\n"
 }
 
-// startModule puts an Envoy running envoy-module.yaml on the stack's config
-// in front of it.
-func (s *stack) startModule(t *testing.T, p ports, allowUnderscores bool) {
+// startModule puts an Envoy running envoy-module.yaml on the stack's config,
+// changed as writeModuleConfig's pairs say, in front of it.
+func (s *stack) startModule(t *testing.T, p ports, pairs ...string) {
 	t.Helper()
-	s.envoy = envoytest.Start(t, envoytest.Options{ConfigPath: writeModuleConfig(t, s.config, allowUnderscores),
+	s.envoy = envoytest.Start(t, envoytest.Options{ConfigPath: writeModuleConfig(t, s.config, pairs...),
 		ListenPort: p.listen, GRPCPort: p.grpc, HTTPPort: p.http, UpstreamPort: p.upstream, Env: moduleEnv(t)})
 	s.module = true
 }
@@ -121,7 +122,7 @@ func startModuleStack(t *testing.T) *stack {
 	p := freePorts(t)
 	config, secret := testkit.DemoConfig(t, p.listen, p.grpc, p.http, storeConfig(redis))
 	s := startSidecar(t, config, secret, p)
-	s.startModule(t, p, false)
+	s.startModule(t, p)
 	return s
 }
 
@@ -145,7 +146,7 @@ func TestModuleFailsClosed(t *testing.T) {
 			fmt.Sprintf("databroker_storage_type: redis\ndatabroker_storage_connection_string: redis://127.0.0.1:%d/0\n", envoytest.FreePort(t)))
 		startEcho(t, p.upstream)
 		s := &stack{secret: secret, config: testkit.WriteFile(t, "config.yaml", config)}
-		s.startModule(t, p, false)
+		s.startModule(t, p)
 		bob := s.mint(t, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"},
 			RegisteredClaims: jwt.RegisteredClaims{Subject: "u-bob"}})
 		for _, host := range []string{"app.localhost", "public.localhost"} {
@@ -163,12 +164,84 @@ func TestModuleFailsClosed(t *testing.T) {
 		// The demo config as is: a memory store, which the sidecar alone can serve.
 		config, _ := testkit.DemoConfig(t, p.listen, p.grpc, p.http, "")
 		path := testkit.WriteFile(t, "config.yaml", config)
-		_, err := envoytest.Launch(envoytest.Options{ConfigPath: writeModuleConfig(t, path, false), Env: moduleEnv(t)})
+		_, err := envoytest.Launch(envoytest.Options{ConfigPath: writeModuleConfig(t, path), Env: moduleEnv(t)})
 		if err == nil {
 			t.Fatal("Envoy started with a module that cannot serve its config")
 		}
 		if !strings.Contains(err.Error(), "databroker_storage_type must be redis") {
 			t.Errorf("Envoy's log does not say why:\n%v", err)
+		}
+	})
+}
+
+// TestModuleFollowsTheSidecar: the module decides with what the sidecar's
+// side changes: a revocation recorded in the shared store, the config file,
+// and the policy route each Envoy route names.
+func TestModuleFollowsTheSidecar(t *testing.T) {
+	s := startModuleStack(t)
+	bob := func(jti string) string {
+		return s.mint(t, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"},
+			RegisteredClaims: jwt.RegisteredClaims{Subject: "u-bob", ID: jti}})
+	}
+	status := func(host, token string) func() int {
+		return func() int {
+			resp, _ := s.do(t, "GET", host, "/", "Authorization: Pomerium "+token)
+			return resp.StatusCode
+		}
+	}
+
+	t.Run("a user revoked through the sidecar's store is refused by the module within seconds", func(t *testing.T) {
+		carol := s.mint(t, identity.Claims{Email: "carol@corp.example", Groups: []string{"engineering"}})
+		if got := status("app.localhost", carol)(); got != 200 {
+			t.Fatalf("before the revocation: %d, want 200", got)
+		}
+		time.Sleep(time.Second) // a revocation covers tokens issued up to its second
+		out, err := exec.Command(binary, "revoke", "--config", s.config, "--email", "carol@corp.example").CombinedOutput()
+		if err != nil {
+			t.Fatalf("extauthz revoke: %v\n%s", err, out)
+		}
+		if !waitFor(5*time.Second, func() bool { return status("app.localhost", carol)() == 401 }) {
+			t.Errorf("the module still lets the revoked user in: %d", status("app.localhost", carol)())
+		}
+	})
+
+	t.Run("a change to the config file is in force in the module without a restart", func(t *testing.T) {
+		tok := bob("jti-reloaded")
+		if got := status("app.localhost", tok)(); got != 200 {
+			t.Fatalf("before the change: %d, want 200", got)
+		}
+		f, err := os.OpenFile(s.config, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString("revoked_token_ids: [jti-reloaded]\n"); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if !waitFor(10*time.Second, func() bool { return status("app.localhost", tok)() == 401 }) {
+			t.Errorf("the module did not reload: %d, want 401", status("app.localhost", tok)())
+		}
+		if got := status("app.localhost", bob(""))(); got != 200 {
+			t.Errorf("another token after the reload: %d, want 200", got)
+		}
+	})
+
+	t.Run("the policy route is the one the Envoy route's metadata names, not the host's", func(t *testing.T) {
+		// The wiki virtual host named as the admin route: bob, whom wiki
+		// allows (corp.example), is now refused by admin's policy.
+		p := freePorts(t)
+		config, secret := testkit.DemoConfig(t, p.listen, p.grpc, p.http, storeConfig(redistest.Start(t)))
+		m := startSidecar(t, config, secret, p)
+		tok := m.mint(t, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"}})
+		m.startModule(t, p)
+		if resp, body := m.do(t, "GET", "wiki.localhost", "/", "Authorization: Pomerium "+tok); resp.StatusCode != 200 {
+			t.Fatalf("wiki as itself: %d %s", resp.StatusCode, body)
+		}
+		m.envoy.Close()
+		m.startModule(t, p, "extauthz: { route: wiki }", "extauthz: { route: admin }")
+		resp, body := m.do(t, "GET", "wiki.localhost", "/", "Authorization: Pomerium "+tok)
+		if resp.StatusCode != 403 || !strings.Contains(body, `route "admin"`) {
+			t.Errorf("wiki named admin: %d %s, want admin's 403", resp.StatusCode, body)
 		}
 	})
 }
