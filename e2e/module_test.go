@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,77 +21,6 @@ import (
 // libextauthz.so) and the sidecar serving only the pages. Like a second
 // replica, the module shares a redis-server and the signing_key with it.
 
-// moduleConfigPath is the extauthz config path envoy-module.yaml names; the
-// tests put the sidecar's config file there.
-const moduleConfigPath = "/etc/extauthz/config.yaml"
-
-var (
-	moduleOnce sync.Once
-	moduleDir  string
-	moduleErr  error
-)
-
-// moduleSearchPath is the directory holding libextauthz.so:
-// $EXTAUTHZ_MODULE_DIR when set (.ci/run builds the library there before the
-// tests), else built once per test binary.
-func moduleSearchPath(t *testing.T) string {
-	t.Helper()
-	moduleOnce.Do(func() {
-		if dir := os.Getenv("EXTAUTHZ_MODULE_DIR"); dir != "" {
-			moduleDir = dir
-			_, moduleErr = os.Stat(filepath.Join(dir, "libextauthz.so"))
-			return
-		}
-		if moduleDir, moduleErr = os.MkdirTemp("", "extauthz-module"); moduleErr != nil {
-			return
-		}
-		build := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(moduleDir, "libextauthz.so"),
-			"github.com/extauthz/extauthz/cmd/extauthz-module")
-		build.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := build.CombinedOutput(); err != nil {
-			moduleErr = fmt.Errorf("building the module: %w\n%s", err, out)
-		}
-	})
-	if moduleErr != nil {
-		t.Fatal(moduleErr)
-	}
-	return moduleDir
-}
-
-// moduleEnv is Envoy's environment for envoy-module.yaml.
-func moduleEnv(t *testing.T) []string {
-	return []string{"ENVOY_DYNAMIC_MODULES_SEARCH_PATH=" + moduleSearchPath(t)}
-}
-
-// writeModuleConfig is envoy/envoy-module.yaml with its extauthz config path
-// replaced by config, then each old string of the pairs by its new one; it
-// fails when a string it must replace is not there exactly once, so a
-// variant never silently runs the file as it is.
-func writeModuleConfig(t *testing.T, config string, pairs ...string) string {
-	t.Helper()
-	root, err := envoytest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile(filepath.Join(root, "envoy", "envoy-module.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := string(src)
-	pairs = append([]string{"config: " + moduleConfigPath, "config: " + config}, pairs...)
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if n := strings.Count(cfg, pairs[i]); n != 1 {
-			t.Fatalf("envoy-module.yaml says %q %d times, want once", pairs[i], n)
-		}
-		cfg = strings.Replace(cfg, pairs[i], pairs[i+1], 1)
-	}
-	out := filepath.Join(t.TempDir(), "envoy-module.yaml")
-	if err := os.WriteFile(out, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // allowUnderscores lets header names with "_" through, as users' own Envoy
 // configs may (the bundled ones reject them).
 var allowUnderscores = []string{"headers_with_underscores_action: REJECT_REQUEST", "headers_with_underscores_action: ALLOW"}
@@ -108,8 +35,8 @@ func storeConfig(redis *redistest.Server) string {
 // changed as writeModuleConfig's pairs say, in front of it.
 func (s *stack) startModule(t *testing.T, p ports, pairs ...string) {
 	t.Helper()
-	s.envoy = envoytest.Start(t, envoytest.Options{ConfigPath: writeModuleConfig(t, s.config, pairs...),
-		ListenPort: p.listen, GRPCPort: p.grpc, HTTPPort: p.http, UpstreamPort: p.upstream, Env: moduleEnv(t)})
+	s.envoy = envoytest.Start(t, envoytest.Options{ConfigPath: envoytest.WriteModuleConfig(t, s.config, pairs...),
+		ListenPort: p.listen, GRPCPort: p.grpc, HTTPPort: p.http, UpstreamPort: p.upstream, Env: envoytest.ModuleEnv(t)})
 	s.module = true
 }
 
@@ -164,7 +91,7 @@ func TestModuleFailsClosed(t *testing.T) {
 		// The demo config as is: a memory store, which the sidecar alone can serve.
 		config, _ := testkit.DemoConfig(t, p.listen, p.grpc, p.http, "")
 		path := testkit.WriteFile(t, "config.yaml", config)
-		_, err := envoytest.Launch(envoytest.Options{ConfigPath: writeModuleConfig(t, path), Env: moduleEnv(t)})
+		_, err := envoytest.Launch(envoytest.Options{ConfigPath: envoytest.WriteModuleConfig(t, path), Env: envoytest.ModuleEnv(t)})
 		if err == nil {
 			t.Fatal("Envoy started with a module that cannot serve its config")
 		}
