@@ -118,8 +118,31 @@ func readHeaders(envoyFilter unsafe.Pointer, r *check.Request) {
 	}
 	r.Headers = make(map[string]string, n)
 	for _, h := range hs {
-		r.AddHeader(C.GoStringN(h.key_ptr, C.int(h.key_length)), C.GoStringN(h.value_ptr, C.int(h.value_length)))
+		r.AddHeader(headerName(h.key_ptr, h.key_length), C.GoStringN(h.value_ptr, C.int(h.value_length)))
 	}
+}
+
+// commonNames are header names most requests carry: readHeaders uses these
+// strings instead of copying each request's, one allocation fewer per header.
+var commonNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{":authority", ":path", ":method", ":scheme", "accept", "accept-encoding",
+		"accept-language", "authorization", "cache-control", "connection", "content-length", "content-type",
+		"cookie", "origin", "referer", "user-agent", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
+		"x-envoy-external-address", "x-envoy-internal", "upgrade-insecure-requests", "sec-fetch-mode",
+		"sec-fetch-site", "sec-fetch-dest", "sec-fetch-user", "priority", "te"} {
+		m[n] = n
+	}
+	return m
+}()
+
+// headerName returns the name Envoy lends, as a Go string of its own.
+func headerName(p *C.char, n C.size_t) string {
+	// The view is only used to look the name up; it is not kept.
+	if name, ok := commonNames[unsafe.String((*byte)(unsafe.Pointer(p)), int(n))]; ok {
+		return name
+	}
+	return C.GoStringN(p, C.int(n))
 }
 
 // RouteMetadataNamespace and RouteMetadataKey name the route metadata that
