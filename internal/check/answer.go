@@ -157,12 +157,14 @@ func checkRequest(req *authv3.CheckRequest) Request {
 // overwrites: Envoy 1.40 reads append_action, and its zero value would keep
 // a client-sent copy beside ours.
 func (a *Answer) checkResponse() *authv3.CheckResponse {
+	// Three allocations for all the headers, not two per header.
 	headers := make([]*corev3.HeaderValueOption, len(a.Headers))
+	opts := make([]corev3.HeaderValueOption, len(a.Headers))
+	values := make([]corev3.HeaderValue, len(a.Headers))
 	for i, h := range a.Headers {
-		headers[i] = &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}
+		values[i].Key, values[i].Value = h.Name, h.Value
+		opts[i].Header, opts[i].AppendAction = &values[i], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		headers[i] = &opts[i]
 	}
 	if a.Allowed {
 		return &authv3.CheckResponse{
