@@ -1,6 +1,7 @@
 package check
 
 import (
+	"net/http"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -175,8 +176,11 @@ func (a *Answer) checkResponse() *authv3.CheckResponse {
 		}
 	}
 	code := codes.PermissionDenied
-	if a.Status == int(decision.StatusSignIn) || a.Status == int(decision.StatusUnauthorized) {
+	switch a.Status {
+	case int(decision.StatusSignIn), int(decision.StatusUnauthorized):
 		code = codes.Unauthenticated
+	case http.StatusServiceUnavailable: // not deciding (yet): an outage, not a verdict
+		code = codes.Unavailable
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(code), Message: a.Reason},
