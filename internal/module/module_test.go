@@ -90,7 +90,9 @@ type recorder struct {
 	details string
 }
 
-func newRecorder() *recorder { return &recorder{set: map[string]string{}, headers: map[string]string{}} }
+func newRecorder() *recorder {
+	return &recorder{set: map[string]string{}, headers: map[string]string{}}
+}
 
 func (r *recorder) SetHeader(name, value string) { r.set[name] = value }
 func (r *recorder) RemoveHeader(name string)     { r.removed = append(r.removed, name) }
