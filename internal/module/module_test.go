@@ -191,6 +191,22 @@ func TestServe(t *testing.T) {
 		})
 	}
 
+	t.Run("a claim with a line break is never written as a header: the answer is a 500", func(t *testing.T) {
+		evil := testkit.Mint(t, secret, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering\r\nx-evil: 1"},
+			RegisteredClaims: jwt.RegisteredClaims{Issuer: "authenticate.localhost", Subject: "u-bob",
+				Audience:  jwt.ClaimStrings{"wiki.localhost"},
+				ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)), IssuedAt: jwt.NewNumericDate(now.Add(-time.Minute))}})
+		rec := newRecorder()
+		r := request(append(base, ":authority: wiki.localhost:8080", "authorization: Pomerium "+evil)...)
+		r.RouteName = "wiki"
+		if f.Serve(r, rec) {
+			t.Fatalf("allowed with set %v", rec.set)
+		}
+		if rec.status != 500 || rec.details != module.DetailsInvalidMutation || len(rec.set) != 0 {
+			t.Errorf("answered %d %q, set %v; want a 500 and nothing set", rec.status, rec.details, rec.set)
+		}
+	})
+
 	t.Run("Unavailable answers 503 and lets nothing through", func(t *testing.T) {
 		rec := newRecorder()
 		module.Unavailable(rec)

@@ -1,6 +1,9 @@
 package module
 
 import (
+	"fmt"
+	"strings"
+
 	"go.uber.org/zap"
 
 	"github.com/extauthz/extauthz/internal/check"
@@ -21,9 +24,48 @@ type Stream interface {
 // Response code details of the module's local replies, for Envoy's access
 // log (%RESPONSE_CODE_DETAILS%), as ext_authz logs ext_authz_denied.
 const (
-	DetailsDenied      = "extauthz_denied"
-	DetailsUnavailable = "extauthz_unavailable"
+	DetailsDenied          = "extauthz_denied"
+	DetailsUnavailable     = "extauthz_unavailable"
+	DetailsInvalidMutation = "extauthz_invalid_mutation"
 )
+
+// validMutation reports the first header of a that Envoy must not write: a
+// name that is not an HTTP token, or a value with NUL, CR or LF. Envoy's
+// ext_authz checks the same (validate_mutations); set through the module's
+// ABI, such a value would reach the upstream as written.
+func validMutation(a *check.Answer) error {
+	for _, h := range a.Headers {
+		if !validName(h.Name) {
+			return fmt.Errorf("header name %q is not an HTTP token", h.Name)
+		}
+		if strings.ContainsAny(h.Value, "\x00\r\n") {
+			return fmt.Errorf("header %s: value with NUL, CR or LF", h.Name)
+		}
+	}
+	for _, name := range a.Remove {
+		if !validName(name) {
+			return fmt.Errorf("header name %q is not an HTTP token", name)
+		}
+	}
+	return nil
+}
+
+// validName reports whether name is an HTTP token (RFC 9110 section 5.6.2).
+func validName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Serve decides the request whose header lines r holds (AddHeader; the
 // pseudo-headers give host, path, method and scheme, as Envoy's ext_authz
@@ -39,6 +81,16 @@ func (f *Filter) Serve(r *check.Request, s Stream) bool {
 	r.Method = r.Headers[":method"]
 	r.Scheme = r.Headers[":scheme"]
 	a := f.Answer(r)
+	if err := validMutation(&a); err != nil {
+		// What ext_authz's validate_mutations does in the bundled config: a
+		// header Envoy must not write (it would split the request upstream)
+		// makes the answer a 500, never an allow.
+		f.log.Error("the answer has a header Envoy must not write; answered 500", zap.Error(err),
+			zap.String("request_id", r.Headers["x-request-id"]))
+		s.SendResponse(500, []check.Header{{Name: "content-type", Value: "text/plain; charset=utf-8"},
+			{Name: "cache-control", Value: "no-store"}}, "internal error\n", DetailsInvalidMutation)
+		return false
+	}
 	if !a.Allowed {
 		s.SendResponse(a.Status, a.Headers, a.Body, DetailsDenied)
 		return false
