@@ -146,6 +146,14 @@ func throughEnvoy(t *testing.T, s *stack) {
 		})
 	}
 
+	t.Run("a claim with a line break never reaches the app as a header: the answer is a 500", func(t *testing.T) {
+		evil := s.mint(t, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering\r\nx-evil: 1"}})
+		resp, body := s.do(t, "GET", "wiki.localhost", "/", "Authorization: Pomerium "+evil)
+		if resp.StatusCode != 500 || strings.Contains(body, `"method"`) {
+			t.Fatalf("status %d, want 500 and no upstream answer: %s", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("JSON clients get a JSON denial", func(t *testing.T) {
 		resp, body := s.do(t, "GET", "admin.localhost", "/", "Accept: application/json", "Authorization: Pomerium "+bob)
 		var got struct {
