@@ -31,8 +31,9 @@ const (
 
 // validMutation reports the first header of a that Envoy must not write: a
 // name that is not an HTTP token, or a value with NUL, CR or LF. Envoy's
-// ext_authz checks the same (validate_mutations); set through the module's
-// ABI, such a value would reach the upstream as written.
+// ext_authz checks the same (validate_mutations: a 500). Set through the
+// module's ABI, such a value is only refused later, by the upstream codec
+// (a 503 that reads as an outage), after the request was let through.
 func validMutation(a *check.Answer) error {
 	for _, h := range a.Headers {
 		if !validName(h.Name) {
