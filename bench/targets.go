@@ -176,6 +176,7 @@ func (r *Results) judge() {
 	}
 	add(t)
 	add(t3)
+	r.Targets = append(r.Targets, r.moduleTargets()...)
 }
 
 // pairedRatio is the median over rounds of a's throughput ÷ b's in the same
