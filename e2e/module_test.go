@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/extauthz/extauthz/internal/check"
 	"github.com/extauthz/extauthz/internal/envoytest"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/store/redistest"
@@ -83,6 +84,10 @@ func TestModuleFailsClosed(t *testing.T) {
 			resp, body := s.do(t, "GET", host, "/headers", "Authorization: Pomerium "+bob)
 			if resp.StatusCode != 503 || strings.Contains(body, `"method"`) {
 				t.Errorf("%s: %d %s, want 503 and no upstream answer", host, resp.StatusCode, body)
+			}
+			// The sidecar's own answer while it waits for its store (check.Server.NotReady).
+			if resp.Header.Get("Retry-After") != "1" || !strings.Contains(body, check.ReasonStarting) {
+				t.Errorf("%s: Retry-After %q, body %q; want the not-ready answer", host, resp.Header.Get("Retry-After"), body)
 			}
 		}
 		if log := s.envoy.Stderr(); !strings.Contains(log, "the shared store was not read in full yet") {
