@@ -70,13 +70,16 @@ func TestSmoke(t *testing.T) {
 		}
 		t.Logf("Envoy layer skipped: %s", res.EnvoySkipped)
 	} else {
-		want := 6 // none, no-op, ours over TCP and over a Unix socket, oauth2-proxy with bearer JWTs and with cookies
+		want := 7 // none, no-op, ours over TCP and over a Unix socket, oauth2-proxy with bearer JWTs and with cookies, the module
 		if res.OAuth2Skipped != "" {
-			want = 4
+			want = 5
 			t.Logf("oauth2-proxy skipped: %s", res.OAuth2Skipped)
 		}
 		if len(res.Envoy) != want {
 			t.Errorf("Envoy layer measured %d configurations, want %d", len(res.Envoy), want)
+		}
+		if m := res.envoy(cfgModule); m == nil || len(m.Runs.Max) != 1 {
+			t.Errorf("the module was not measured: %+v", m)
 		}
 		if uds := res.envoy(cfgOursUDS); uds == nil || len(uds.Runs.Max) != 1 {
 			t.Errorf("the sidecar over a Unix socket was not measured beside TCP: %+v", uds)

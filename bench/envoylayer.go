@@ -347,6 +347,7 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		rejects    []string
 		checksAuth bool
 		identity   string
+		env        []string // Envoy's extra environment
 	}
 	unusedPort, err := freeAddr()
 	if err != nil {
@@ -403,6 +404,13 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		specs = append(specs, spec{key: cfgOAuth2Cookie, config: cfg, grpcPort: portOf(o2pcAddr), authorizer: o2pc,
 			auths: cookies, header: "Cookie", checksAuth: true, identity: userEmail(0), rejects: []string{"", tamper(cookies[0])}})
 	}
+	if m, err := prepareModule(env); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: without %s: %v\n", envoyConfigNames[cfgModule], err)
+	} else {
+		st.procs = append(st.procs, m.redis)
+		specs = append(specs, spec{key: cfgModule, config: m.config, grpcPort: portOf(unusedPort), env: m.env, auths: pomerium,
+			checksAuth: true, identity: userEmail(0), rejects: []string{"", forge(pomerium[0]), "Pomerium " + guest}})
+	}
 	// Envoys take a second or two to start: start them together.
 	confs := make([]*envoyConf, len(specs))
 	errs := make([]error, len(specs))
@@ -418,7 +426,7 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e, err := envoytest.Launch(envoytest.Options{ConfigPath: path, GRPCPort: sp.grpcPort, UpstreamPort: portOf(echoAddr)})
+			e, err := envoytest.Launch(envoytest.Options{ConfigPath: path, GRPCPort: sp.grpcPort, UpstreamPort: portOf(echoAddr), Env: sp.env})
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w", envoyConfigNames[sp.key], err)
 				return

@@ -163,6 +163,7 @@ func (r *Results) judge() {
 	}
 	add(t)
 	add(t3)
+	r.Targets = append(r.Targets, r.moduleTargets()...)
 }
 
 // judgeShare judges a throughput target: ours' rate over the floor's, paired

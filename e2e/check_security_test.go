@@ -12,6 +12,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/envoytest"
 	"github.com/extauthz/extauthz/internal/identity"
+	"github.com/extauthz/extauthz/internal/store/redistest"
 	"github.com/extauthz/extauthz/internal/testkit"
 )
 
@@ -51,6 +52,9 @@ type envoyVariant struct {
 	// rawHeaders sets the ext_authz filter's encode_raw_headers: Envoy then
 	// sends header_map (one entry per line, raw bytes), not headers.
 	rawHeaders bool
+	// module runs envoy/envoy-module.yaml instead: the decision inside Envoy,
+	// which reads the request's header lines as they are.
+	module bool
 }
 
 var failureModeLine = regexp.MustCompile(`(?m)^(\s*)failure_mode_allow: false\s*$`)
@@ -97,8 +101,20 @@ func startSecurityStack(t *testing.T, v envoyVariant) *stack {
 	p := freePorts(t)
 	secret := testkit.Secret(t)
 	_, key := testkit.SigningKey(t)
-	s := startSidecar(t, fmt.Sprintf(checkSecurityConfig, secret, key, p.grpc, p.http, p.listen), secret, p)
-	s.startEnvoy(t, writeEnvoyVariant(t, v), p)
+	config := fmt.Sprintf(checkSecurityConfig, secret, key, p.grpc, p.http, p.listen)
+	if v.module {
+		config += storeConfig(redistest.Start(t))
+	}
+	s := startSidecar(t, config, secret, p)
+	if v.module {
+		var pairs []string
+		if v.allowUnderscores {
+			pairs = allowUnderscores
+		}
+		s.startModule(t, p, pairs...)
+	} else {
+		s.startEnvoy(t, writeEnvoyVariant(t, v), p)
+	}
 	return s
 }
 
@@ -120,6 +136,7 @@ func TestClaimHeadersThroughEnvoy(t *testing.T) {
 	for _, v := range []envoyVariant{
 		{name: "underscores allowed", allowUnderscores: true},
 		{name: "underscores allowed and raw headers", allowUnderscores: true, rawHeaders: true},
+		{name: "underscores allowed and the module deciding", allowUnderscores: true, module: true},
 	} {
 		t.Run("through Envoy with "+v.name, func(t *testing.T) {
 			s := startSecurityStack(t, v)
@@ -173,9 +190,15 @@ func TestClaimHeadersThroughEnvoy(t *testing.T) {
 // TestCarriersThroughEnvoyWithRawHeaders (issue 14, header_map): the
 // carrier and stripping cases of TestThroughEnvoy, again through the bundled
 // envoy.yaml with only encode_raw_headers: true added, plus what only raw
-// headers show: a session cookie on its own Cookie line.
+// headers show: a session cookie on its own Cookie line. The module reads
+// header lines as they are too, so the same cases run through it (issue 20).
 func TestCarriersThroughEnvoyWithRawHeaders(t *testing.T) {
-	s := startSecurityStack(t, envoyVariant{name: "raw headers", rawHeaders: true})
+	for _, v := range []envoyVariant{{name: "raw headers", rawHeaders: true}, {name: "the module", module: true}} {
+		t.Run("through "+v.name, func(t *testing.T) { carriersThroughEnvoy(t, startSecurityStack(t, v)) })
+	}
+}
+
+func carriersThroughEnvoy(t *testing.T, s *stack) {
 	bob := s.mint(t, identity.Claims{Email: "bob@corp.example", User: "bob", Groups: []string{"engineering"},
 		RegisteredClaims: jwt.RegisteredClaims{Subject: "u-bob"}})
 	sidecarCookies := "__Host-_pomerium_csrf=c; _pomerium_oidc_k=f; _pomerium_signin_k=b; _pomerium_authenticate=a"

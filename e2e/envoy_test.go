@@ -39,8 +39,16 @@ func upstreamSaw(t *testing.T, body string) echoed {
 	return e
 }
 
+// TestThroughEnvoy runs once per deployment: the same requests, the same
+// answers, whether the sidecar decides over ext_authz or the module inside
+// Envoy.
 func TestThroughEnvoy(t *testing.T) {
-	s := startStack(t)
+	for _, d := range deployments {
+		t.Run("with "+d.name, func(t *testing.T) { throughEnvoy(t, d.start(t)) })
+	}
+}
+
+func throughEnvoy(t *testing.T, s *stack) {
 	bob := s.mint(t, identity.Claims{Email: "bob@corp.example", User: "bob", Groups: []string{"engineering"},
 		RegisteredClaims: jwt.RegisteredClaims{Subject: "u-bob"}})
 
@@ -119,6 +127,14 @@ func TestThroughEnvoy(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a claim with a line break never reaches the app as a header: the answer is a 500", func(t *testing.T) {
+		evil := s.mint(t, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering\r\nx-evil: 1"}})
+		resp, body := s.do(t, "GET", "wiki.localhost", "/", "Authorization: Pomerium "+evil)
+		if resp.StatusCode != 500 || strings.Contains(body, `"method"`) {
+			t.Fatalf("status %d, want 500 and no upstream answer: %s", resp.StatusCode, body)
+		}
+	})
 
 	t.Run("JSON clients get a JSON denial", func(t *testing.T) {
 		resp, body := s.do(t, "GET", "admin.localhost", "/", "Accept: application/json", "Authorization: Pomerium "+bob)
@@ -217,6 +233,9 @@ func TestThroughEnvoy(t *testing.T) {
 		}
 	})
 
+	if s.module {
+		return // the module decides without the sidecar: TestModuleFailsClosed covers its failures
+	}
 	t.Run("with the sidecar stopped Envoy fails closed", func(t *testing.T) {
 		s.stopSidecar()
 		resp, body := s.do(t, "GET", "app.localhost", "/headers", "Authorization: Pomerium "+bob)

@@ -75,6 +75,7 @@ type stack struct {
 	sidecar *testkit.Sidecar
 	config  string              // the sidecar's config file, which serve reloads on change
 	logs    *testkit.SyncBuffer // the sidecar's
+	module  bool                // Envoy decides with the module (envoy-module.yaml), not ext_authz
 }
 
 // ports are the ports of one stack: Envoy's listener, the sidecar's gRPC and
@@ -145,11 +146,16 @@ func (s *stack) do(t *testing.T, method, host, path string, headers ...string) (
 	return resp, string(body)
 }
 
-// auditEntries returns the sidecar's audit log lines, decoded.
+// auditEntries returns the sidecar's audit log lines, decoded, and the
+// module's (Envoy's stderr) when Envoy decides.
 func (s *stack) auditEntries(t *testing.T) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(s.logs.String()))
+	logs := s.logs.String()
+	if s.module {
+		logs += "\n" + s.envoy.Stderr()
+	}
+	sc := bufio.NewScanner(strings.NewReader(logs))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var m map[string]any

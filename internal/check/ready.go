@@ -5,25 +5,22 @@ import (
 	"net/http"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"go.uber.org/zap"
-	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/negotiate"
 )
 
-// ReasonStarting is the body of every Check answered before the server is
+// ReasonStarting is the body of every request answered before the server is
 // ready (see NotReady).
 const ReasonStarting = "the authorizer is starting: it has not yet read the revocations shared by its replicas; try again shortly"
 
 // NotReady holds the server back until Ready: its gRPC health says
-// NOT_SERVING, and every Check is answered at once with a denial, 503 and
-// gRPC code UNAVAILABLE, whose body says why. A replica that has not read
+// NOT_SERVING, and every Answer (so every Check, and every request the
+// dynamic module asks about) is at once a denial, 503 (gRPC code UNAVAILABLE
+// for Check), whose body says why. A replica that has not read
 // the shared store would allow tokens every other replica refuses, so it must
 // decide nothing; and it must still answer, promptly: a listener that
 // accepted connections and never answered (as before) made Envoy wait out its
@@ -69,34 +66,22 @@ func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
 }
 
-// notReadyAnswer is the Check answer while NotReady is in force: 503 with
-// Retry-After, in the client's format, naming the request id. It is never
-// audited (nothing was decided about anyone) but is counted and logged, the
-// log saying why the replica is not ready.
-func (s *Server) notReadyAnswer(why string, headers map[string]string, requestID string) *authv3.CheckResponse {
+// notReadyAnswer is the answer while NotReady is in force, whether Check or
+// the module asks: 503 with Retry-After, in the client's format, naming the
+// request id (Check makes it gRPC UNAVAILABLE). It is never audited (nothing
+// was decided about anyone) but is counted and logged, the log saying why the
+// server is not ready.
+func (s *Server) notReadyAnswer(why string, headers map[string]string, requestID string, a *Answer) {
 	format := negotiate.Preferred(headers["accept"])
-	add := func(k, v string) *corev3.HeaderValueOption {
-		return &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: k, Value: v},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}
-	}
 	if ce := s.log.Check(zap.WarnLevel, "request refused: not ready"); ce != nil && s.denials.allow(s.now()) {
 		ce.Write(zap.String("request_id", requestID), zap.String("why", why))
 	}
-	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(codes.Unavailable), Message: why},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status: &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
-			Headers: []*corev3.HeaderValueOption{
-				add("content-type", format.ContentType()),
-				add("cache-control", "no-store"),
-				add("retry-after", "1"),
-				add("x-request-id", requestID),
-			},
-			Body: renderBody(format, http.StatusServiceUnavailable, ReasonStarting, requestID),
-		}},
-	}
+	a.Status, a.Reason = http.StatusServiceUnavailable, why
+	a.Body = renderBody(format, http.StatusServiceUnavailable, ReasonStarting, requestID)
+	a.setHeader("content-type", format.ContentType())
+	a.setHeader("cache-control", "no-store")
+	a.setHeader("retry-after", "1")
+	a.setHeader("x-request-id", requestID)
 }
 
 // notReadyDecision is what metrics see of a Check answered while not ready:

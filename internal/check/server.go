@@ -20,9 +20,6 @@ import (
 
 	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/decision"
-	"github.com/extauthz/extauthz/internal/identity"
-	"github.com/extauthz/extauthz/internal/negotiate"
-	"github.com/extauthz/extauthz/internal/requestid"
 )
 
 // Server answers Envoy's Check calls. The zero value is not usable; see New.
@@ -175,76 +172,11 @@ func (s *Server) Register(g *grpc.Server) {
 // Envoy's health checks stop sending before the listener closes.
 func (s *Server) Shutdown() { s.health.Shutdown() }
 
-// Check implements envoy.service.auth.v3.Authorization/Check.
+// Check implements envoy.service.auth.v3.Authorization/Check: the request
+// read from the CheckRequest, answered by Answer.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	start := s.now()
-	snap := s.snap.Load()
-	httpReq := req.GetAttributes().GetRequest().GetHttp()
-	// From here on, headers are read only through this map, whichever field
-	// Envoy filled.
-	headers := requestHeaders(httpReq)
-	requestID := requestid.Pick(headers["x-request-id"], httpReq.GetId())
-	if why := s.notReady.Load(); why != nil {
-		resp := s.notReadyAnswer(*why, headers, requestID)
-		if s.Observe != nil {
-			s.Observe(notReadyDecision(), s.now().Sub(start))
-		}
-		return resp, nil
-	}
-	if httpReq == nil || httpReq.GetHost() == "" {
-		d := &decision.Decision{Kind: decision.KindBadRequest, Status: decision.StatusBadRequest, Reason: decision.ReasonBadRequest}
-		resp := snap.deny(d, negotiate.Text, requestID, nil)
-		s.logDenial(d, decision.Request{}, requestID, start)
-		if s.Observe != nil {
-			s.Observe(d, s.now().Sub(start))
-		}
-		return resp, nil
-	}
-	header := func(name string) string { return headers[name] }
-	format := negotiate.Preferred(headers["accept"])
-	in := decision.Request{
-		RouteName: req.GetAttributes().GetContextExtensions()["route"],
-		Host:      httpReq.GetHost(),
-		Path:      httpReq.GetPath(),
-		Method:    httpReq.GetMethod(),
-		Header:    header,
-		Browser:   format == negotiate.HTML,
-	}
-	d := snap.Engine.Decide(in, start)
-	var resp *authv3.CheckResponse
-	if d.Allowed() {
-		var err error
-		resp, err = snap.allow(&d, httpReq, headers, start)
-		if err != nil {
-			// Fail closed: an assertion we cannot sign is never an allow.
-			s.log.Error("building allow response", zap.Error(err), zap.String("request_id", requestID))
-			d.Fail()
-		}
-	}
-	if !d.Allowed() {
-		resp = snap.deny(&d, format, requestID, httpReq)
-		s.logDenial(&d, in, requestID, start)
-		if ce := s.log.Check(zap.DebugLevel, "denied"); ce != nil {
-			ce.Write(zap.Int("status", int(d.Status)), zap.String("reason", d.Reason),
-				zap.String("host", in.Host), zap.String("path", audit.PathOnly(in.Path)), zap.String("request_id", requestID))
-		}
-		if d.Cause == identity.CauseIssuer || d.Cause == identity.CauseAudience {
-			// Most such refusals are a token minted for another place: say
-			// what this sidecar expects, never the token.
-			if ce := s.log.Check(zap.DebugLevel, "token refused: minted for another issuer or host"); ce != nil {
-				expected := snap.Issuer
-				if expected == "" {
-					expected = "any (authenticate_service_url is unset)"
-				}
-				ce.Write(zap.String("cause", d.Cause.String()), zap.String("expected_issuer", expected),
-					zap.String("request_host", identity.HostWithoutPort(in.Host)), zap.String("request_id", requestID))
-			}
-		}
-	}
-	// The answer is final: the audit log records what the client got.
-	s.audit.Decision(&d, audit.Request{Host: in.Host, Method: in.Method, Path: in.Path, RequestID: requestID})
-	if s.Observe != nil {
-		s.Observe(&d, s.now().Sub(start))
-	}
-	return resp, nil
+	r := checkRequest(req)
+	c := new(checkAnswer)
+	s.answer(&r, &c.a)
+	return c.response(), nil
 }

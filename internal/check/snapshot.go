@@ -6,10 +6,6 @@ import (
 	"strings"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	"google.golang.org/grpc/codes"
-
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/negotiate"
@@ -40,62 +36,62 @@ type Snapshot struct {
 // client-sent x-pomerium-* header in any spelling and every configured claim
 // header the sidecar did not set (contract sections 5 and 8). The removal
 // runs on every allowed route, public and pass_identity_headers: false
-// included. headers are the request's, as requestHeaders read them.
-func (s *Snapshot) allow(d *decision.Decision, r *authv3.AttributeContext_HttpRequest, headers map[string]string, now time.Time) (*authv3.CheckResponse, error) {
+// included.
+func (s *Snapshot) allow(d *decision.Decision, r *Request, now time.Time, a *Answer) error {
 	route := d.Route
+	headers := r.Headers
+	a.Allowed = true
 	// At most: the assertion, the claim headers, the route's own and the cookie.
-	b := newOKAnswer(2 + len(s.ClaimHeaders) + len(route.SetRequestHeaders))
-	ok := &b.ok
+	a.room(2 + len(s.ClaimHeaders) + len(route.SetRequestHeaders))
 	if d.Claims != nil && route.PassIdentityHeaders {
-		host := identity.HostWithoutPort(r.GetHost())
+		host := identity.HostWithoutPort(r.Host)
 		assertion, err := s.AssertionFor(d, host, now)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		b.headers.set(HeaderAssertion, assertion)
+		a.setHeader(HeaderAssertion, assertion)
 		// The headers name whom the assertion names (sub and user never empty).
 		upstream := d.Upstream()
 		for _, ch := range s.ClaimHeaders {
 			// A claim the token lacks leaves its header absent (and the
 			// client's copy removed below).
 			if v, ok := claimValue(upstream, ch.Claim); ok && v != "" {
-				b.headers.set(ch.Header, v)
+				a.setHeader(ch.Header, v)
 			}
 		}
 	}
 	for _, h := range route.SetRequestHeaders {
-		b.headers.set(h.Name, h.Value)
+		a.setHeader(h.Name, h.Value)
 	}
 	// The session cookie and the sidecar's own cookies go; other cookies stay.
 	cookieName := s.Engine.CookieName
 	if c, removed := identity.WithoutCookies(headers["cookie"], func(name string) bool {
 		return identity.IsSidecarCookie(name, cookieName)
-	}); removed && !b.headers.isSet("cookie") {
+	}); removed && !a.isSet("cookie") {
 		if c == "" {
-			ok.HeadersToRemove = append(ok.HeadersToRemove, "cookie")
+			a.remove("cookie")
 		} else {
-			b.headers.set("cookie", utf8Value(c))
+			a.setHeader("cookie", utf8Value(c))
 		}
 	}
-	remove := func(name string) {
+	strip := func(name string) {
 		// Envoy matches names case-insensitively: never remove what we set.
-		if !b.headers.isSet(strings.ToLower(name)) {
-			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
+		if !a.isSet(strings.ToLower(name)) {
+			a.remove(name)
 		}
 	}
 	if identity.IsPomeriumAuthorization(headers["authorization"]) {
-		remove("authorization")
+		strip("authorization")
 	}
 	for name := range headers {
 		if isPomeriumHeader(name) || s.isClaimHeader(name) {
-			remove(name)
+			strip(name)
 		}
 	}
 	for _, name := range route.RemoveRequestHeaders {
-		remove(name)
+		strip(name)
 	}
-	ok.Headers = b.headers.list
-	return &b.resp, nil
+	return nil
 }
 
 // isClaimHeader reports whether a request header is, in any spelling, one
@@ -136,40 +132,32 @@ func claimValue(id identity.Identity, claim string) (string, bool) {
 
 // deny builds a denial: the status, a body in the client's format that names
 // the reason (see clientReason) and the request id, and the headers the status
-// needs. The gRPC status message keeps the detailed reason: Envoy never sends
-// it to the client, and operators read it in Envoy's debug log.
-func (s *Snapshot) deny(d *decision.Decision, format negotiate.Format, requestID string, r *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
+// needs. The detailed reason stays in Answer.Reason, for operators.
+func (s *Snapshot) deny(d *decision.Decision, format negotiate.Format, requestID string, r *Request, a *Answer) {
 	status := int(d.Status)
-	code := codes.PermissionDenied
-	b := newDenyAnswer(4)
+	a.Reason = d.Reason
 	switch d.Status {
 	case decision.StatusSignIn:
-		code = codes.Unauthenticated
-		b.headers.set("location", SignInURL(r))
+		a.setHeader("location", signInURL(r.Scheme, r.Host, r.Path))
 	case decision.StatusUnauthorized:
-		code = codes.Unauthenticated
-		b.headers.set("www-authenticate", "Pomerium")
+		a.setHeader("www-authenticate", "Pomerium")
 	}
 	if status == 0 {
 		status = 403
 	}
-	b.denied.Body = renderBody(format, status, clientReason(d), requestID)
-	b.headers.set("content-type", format.ContentType())
-	b.headers.set("cache-control", "no-store")
-	b.headers.set("x-request-id", requestID)
-	b.status.Code, b.status.Message = int32(code), d.Reason
-	b.http.Code = typev3.StatusCode(status)
-	b.denied.Headers = b.headers.list
-	return &b.resp
+	a.Status = status
+	a.Body = renderBody(format, status, clientReason(d), requestID)
+	a.setHeader("content-type", format.ContentType())
+	a.setHeader("cache-control", "no-store")
+	a.setHeader("x-request-id", requestID)
 }
 
-// SignInURL is where a browser without a session is sent: sign-in on the
+// signInURL is where a browser without a session is sent: sign-in on the
 // request's own host, carrying the original URL to come back to.
-func SignInURL(r *authv3.AttributeContext_HttpRequest) string {
-	scheme := r.GetScheme()
+func signInURL(scheme, host, path string) string {
 	if scheme != "http" && scheme != "https" {
 		scheme = "https"
 	}
-	original := fmt.Sprintf("%s://%s%s", scheme, r.GetHost(), r.GetPath())
+	original := fmt.Sprintf("%s://%s%s", scheme, host, path)
 	return "/.pomerium/sign_in?pomerium_redirect_uri=" + url.QueryEscape(original)
 }

@@ -189,6 +189,10 @@ type Options struct {
 	GRPCPort     int // replaces 9191
 	HTTPPort     int // replaces 9292
 	UpstreamPort int // replaces 8081
+
+	// Env is added to Envoy's environment, e.g.
+	// ENVOY_DYNAMIC_MODULES_SEARCH_PATH for a config that loads a module.
+	Env []string
 }
 
 // Envoy is a running Envoy process.
@@ -330,6 +334,9 @@ func launch(bin string, src []byte, opts Options) (*Envoy, error) {
 		"--log-path", e.logPath,
 	)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if len(opts.Env) > 0 {
+		cmd.Env = append(os.Environ(), opts.Env...)
+	}
 	e.files = []*os.File{stdout, stderr}
 	if e.proc, err = proc.Start(cmd); err != nil {
 		stdout.Close()
@@ -426,6 +433,12 @@ func (e *Envoy) ConfigPath() string { return e.config }
 // LogTail returns the last n lines of Envoy's log and stderr.
 func (e *Envoy) LogTail(n int) string {
 	return tail(e.logPath, n) + tail(e.errPath, n)
+}
+
+// Stderr returns what Envoy, and any module it loaded, wrote to stderr.
+func (e *Envoy) Stderr() string {
+	b, _ := os.ReadFile(e.errPath)
+	return string(b)
 }
 
 // AccessLog returns the access log (Envoy's stdout) so far.

@@ -1,0 +1,127 @@
+package main
+
+// The Envoy layer's module configuration (issue 20): extauthz inside Envoy as
+// a dynamic module, envoy/envoy-module.yaml as shipped (only its config path
+// and ports replaced), deciding with the same config as ours.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/extauthz/extauthz/internal/envoytest"
+	"github.com/extauthz/extauthz/internal/store/redistest"
+)
+
+const cfgModule = "module"
+
+func init() {
+	envoyConfigNames[cfgModule] = "(v) Envoy + extauthz as a dynamic module (envoy-module.yaml)"
+}
+
+// moduleSetup is what the module configuration needs beside its Envoy: the
+// shared store it requires (a redis-server of its own) and the sidecar's
+// config on it. The sidecar itself is not started: the module serves the
+// requests measured here, and the pages are not measured.
+type moduleSetup struct {
+	config []byte   // envoy-module.yaml naming the config file
+	env    []string // Envoy's environment: the module's search path
+	redis  *proc
+}
+
+// prepareModule builds (or finds) the module, starts a redis-server and writes
+// ours' config with that store. An error means the configuration cannot run
+// here (no C compiler, no redis-server); the runner goes on without it.
+func prepareModule(env *runEnv) (*moduleSetup, error) {
+	lib, err := envoytest.ModuleLibrary()
+	if err != nil {
+		return nil, err
+	}
+	bin, err := redistest.Binary()
+	if err != nil {
+		return nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	redis, err := startProc("redis-server", bin, "--bind", "127.0.0.1", "--port", fmt.Sprint(portOf(addr)),
+		"--save", "", "--appendonly", "no")
+	if err != nil {
+		return nil, err
+	}
+	if err := redis.waitReady(10*time.Second, tcpReady(addr)); err != nil {
+		redis.Stop()
+		return nil, err
+	}
+	cfgPath, _, _, err := writeOursConfig(env.dir, env.sec, "")
+	if err == nil {
+		err = appendFile(cfgPath, "databroker_storage_type: redis\ndatabroker_storage_connection_string: redis://"+addr+"/0\n")
+	}
+	var yaml []byte
+	if err == nil {
+		yaml, err = envoytest.ModuleConfig(cfgPath)
+	}
+	if err != nil {
+		redis.Stop()
+		return nil, err
+	}
+	return &moduleSetup{config: yaml, env: []string{"ENVOY_DYNAMIC_MODULES_SEARCH_PATH=" + filepath.Clean(lib)}, redis: redis}, nil
+}
+
+func init() {
+	shortEnvoyNames[cfgModule] = "(v) extauthz module"
+}
+
+// Targets of issue 20 (the same run).
+const (
+	targetModuleShare  = 0.80 // of Envoy alone
+	targetModuleFactor = 1.5  // of Envoy + ours over ext_authz
+)
+
+// moduleTargets judges the module configuration: throughput against Envoy
+// alone and against ours over ext_authz, p99 at the fixed rate against ours.
+func (r *Results) moduleTargets() []target {
+	none, ours, mod := r.envoy(cfgNone), r.envoy(cfgOurs), r.envoy(cfgModule)
+	t1 := target{Name: "Envoy layer: Envoy + module ≥ 80% of Envoy alone throughput"}
+	t2 := target{Name: "Envoy layer: Envoy + module ≥ 1.5× Envoy + ours over ext_authz throughput"}
+	t3 := target{Name: "Envoy layer: Envoy + module p99 at the fixed rate no worse than Envoy + ours over ext_authz"}
+	if mod == nil || none == nil || ours == nil {
+		t1.Got, t2.Got, t3.Got = "not measured", "not measured", "not measured"
+		return []target{t1, t2, t3}
+	}
+	share, rounds := pairedRatio(mod.Runs.Max, none.Runs.Max)
+	t1.Measured, t1.Pass = true, share >= targetModuleShare
+	t1.Got = fmt.Sprintf("%.0f%% (per round %s; medians %s vs %s)", 100*share, joinFloats(scale(rounds, 100), "%.0f%%"),
+		fmtRate(medianF(mod.Runs.Max, rate)), fmtRate(medianF(none.Runs.Max, rate)))
+	if !t1.Pass {
+		t1.Miss = fmt.Sprintf("short by %.0f percentage points", 100*(targetModuleShare-share))
+	}
+	f, rounds := pairedRatio(mod.Runs.Max, ours.Runs.Max)
+	t2.Measured, t2.Pass = true, f >= targetModuleFactor
+	t2.Got = fmt.Sprintf("%.2f× (per round %s)", f, joinFloats(rounds, "%.2f×"))
+	if !t2.Pass {
+		t2.Miss = fmt.Sprintf("short by %.2f×", targetModuleFactor-f)
+	}
+	a, b := medianD(mod.Runs.Fixed, p99), medianD(ours.Runs.Fixed, p99)
+	t3.Measured, t3.Pass = true, a <= b
+	t3.Got = fmt.Sprintf("%s vs %s", fmtDur(a), fmtDur(b))
+	if !t3.Pass {
+		t3.Miss = fmt.Sprintf("over by %s", fmtDur(a-b))
+	}
+	return []target{t1, t2, t3}
+}
+
+// appendFile appends s to the file at path.
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,144 @@
+// The C half of the binding: the event hooks Envoy resolves by name, and the
+// Envoy callbacks the Go half calls through pointers resolved with dlsym.
+//
+// Only three hooks reach Go: a filter config's creation and destruction (main
+// thread) and a request's headers (worker threads). Everything else Envoy
+// requires of an HTTP filter is answered here, in C, without entering the Go
+// runtime: the decision completes inside the request-headers hook, so a
+// stream has no state of its own and the other hooks have nothing to do.
+#include <dlfcn.h>
+#include <stdio.h>
+
+#include "abi.h"
+#include "_cgo_export.h"
+
+// ---- callbacks: resolved once, when Envoy loads the module ----
+
+typedef size_t (*headers_size_fn)(void*, int);
+typedef bool (*headers_fn)(void*, int, xa_http_header*);
+typedef bool (*set_header_fn)(void*, int, xa_module_buffer, xa_module_buffer);
+typedef bool (*metadata_string_fn)(void*, int, xa_module_buffer, xa_module_buffer, xa_envoy_buffer*);
+typedef void (*send_response_fn)(void*, uint32_t, xa_http_header*, size_t, xa_module_buffer,
+                                 xa_module_buffer);
+typedef void (*log_fn)(int, xa_module_buffer);
+
+static headers_size_fn p_headers_size;
+static headers_fn p_headers;
+static set_header_fn p_set_header;
+static metadata_string_fn p_metadata_string;
+static send_response_fn p_send_response;
+static log_fn p_log;
+
+static void* lookup(const char* name, bool* ok) {
+  void* p = dlsym(RTLD_DEFAULT, name);
+  if (p == NULL) {
+    fprintf(stderr, "extauthz module: Envoy does not export %s; this module needs Envoy 1.40\n", name);
+    *ok = false;
+  }
+  return p;
+}
+
+static bool xa_resolve(void) {
+  bool ok = true;
+  p_headers_size = (headers_size_fn)lookup("envoy_dynamic_module_callback_http_get_headers_size", &ok);
+  p_headers = (headers_fn)lookup("envoy_dynamic_module_callback_http_get_headers", &ok);
+  p_set_header = (set_header_fn)lookup("envoy_dynamic_module_callback_http_set_header", &ok);
+  p_metadata_string =
+      (metadata_string_fn)lookup("envoy_dynamic_module_callback_http_get_metadata_string", &ok);
+  p_send_response = (send_response_fn)lookup("envoy_dynamic_module_callback_http_send_response", &ok);
+  p_log = (log_fn)lookup("envoy_dynamic_module_callback_log", &ok);
+  return ok;
+}
+
+size_t xa_headers_size(void* filter) { return p_headers_size(filter, XA_REQUEST_HEADER); }
+
+bool xa_headers(void* filter, xa_http_header* out) { return p_headers(filter, XA_REQUEST_HEADER, out); }
+
+bool xa_set_header(void* filter, const char* key, size_t key_len, const char* value, size_t value_len) {
+  xa_module_buffer k = {key, key_len};
+  xa_module_buffer v = {value, value_len}; // a NULL value removes the header
+  return p_set_header(filter, XA_REQUEST_HEADER, k, v);
+}
+
+bool xa_route_metadata(void* filter, const char* ns, size_t ns_len, const char* key, size_t key_len,
+                       xa_envoy_buffer* out) {
+  xa_module_buffer n = {ns, ns_len};
+  xa_module_buffer k = {key, key_len};
+  return p_metadata_string(filter, XA_METADATA_ROUTE, n, k, out);
+}
+
+void xa_send_response(void* filter, uint32_t status, xa_http_header* headers, size_t headers_len,
+                      const char* body, size_t body_len, const char* details, size_t details_len) {
+  xa_module_buffer b = {body, body_len};
+  xa_module_buffer d = {details, details_len};
+  p_send_response(filter, status, headers, headers_len, b, d);
+}
+
+void xa_log(int level, const char* msg, size_t len) {
+  xa_module_buffer m = {msg, len};
+  p_log(level, m);
+}
+
+// ---- hooks Envoy calls ----
+
+const char* envoy_dynamic_module_on_program_init(void) {
+  if (!xa_resolve()) {
+    return NULL; // Envoy refuses the module, naming it
+  }
+  return EXTAUTHZ_ABI_VERSION;
+}
+
+const void* envoy_dynamic_module_on_http_filter_config_new(void* config_envoy, xa_envoy_buffer name,
+                                                           xa_envoy_buffer config) {
+  (void)config_envoy;
+  uint64_t h = extauthzConfigNew((char*)name.ptr, name.length, (char*)config.ptr, config.length);
+  // The module's pointer is only a handle into the Go side's table: no Go
+  // pointer is ever kept by Envoy. 0 means the config was refused.
+  return (const void*)(uintptr_t)h;
+}
+
+void envoy_dynamic_module_on_http_filter_config_destroy(const void* config) {
+  extauthzConfigDestroy((uint64_t)(uintptr_t)config);
+}
+
+// A stream's filter is its config's handle: the decision needs nothing per
+// stream beyond the headers hook.
+const void* envoy_dynamic_module_on_http_filter_new(const void* config, void* filter_envoy) {
+  (void)filter_envoy;
+  return config;
+}
+
+int envoy_dynamic_module_on_http_filter_request_headers(void* filter_envoy, const void* filter,
+                                                        bool end_of_stream) {
+  (void)end_of_stream;
+  return extauthzRequestHeaders(filter_envoy, (uint64_t)(uintptr_t)filter);
+}
+
+// Hooks with nothing to do: Continue (0) for every status enum.
+int envoy_dynamic_module_on_http_filter_request_body(void* f, const void* m, bool eos) { return 0; }
+int envoy_dynamic_module_on_http_filter_request_trailers(void* f, const void* m) { return 0; }
+int envoy_dynamic_module_on_http_filter_response_headers(void* f, const void* m, bool eos) { return 0; }
+int envoy_dynamic_module_on_http_filter_response_body(void* f, const void* m, bool eos) { return 0; }
+int envoy_dynamic_module_on_http_filter_response_trailers(void* f, const void* m) { return 0; }
+void envoy_dynamic_module_on_http_filter_stream_complete(void* f, const void* m) {}
+void envoy_dynamic_module_on_http_filter_destroy(const void* m) {}
+void envoy_dynamic_module_on_http_filter_scheduled(void* f, const void* m, uint64_t id) {}
+void envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(void* f,
+                                                                                     const void* m) {}
+void envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(void* f,
+                                                                                    const void* m) {}
+// The filter starts no callouts or streams of its own.
+void envoy_dynamic_module_on_http_filter_http_callout_done(void* f, const void* m, uint64_t id, int result,
+                                                           xa_http_header* headers, size_t headers_len,
+                                                           xa_envoy_buffer* body, size_t body_len) {}
+void envoy_dynamic_module_on_http_filter_http_stream_headers(void* f, const void* m, uint64_t id,
+                                                             xa_http_header* headers, size_t len,
+                                                             bool end_stream) {}
+void envoy_dynamic_module_on_http_filter_http_stream_data(void* f, const void* m, uint64_t id,
+                                                          const xa_envoy_buffer* data, size_t len,
+                                                          bool end_stream) {}
+void envoy_dynamic_module_on_http_filter_http_stream_trailers(void* f, const void* m, uint64_t id,
+                                                              xa_http_header* trailers, size_t len) {}
+void envoy_dynamic_module_on_http_filter_http_stream_complete(void* f, const void* m, uint64_t id) {}
+void envoy_dynamic_module_on_http_filter_http_stream_reset(void* f, const void* m, uint64_t id,
+                                                           int reason) {}

@@ -1,0 +1,208 @@
+package main
+
+/*
+#include "abi.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/extauthz/extauthz/internal/check"
+	"github.com/extauthz/extauthz/internal/module"
+)
+
+// The Go half of the binding. The rules it keeps (cgo's, and the Go
+// runtime's inside a C++ process):
+//   - Envoy never holds a Go pointer: a filter config is known to Envoy as a
+//     number, a key into filters.
+//   - C memory Envoy lends (header names and values) is copied before the
+//     hook returns; Go memory lent to Envoy (names, values, bodies) is only
+//     lent for the duration of the callback, and a header array holding Go
+//     pointers is pinned while Envoy reads it.
+//   - No panic crosses into Envoy: each hook recovers, and a request whose
+//     decision panicked is answered 503.
+//   - No signal handlers: Envoy owns the process's signals, so the config is
+//     reloaded when its file changes, never on SIGHUP.
+
+// filters are the live filter configs by handle; handles start at 1 (0 tells
+// Envoy the config was refused).
+var (
+	filters    sync.Map // uint64 -> *module.Filter
+	lastHandle atomic.Uint64
+)
+
+// Envoy's log levels (envoy_dynamic_module_type_log_level).
+const (
+	envoyLogInfo  = 2
+	envoyLogError = 4
+)
+
+func envoyLog(level int, msg string) {
+	C.xa_log(C.int(level), cptr(msg), C.size_t(len(msg)))
+}
+
+//export extauthzConfigNew
+func extauthzConfigNew(name *C.char, nameLen C.size_t, cfg *C.char, cfgLen C.size_t) (handle C.uint64_t) {
+	defer func() {
+		if v := recover(); v != nil {
+			envoyLog(envoyLogError, fmt.Sprintf("extauthz module: panic while loading the filter config: %v", v))
+			handle = 0
+		}
+	}()
+	settings, err := module.ParseSettings([]byte(C.GoStringN(cfg, C.int(cfgLen))))
+	if err == nil {
+		var f *module.Filter
+		if f, err = module.New(settings, module.Options{}); err == nil {
+			h := lastHandle.Add(1)
+			filters.Store(h, f)
+			return C.uint64_t(h)
+		}
+	}
+	// Envoy only says the module failed to initialize: say why in its log.
+	envoyLog(envoyLogError, fmt.Sprintf("extauthz module: filter %q refused: %v", C.GoStringN(name, C.int(nameLen)), err))
+	return 0
+}
+
+//export extauthzConfigDestroy
+func extauthzConfigDestroy(h C.uint64_t) {
+	defer func() { _ = recover() }()
+	if v, ok := filters.LoadAndDelete(uint64(h)); ok {
+		v.(*module.Filter).Close()
+	}
+}
+
+//export extauthzRequestHeaders
+func extauthzRequestHeaders(envoyFilter unsafe.Pointer, h C.uint64_t) (status C.int) {
+	s := stream{envoyFilter}
+	var f *module.Filter
+	defer func() {
+		if v := recover(); v != nil {
+			if f != nil {
+				module.Recovered(f.Log(), v)
+			} else {
+				module.Recovered(nil, v)
+			}
+			module.Unavailable(s)
+			status = C.XA_HEADERS_STOP_ITERATION
+		}
+	}()
+	v, ok := filters.Load(uint64(h))
+	if !ok {
+		module.Unavailable(s)
+		return C.XA_HEADERS_STOP_ITERATION
+	}
+	f = v.(*module.Filter)
+	var r check.Request
+	readHeaders(envoyFilter, &r)
+	r.RouteName = routeName(envoyFilter)
+	if f.Serve(&r, s) {
+		return C.XA_HEADERS_CONTINUE
+	}
+	return C.XA_HEADERS_STOP_ITERATION
+}
+
+// readHeaders copies the request's header lines into r.
+func readHeaders(envoyFilter unsafe.Pointer, r *check.Request) {
+	n := int(C.xa_headers_size(envoyFilter))
+	if n == 0 {
+		return
+	}
+	hs := make([]C.xa_http_header, n)
+	if !C.xa_headers(envoyFilter, &hs[0]) {
+		return
+	}
+	r.Headers = make(map[string]string, n)
+	for _, h := range hs {
+		r.AddHeader(headerName(h.key_ptr, h.key_length), C.GoStringN(h.value_ptr, C.int(h.value_length)))
+	}
+}
+
+// commonNames are header names most requests carry: readHeaders uses these
+// strings instead of copying each request's, one allocation fewer per header.
+var commonNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{":authority", ":path", ":method", ":scheme", "accept", "accept-encoding",
+		"accept-language", "authorization", "cache-control", "connection", "content-length", "content-type",
+		"cookie", "origin", "referer", "user-agent", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
+		"x-envoy-external-address", "x-envoy-internal", "upgrade-insecure-requests", "sec-fetch-mode",
+		"sec-fetch-site", "sec-fetch-dest", "sec-fetch-user", "priority", "te"} {
+		m[n] = n
+	}
+	return m
+}()
+
+// headerName returns the name Envoy lends, as a Go string of its own.
+func headerName(p *C.char, n C.size_t) string {
+	// The view is only used to look the name up; it is not kept.
+	if name, ok := commonNames[unsafe.String((*byte)(unsafe.Pointer(p)), int(n))]; ok {
+		return name
+	}
+	return C.GoStringN(p, C.int(n))
+}
+
+// RouteMetadataNamespace and RouteMetadataKey name the route metadata that
+// tells the module which policy route a route is, as the context extension
+// "route" tells the sidecar over ext_authz.
+const (
+	RouteMetadataNamespace = "extauthz"
+	RouteMetadataKey       = "route"
+)
+
+func routeName(envoyFilter unsafe.Pointer) string {
+	var out C.xa_envoy_buffer
+	ns, key := RouteMetadataNamespace, RouteMetadataKey
+	if !C.xa_route_metadata(envoyFilter, cptr(ns), C.size_t(len(ns)), cptr(key), C.size_t(len(key)), &out) || out.ptr == nil {
+		return ""
+	}
+	return C.GoStringN(out.ptr, C.int(out.length))
+}
+
+// stream is module.Stream on one of Envoy's HTTP filters.
+type stream struct{ envoyFilter unsafe.Pointer }
+
+func (s stream) SetHeader(name, value string) {
+	C.xa_set_header(s.envoyFilter, cptr(name), C.size_t(len(name)), cptr(value), C.size_t(len(value)))
+}
+
+func (s stream) RemoveHeader(name string) {
+	// A null value removes the header.
+	C.xa_set_header(s.envoyFilter, cptr(name), C.size_t(len(name)), nil, 0)
+}
+
+func (s stream) SendResponse(status int, headers []check.Header, body, details string) {
+	var pins runtime.Pinner
+	defer pins.Unpin()
+	hs := make([]C.xa_http_header, len(headers)+1) // +1: never a zero-length array
+	for i, h := range headers {
+		hs[i] = C.xa_http_header{
+			key_ptr: pinned(&pins, h.Name), key_length: C.size_t(len(h.Name)),
+			value_ptr: pinned(&pins, h.Value), value_length: C.size_t(len(h.Value)),
+		}
+	}
+	C.xa_send_response(s.envoyFilter, C.uint32_t(status), &hs[0], C.size_t(len(headers)),
+		cptr(body), C.size_t(len(body)), cptr(details), C.size_t(len(details)))
+}
+
+// nonEmpty is where an empty string points: Envoy reads a null value as
+// "remove the header".
+var nonEmpty = [1]byte{0}
+
+// cptr lends s's bytes to Envoy for one call.
+func cptr(s string) *C.char {
+	if s == "" {
+		return (*C.char)(unsafe.Pointer(&nonEmpty[0]))
+	}
+	return (*C.char)(unsafe.Pointer(unsafe.StringData(s)))
+}
+
+// pinned is cptr for a pointer stored in Go memory that Envoy reads.
+func pinned(p *runtime.Pinner, s string) *C.char {
+	c := cptr(s)
+	p.Pin(c)
+	return c
+}

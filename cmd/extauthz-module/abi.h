@@ -1,0 +1,51 @@
+// The subset of Envoy's dynamic-module ABI (Envoy 1.40.0, ABI "v0.2.0") that
+// the extauthz HTTP filter uses, declared from the ABI's documentation
+// (source/extensions/dynamic_modules/abi.h in envoyproxy/envoy). Only what
+// the filter calls or must export is here; see docs/module.md for why each
+// piece is needed and how it was checked against the Envoy binary.
+#ifndef EXTAUTHZ_MODULE_ABI_H
+#define EXTAUTHZ_MODULE_ABI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// The ABI version Envoy 1.40.0 was built with. A mismatch only makes Envoy
+// log a warning, but it means the declarations below may be stale.
+#define EXTAUTHZ_ABI_VERSION "v0.2.0"
+
+typedef struct {
+  const char* ptr;
+  size_t length;
+} xa_envoy_buffer; // envoy_dynamic_module_type_envoy_buffer: memory Envoy owns
+
+typedef struct {
+  const char* ptr;
+  size_t length;
+} xa_module_buffer; // envoy_dynamic_module_type_module_buffer: memory we own
+
+typedef struct {
+  const char* key_ptr;
+  size_t key_length;
+  const char* value_ptr;
+  size_t value_length;
+} xa_http_header; // both envoy_ and module_http_header have this layout
+
+// envoy_dynamic_module_type_http_header_type
+enum { XA_REQUEST_HEADER = 0 };
+// envoy_dynamic_module_type_metadata_source
+enum { XA_METADATA_ROUTE = 1 };
+// envoy_dynamic_module_type_on_http_filter_request_headers_status
+enum { XA_HEADERS_CONTINUE = 0, XA_HEADERS_STOP_ITERATION = 1 };
+
+// The Envoy callbacks the filter calls, resolved once at load (xa_resolve).
+size_t xa_headers_size(void* filter);
+bool xa_headers(void* filter, xa_http_header* out);
+bool xa_set_header(void* filter, const char* key, size_t key_len, const char* value, size_t value_len);
+bool xa_route_metadata(void* filter, const char* ns, size_t ns_len, const char* key, size_t key_len,
+                       xa_envoy_buffer* out);
+void xa_send_response(void* filter, uint32_t status, xa_http_header* headers, size_t headers_len,
+                      const char* body, size_t body_len, const char* details, size_t details_len);
+void xa_log(int level, const char* msg, size_t len);
+
+#endif
