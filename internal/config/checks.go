@@ -8,7 +8,7 @@ import (
 	"unicode"
 )
 
-// Checks of single values: secrets, addresses, URLs, cookie and claim header
+// Checks of single values: secrets, emails, URLs, cookie and claim header
 // names. Each returns the sentence a Problem carries, or "" when the value is
 // fine; validate places it at the key.
 
