@@ -357,16 +357,7 @@ var errNoDemo = errors.New("demo config has no route named app")
 // above it is never refused, the GC just works harder.
 const defaultMemoryLimit = 48 << 20
 
-// defaultGCPercent is serve's GOGC unless the environment sets one. The live
-// heap is small (a few MiB: bounded caches), so at Go's default of 100 the GC
-// ran once per 200-300 Checks under load; 200 halves that, and the soft
-// memory limit above still caps what the extra headroom may cost.
-const defaultGCPercent = 200
-
 func setMemoryLimit(log *zap.Logger) {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
-	}
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
