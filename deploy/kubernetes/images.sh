@@ -48,7 +48,10 @@ if [ "$mode" = docker ]; then
   sh examples/docker-compose/compose-env.sh # the compose file reads .env; kept when present
   for svc in extauthz echo; do
     tag=extauthz:dev; [ $svc = echo ] && tag=extauthz-echo:dev
-    img=$($compose config --images "$svc")
+    # config --images lists the images of the service's dependencies too (redis:7 for extauthz), in no fixed
+    # order: the service's own build is named <project>-<service>.
+    img=$($compose config --images "$svc" | grep -- "-$svc\$" | head -n 1)
+    [ -n "$img" ] || { say "compose names no image built for $svc"; exit 1; }
     docker image inspect "$img" >/dev/null 2>&1 || $compose build -q "$svc"
     docker tag "$img" "$tag"
   done
