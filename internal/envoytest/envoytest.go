@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -168,13 +169,41 @@ func FreePort(t testing.TB) int {
 	return p
 }
 
+// freePort picks a loopback port below the kernel's ephemeral range. The
+// port is closed again before a child process binds it, and a port the
+// kernel hands out for ":0" is one it also hands to outgoing connections: in
+// between, any connect() on the machine could take it (seen under go test
+// ./..., packages in parallel: "bind: address already in use"). Below the
+// range only another test's pick can collide, one in ten thousand. The top
+// stays under 30000, where Kubernetes' NodePorts begin.
 func freePort() (int, error) {
+	lo, hi := 20000, min(ephemeralStart(), 30000)
+	for i := 0; i < 50 && hi > lo; i++ {
+		p := lo + rand.IntN(hi-lo)
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
+			l.Close()
+			return p, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralStart is the first port of Linux's ip_local_port_range (32768
+// where it cannot be read).
+func ephemeralStart() int {
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				return n
+			}
+		}
+	}
+	return 32768
 }
 
 // Options say which config to run and on which ports. A zero port is replaced

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -388,4 +389,22 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestFreePortIsBelowTheEphemeralRange: a port the kernel could also hand to
+// an outgoing connection may be taken before the process it is meant for
+// binds it. (Where the ephemeral range starts below 30000, FreePort falls
+// back to the kernel's pick; this machine's starts at 32768.)
+func TestFreePortIsBelowTheEphemeralRange(t *testing.T) {
+	for range 20 {
+		p := envoytest.FreePort(t)
+		if p < 20000 || p >= 30000 {
+			t.Fatalf("FreePort() = %d, want one in [20000, 30000)", p)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Fatalf("port %d from FreePort cannot be bound: %v", p, err)
+		}
+		l.Close()
+	}
 }
