@@ -46,6 +46,12 @@ type env struct {
 	getenv func(string) string
 }
 
+// asPomeriumCLI reports whether the binary was invoked under the original
+// pomerium-cli's name, which runs service-account with its usage line.
+func (e *env) asPomeriumCLI() bool {
+	return strings.TrimSuffix(filepath.Base(e.args[0]), ".exe") == "pomerium-cli"
+}
+
 func main() {
 	e := &env{args: os.Args, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
 	os.Exit(run(e))
@@ -66,7 +72,7 @@ func run(e *env) int {
 	name := filepath.Base(e.args[0])
 	var err error
 	switch {
-	case strings.TrimSuffix(name, ".exe") == "pomerium-cli":
+	case e.asPomeriumCLI():
 		err = serviceAccount(e, e.args[1:])
 	case len(e.args) < 2:
 		printUsage(e.stderr)

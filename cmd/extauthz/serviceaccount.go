@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -34,7 +33,7 @@ func serviceAccount(e *env, args []string) error {
 	sub := fs.String("sub", "", "Subject (typically User's GUID)")
 	user := fs.String("user", "", "User (typically User's GUID)")
 	prog := "extauthz service-account"
-	if strings.TrimSuffix(filepath.Base(e.args[0]), ".exe") == "pomerium-cli" {
+	if e.asPomeriumCLI() {
 		prog = "pomerium-cli"
 	}
 	fs.Usage = func() {

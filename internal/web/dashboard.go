@@ -11,9 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/extauthz/extauthz/internal/audit"
 	"github.com/extauthz/extauthz/internal/decision"
 	"github.com/extauthz/extauthz/internal/identity"
 	"github.com/extauthz/extauthz/internal/negotiate"
@@ -337,24 +334,7 @@ func (s *Server) showDashboard(w http.ResponseWriter, r *http.Request, status in
 func (s *Server) dashboard(st *state, w http.ResponseWriter, r *http.Request, sess *session, now time.Time) {
 	v := s.dashboardView(st, r, sess, now)
 	if sess.Impersonation.Ended && sess.fromCookie() {
-		// The impersonation ran out: put the administrator's own session
-		// back in the cookie, so every later request (here and through
-		// Check) acts as the administrator without re-reading stale claims,
-		// and record the end once, at that transition. A token carried in a
-		// header cannot be rewritten; Check audits each request made with it.
-		c := sess.Claims
-		tok, next, err := st.reissue(c, withoutImpersonation)
-		if err != nil {
-			s.log.Error("re-issuing the session after an impersonation ended", zap.Error(err), zap.String("request_id", requestID(r)))
-		} else {
-			s.issueSession(st, w, r, tok, next, issuedImpersonationEnded)
-			v.Reissued = true
-			var ended time.Time
-			if c.ImpersonateExp != nil {
-				ended = c.ImpersonateExp.Time
-			}
-			s.auditImpersonation(audit.ImpersonationEnded, r, c, st.impersonated(c), append(audit.Session(next), audit.Ended(ended))...)
-		}
+		v.Reissued = s.restoreAfterImpersonation(st, w, r, sess.Claims)
 	}
 	s.showDashboard(w, r, http.StatusOK, v)
 }

@@ -1,8 +1,11 @@
 package web_test
 
 import (
+	"encoding/json"
+	"maps"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +54,30 @@ func TestDashboard(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("the JSON names its fields as scripts read them", func(t *testing.T) {
+		b := f.browser()
+		b.setSession(appHost, tok)
+		var d struct {
+			Routes []map[string]any `json:"routes"`
+		}
+		var fields map[string]any
+		r := b.get(appHost, "/.pomerium/", "Accept", "application/json")
+		if err := json.Unmarshal([]byte(r.body), &fields); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(r.body), &d); err != nil || len(d.Routes) == 0 {
+			t.Fatalf("routes %v, %v", d.Routes, err)
+		}
+		want := []string{"access", "administrator", "email", "expires_at", "groups", "impersonated_email", "impersonated_groups",
+			"impersonating", "impersonation_ended", "impersonation_expires_at", "reason", "routes", "user"}
+		if got := slices.Sorted(maps.Keys(fields)); !slices.Equal(got, want) {
+			t.Errorf("fields %v, want %v", got, want)
+		}
+		if got, want := slices.Sorted(maps.Keys(d.Routes[0])), []string{"allowed", "from", "reason", "route"}; !slices.Equal(got, want) {
+			t.Errorf("route fields %v, want %v", got, want)
+		}
+	})
 
 	t.Run("the HTML dashboard shows email, user, groups, expiry and a sign-out button", func(t *testing.T) {
 		b := f.signedIn(tok)
@@ -145,7 +172,7 @@ func TestDashboardDisclosesNoPolicy(t *testing.T) {
 		name string
 		// session signs a browser in for the view.
 		session    func(b *browser)
-		wantRoutes []routeJSON
+		wantRoutes []web.RouteRow
 		// present and absent are checked in the HTML and the text answers.
 		present, absent []string
 		adminForms      bool
@@ -183,7 +210,7 @@ func TestDashboardDisclosesNoPolicy(t *testing.T) {
 			},
 			// Check refuses every route that reads a token; public routes
 			// are decided before.
-			wantRoutes: []routeJSON{{Route: "public", From: "https://public.example.test", Allowed: true, Reason: "allow_public_unauthenticated_access"}},
+			wantRoutes: []web.RouteRow{{Route: "public", From: "https://public.example.test", Allowed: true, Reason: "allow_public_unauthenticated_access"}},
 			present:    []string{"public.example.test", "allow_public_unauthenticated_access", "impersonation requires an administrator"},
 			absent:     append([]string{"https://app.example.test", "https://wiki.example.test"}, undisclosed...),
 		},

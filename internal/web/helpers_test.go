@@ -362,65 +362,34 @@ func form(kv ...string) url.Values {
 	return v
 }
 
-type routeJSON struct {
-	Route   string `json:"route"`
-	From    string `json:"from"`
-	Allowed bool   `json:"allowed"`
-	Reason  string `json:"reason"`
-}
-
-type dashboardJSON struct {
-	Email                  string      `json:"email"`
-	User                   string      `json:"user"`
-	Groups                 []string    `json:"groups"`
-	ExpiresAt              *time.Time  `json:"expires_at"`
-	Administrator          bool        `json:"administrator"`
-	Impersonating          bool        `json:"impersonating"`
-	ImpersonatedEmail      string      `json:"impersonated_email"`
-	ImpersonatedGroups     []string    `json:"impersonated_groups"`
-	Access                 string      `json:"access"`
-	Reason                 string      `json:"reason"`
-	ImpersonationExpiresAt *time.Time  `json:"impersonation_expires_at"`
-	ImpersonationEnded     bool        `json:"impersonation_ended"`
-	ImpersonationDenied    string      `json:"impersonation_denied"`
-	Routes                 []routeJSON `json:"routes"`
-	Preview                *struct {
-		Email  string      `json:"email"`
-		Groups []string    `json:"groups"`
-		Routes []routeJSON `json:"routes"`
-	} `json:"preview"`
-}
-
-func decodeDashboard(t *testing.T, r response) dashboardJSON {
+func decodeDashboard(t *testing.T, r response) web.DashboardJSON {
 	t.Helper()
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("Content-Type %q, want application/json; body:\n%s", ct, r.body)
 	}
-	var d dashboardJSON
-	dec := json.NewDecoder(strings.NewReader(r.body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
+	var d web.DashboardJSON
+	if err := json.Unmarshal([]byte(r.body), &d); err != nil {
 		t.Fatalf("decoding dashboard JSON: %v\n%s", err, r.body)
 	}
 	return d
 }
 
 // expected computes the access table with Route.Evaluate directly.
-func expected(t *testing.T, f *fixture, id identity.Identity) []routeJSON {
+func expected(t *testing.T, f *fixture, id identity.Identity) []web.RouteRow {
 	t.Helper()
-	var rows []routeJSON
+	var rows []web.RouteRow
 	for _, rt := range f.settings.Engine.Policy.Routes {
 		v := rt.Evaluate(id)
-		rows = append(rows, routeJSON{Route: rt.Name, From: rt.From, Allowed: v.Allowed, Reason: v.Reason})
+		rows = append(rows, web.RouteRow{Route: rt.Name, From: rt.From, Allowed: v.Allowed, Reason: v.Reason})
 	}
 	return rows
 }
 
 // reachable is the part of expected a non-administrator is shown: the
 // allowed rows only.
-func reachable(t *testing.T, f *fixture, id identity.Identity) []routeJSON {
+func reachable(t *testing.T, f *fixture, id identity.Identity) []web.RouteRow {
 	t.Helper()
-	rows := []routeJSON{}
+	rows := []web.RouteRow{}
 	for _, r := range expected(t, f, id) {
 		if r.Allowed {
 			rows = append(rows, r)

@@ -138,6 +138,28 @@ func (s *Server) issueSession(st *state, w http.ResponseWriter, r *http.Request,
 	s.audit.Issued(c, why, auditRequest(r))
 }
 
+// restoreAfterImpersonation puts the administrator's own session back in the
+// cookie once the impersonation in c, read from that cookie, has run out, so
+// that every later request (here and through Check) acts as the
+// administrator without re-reading stale claims, and records the end once,
+// at that transition. A token carried in a header cannot be rewritten; Check
+// audits each request made with it. It reports whether the cookie was
+// rewritten; a failure is logged and the stale cookie kept.
+func (s *Server) restoreAfterImpersonation(st *state, w http.ResponseWriter, r *http.Request, c *identity.Claims) bool {
+	tok, next, err := st.reissue(c, withoutImpersonation)
+	if err != nil {
+		s.log.Error("re-issuing the session after an impersonation ended", zap.Error(err), zap.String("request_id", requestID(r)))
+		return false
+	}
+	s.issueSession(st, w, r, tok, next, issuedImpersonationEnded)
+	var ended time.Time
+	if c.ImpersonateExp != nil {
+		ended = c.ImpersonateExp.Time
+	}
+	s.auditImpersonation(audit.ImpersonationEnded, r, c, st.impersonated(c), append(audit.Session(next), audit.Ended(ended))...)
+	return true
+}
+
 // clearSession expires the session cookie with the same Domain and Path it
 // was set with. With a cookie_domain, a host-only cookie of the same name
 // (from before the domain was configured) is cleared too.
