@@ -122,11 +122,7 @@ func TestCheckTheDashboardAndExplainAgree(t *testing.T) {
 		if code := run(&env{args: args, stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}); code != 0 {
 			t.Fatalf("explain exited %d: %s", code, stderr.String())
 		}
-		var rows []struct {
-			Route   string `json:"route"`
-			Allowed bool   `json:"allowed"`
-			Reason  string `json:"reason"`
-		}
+		var rows []explainRow
 		if err := json.Unmarshal(stdout.Bytes(), &rows); err != nil {
 			t.Fatal(err)
 		}

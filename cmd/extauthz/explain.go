@@ -13,6 +13,17 @@ import (
 	"github.com/extauthz/extauthz/internal/impersonation"
 )
 
+// explainRow is one route of explain's answer, as `explain --json` prints it.
+type explainRow struct {
+	Route   string `json:"route"`
+	From    string `json:"from"`
+	Prefix  string `json:"prefix,omitempty"`
+	Path    string `json:"path,omitempty"`
+	Regex   string `json:"regex,omitempty"`
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason"`
+}
+
 // explain prints what an identity could reach, route by route, as
 // decision.Engine.Explain answers: what Check answers a token that identity holds.
 func explain(e *env, args []string) error {
@@ -68,19 +79,10 @@ func explain(e *env, args []string) error {
 		keep = func(v decision.Verdict) bool { return v.Route == r }
 	}
 	id := identity.Identity{Email: *email, User: *email, Subject: *email, Groups: groups}
-	type row struct {
-		Route   string `json:"route"`
-		From    string `json:"from"`
-		Prefix  string `json:"prefix,omitempty"`
-		Path    string `json:"path,omitempty"`
-		Regex   string `json:"regex,omitempty"`
-		Allowed bool   `json:"allowed"`
-		Reason  string `json:"reason"`
-	}
-	rows := []row{}
+	rows := []explainRow{}
 	for i, v := range engine.Explain(decision.As(id)) {
 		if keep(v) {
-			r := row{Route: v.Route.Name, From: v.Route.From, Prefix: v.Route.Prefix, Path: v.Route.Path, Allowed: v.Allowed, Reason: v.Reason}
+			r := explainRow{Route: v.Route.Name, From: v.Route.From, Prefix: v.Route.Prefix, Path: v.Route.Path, Allowed: v.Allowed, Reason: v.Reason}
 			if v.Route.Regex != nil && i < len(cfg.Policy) {
 				r.Regex = cfg.Policy[i].Regex // as written: the compiled one is anchored
 			}

@@ -205,13 +205,6 @@ policy:
     allow_public_unauthenticated_access: true
 `
 
-type explainRow struct {
-	Route   string `json:"route"`
-	From    string `json:"from"`
-	Allowed bool   `json:"allowed"`
-	Reason  string `json:"reason"`
-}
-
 func TestExplain(t *testing.T) {
 	path := testkit.WriteFile(t, "policy.yaml", explainConfig)
 	bob := []string{"explain", "--config", path, "--email", "bob@corp.example", "--groups", "engineering"}
