@@ -91,13 +91,7 @@ func (r *Results) moduleTargets() []target {
 		t1.Got, t2.Got, t3.Got = "not measured", "not measured", "not measured"
 		return []target{t1, t2, t3}
 	}
-	share, rounds := pairedRatio(mod.Runs.Max, none.Runs.Max)
-	t1.Measured, t1.Pass = true, share >= targetModuleShare
-	t1.Got = fmt.Sprintf("%.0f%% (per round %s; medians %s vs %s)", 100*share, joinFloats(scale(rounds, 100), "%.0f%%"),
-		fmtRate(medianF(mod.Runs.Max, rate)), fmtRate(medianF(none.Runs.Max, rate)))
-	if !t1.Pass {
-		t1.Miss = fmt.Sprintf("short by %.0f percentage points", 100*(targetModuleShare-share))
-	}
+	t1.judgeShare(mod.Runs.Max, none.Runs.Max, targetModuleShare, "requests", "")
 	f, rounds := pairedRatio(mod.Runs.Max, ours.Runs.Max)
 	t2.Measured, t2.Pass = true, f >= targetModuleFactor
 	t2.Got = fmt.Sprintf("%.2f× (per round %s)", f, joinFloats(rounds, "%.2f×"))

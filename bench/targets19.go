@@ -39,12 +39,8 @@ func (r *Results) judge19(add func(target)) {
 
 	t := target{Name: fmt.Sprintf("gRPC layer: %s-session throughput ≥ 50%% of the no-op floor's", humanCount(r.Cfg.Sessions))}
 	if g := r.grpc("sessions"); g != nil {
-		share, rounds := pairedRatio(g.Ours.Max, g.Noop.Max)
-		t.Measured, t.Pass = true, share >= targetSessionShare
-		t.Got = fmt.Sprintf("%.0f%% (per round %s; medians %s vs %s)", 100*share, joinFloats(scale(rounds, 100), "%.0f%%"),
-			fmtRate(medianF(g.Ours.Max, rate)), fmtRate(medianF(g.Noop.Max, rate)))
+		t.judgeShare(g.Ours.Max, g.Noop.Max, targetSessionShare, "Checks", "")
 		if !t.Pass {
-			t.Miss = fmt.Sprintf("short by %.0f percentage points", 100*(targetSessionShare-share))
 			t.Bound = fmt.Sprintf("Every request is a session's first: ours used %s of CPU per Check against the floor's %s. "+
 				"A new (session, route) costs one ES256 signature of its assertion (BenchmarkSignAssertion) and one HS256 "+
 				"verification (BenchmarkVerify/uncached); neither can be cached before the session's second request, and caching "+
