@@ -3,8 +3,10 @@ package identity_test
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -268,6 +270,64 @@ func TestVerify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzVerify: no input panics, every refusal is a *TokenError with a known
+// reason, and nothing verifies unless its signature is the HS256 MAC of its
+// signing input under the secret's text.
+func FuzzVerify(f *testing.F) {
+	valid := hs256(f, baseClaims())
+	f.Add(valid, testHost)
+	f.Add(valid, testHost+":443")
+	f.Add(hs256(f, with(map[string]any{"exp": unix(-time.Hour)})), testHost)
+	f.Add(hs256(f, with(map[string]any{"aud": testHost, "exp": 1e300})), testHost)
+	f.Add(hs256(f, with(map[string]any{"exp": "soon", "groups": "x"})), testHost)
+	f.Add(sign(f, jwt.SigningMethodHS256, secretBytes, baseClaims()), testHost)
+	f.Add(sign(f, jwt.SigningMethodHS512, []byte(secret), baseClaims()), testHost)
+	f.Add(sign(f, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, baseClaims()), testHost)
+	f.Add("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.", "")
+	f.Add("a.b.c", "[::1]:80")
+	f.Add("", "")
+	f.Add(strings.Repeat(".", 100), testHost)
+
+	v := newVerifier(f, identity.VerifierOptions{Leeway: time.Minute, Secrets: []string{secret, oldSecret},
+		RevokedIDs: []string{"revoked"}, MaxLifetime: 24 * time.Hour})
+	reasons := []string{identity.ReasonMalformed, identity.ReasonTooLarge, identity.ReasonAlgorithm, identity.ReasonSignature,
+		identity.ReasonExpired, identity.ReasonNotYetValid, identity.ReasonIssuedInFuture, identity.ReasonMissingExpiry,
+		identity.ReasonAudience, identity.ReasonIssuer, identity.ReasonRevoked, identity.ReasonLifetime}
+
+	f.Fuzz(func(t *testing.T, token, host string) {
+		claims, err := v.Verify(token, host, now)
+		if err != nil {
+			var te *identity.TokenError
+			if !errors.As(err, &te) || !slices.Contains(reasons, te.Reason) {
+				t.Fatalf("error %v (%T) is not a *TokenError with a known reason", err, err)
+			}
+			if claims != nil {
+				t.Fatal("claims returned with an error")
+			}
+			return
+		}
+		parts := strings.Split(token, ".")
+		if len(parts) != 3 {
+			t.Fatalf("verified a token with %d segments", len(parts))
+		}
+		sig, derr := base64.RawURLEncoding.Strict().DecodeString(parts[2])
+		if derr != nil {
+			t.Fatalf("verified a token whose signature is not strict base64url: %v", derr)
+		}
+		signedBy := func(key string) bool {
+			mac := hmac.New(sha256.New, []byte(key))
+			mac.Write([]byte(parts[0] + "." + parts[1]))
+			return hmac.Equal(mac.Sum(nil), sig)
+		}
+		if !signedBy(secret) && !signedBy(oldSecret) {
+			t.Fatalf("verified a token not signed with a configured secret: %q", token)
+		}
+		if claims == nil || claims.ExpiresAt == nil || !now.Before(claims.ExpiresAt.Add(time.Minute)) {
+			t.Fatalf("verified a token without a live exp: %+v", claims)
+		}
+	})
 }
 
 func TestVerifyReturnsTheTokenClaims(t *testing.T) {
