@@ -109,8 +109,8 @@ func replicasActAsOne(t *testing.T, c *http.Client, mint func(...string) string)
 			before[i] = r.checks(t)
 		}
 		for range 20 {
-			if a := get(t, c, wiki, "Authorization", "Pomerium "+carol); a.status != http.StatusOK {
-				t.Fatalf("carol on the wiki: %d %s", a.status, a.body)
+			if a := get(t, c, wiki, "Authorization", "Pomerium "+carol); a.Status != http.StatusOK {
+				t.Fatalf("carol on the wiki: %d %s", a.Status, a.Body)
 			}
 		}
 		for i, r := range rs {
@@ -154,13 +154,13 @@ func replicasActAsOne(t *testing.T, c *http.Client, mint func(...string) string)
 	})
 	t.Run("through Envoy carol is refused whichever replica answers, and others are not", func(t *testing.T) {
 		for range 10 {
-			if a := get(t, c, wiki, "Authorization", "Pomerium "+carol); a.status != http.StatusUnauthorized {
-				t.Fatalf("carol's token after her revocation: %d %s", a.status, a.body)
+			if a := get(t, c, wiki, "Authorization", "Pomerium "+carol); a.Status != http.StatusUnauthorized {
+				t.Fatalf("carol's token after her revocation: %d %s", a.Status, a.Body)
 			}
 		}
 		bob := mint("-email", "bob@corp.example", "-aud", "wiki.localhost", "-iss", "authenticate.localhost", "-sub", "bob")
-		if a := get(t, c, wiki, "Authorization", "Pomerium "+bob); a.status != http.StatusOK {
-			t.Errorf("bob on the wiki after carol's revocation: %d %s", a.status, a.body)
+		if a := get(t, c, wiki, "Authorization", "Pomerium "+bob); a.Status != http.StatusOK {
+			t.Errorf("bob on the wiki after carol's revocation: %d %s", a.Status, a.Body)
 		}
 	})
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -151,29 +150,10 @@ func stackClient() *http.Client {
 	}
 }
 
-type answer struct {
-	status int
-	header http.Header
-	body   string
-}
-
-func get(t *testing.T, c *http.Client, url string, header ...string) answer {
+// get asks for JSON, as scripts do.
+func get(t *testing.T, c *http.Client, url string, header ...string) testkit.Answer {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Accept", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return answer{resp.StatusCode, resp.Header, string(body)}
+	return testkit.Get(t, c, url, append([]string{"Accept", "application/json"}, header...)...)
 }
 
 // echoed is what examples/echo answers, with header names lower-cased.
@@ -201,10 +181,10 @@ func parseEcho(t *testing.T, body string) echoed {
 func echoFor(t *testing.T, c *http.Client, url, tok string) echoed {
 	t.Helper()
 	a := get(t, c, url, "Authorization", "Pomerium "+tok)
-	if a.status != http.StatusOK {
-		t.Fatalf("status %d: %s", a.status, a.body)
+	if a.Status != http.StatusOK {
+		t.Fatalf("status %d: %s", a.Status, a.Body)
 	}
-	return parseEcho(t, a.body)
+	return parseEcho(t, a.Body)
 }
 
 // verifyAssertion checks x-pomerium-jwt-assertion against the stack's
@@ -213,8 +193,8 @@ func verifyAssertion(t *testing.T, c *http.Client, host, assertion string) map[s
 	t.Helper()
 	a := get(t, c, "http://"+host+":"+envoyPort+"/.well-known/pomerium/jwks.json")
 	var jwks jose.JSONWebKeySet
-	if err := json.Unmarshal([]byte(a.body), &jwks); err != nil || a.status != http.StatusOK {
-		t.Fatalf("JWKS: %d %v: %s", a.status, err, a.body)
+	if err := json.Unmarshal([]byte(a.Body), &jwks); err != nil || a.Status != http.StatusOK {
+		t.Fatalf("JWKS: %d %v: %s", a.Status, err, a.Body)
 	}
 	sig, err := jose.ParseSigned(assertion, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil || len(sig.Signatures) != 1 {
@@ -352,25 +332,25 @@ func TestComposeStackUp(t *testing.T) {
 	})
 	t.Run("no token is 401 with a Pomerium challenge", func(t *testing.T) {
 		a := get(t, c, app)
-		if a.status != http.StatusUnauthorized || !strings.HasPrefix(a.header.Get("WWW-Authenticate"), "Pomerium") {
-			t.Fatalf("status %d, WWW-Authenticate %q: %s", a.status, a.header.Get("WWW-Authenticate"), a.body)
+		if a.Status != http.StatusUnauthorized || !strings.HasPrefix(a.Header.Get("WWW-Authenticate"), "Pomerium") {
+			t.Fatalf("status %d, WWW-Authenticate %q: %s", a.Status, a.Header.Get("WWW-Authenticate"), a.Body)
 		}
 	})
 	t.Run("a claim header sent by the client is stripped", func(t *testing.T) {
 		a := get(t, c, app, "Authorization", "Pomerium "+bob, "X-Pomerium-Claim-Email", "alice@corp.example", "X-Pomerium-Claim-Groups", "admins")
-		e := parseEcho(t, a.body)
-		if a.status != http.StatusOK || e.Headers["x-pomerium-claim-email"] != "bob@corp.example" || strings.Contains(e.Headers["x-pomerium-claim-groups"], "admins") {
-			t.Errorf("status %d, the app sees email %q groups %q", a.status, e.Headers["x-pomerium-claim-email"], e.Headers["x-pomerium-claim-groups"])
+		e := parseEcho(t, a.Body)
+		if a.Status != http.StatusOK || e.Headers["x-pomerium-claim-email"] != "bob@corp.example" || strings.Contains(e.Headers["x-pomerium-claim-groups"], "admins") {
+			t.Errorf("status %d, the app sees email %q groups %q", a.Status, e.Headers["x-pomerium-claim-email"], e.Headers["x-pomerium-claim-groups"])
 		}
-		pub := parseEcho(t, get(t, c, "http://public.localhost:"+envoyPort+"/", "X-Pomerium-Claim-Email", "alice@corp.example").body)
+		pub := parseEcho(t, get(t, c, "http://public.localhost:"+envoyPort+"/", "X-Pomerium-Claim-Email", "alice@corp.example").Body)
 		if v, ok := pub.Headers["x-pomerium-claim-email"]; ok {
 			t.Errorf("on the public route the app sees x-pomerium-claim-email %q", v)
 		}
 	})
 	t.Run("bob is refused on the admin route", func(t *testing.T) {
 		bobAdmin := mint("-email", "bob@corp.example", "-aud", "admin.localhost", "-iss", "authenticate.localhost", "-sub", "bob")
-		if a := get(t, c, "http://admin.localhost:"+envoyPort+"/", "Authorization", "Pomerium "+bobAdmin); a.status != http.StatusForbidden {
-			t.Errorf("status %d: %s", a.status, a.body)
+		if a := get(t, c, "http://admin.localhost:"+envoyPort+"/", "Authorization", "Pomerium "+bobAdmin); a.Status != http.StatusForbidden {
+			t.Errorf("status %d: %s", a.Status, a.Body)
 		}
 	})
 	t.Run("alice impersonating bob reaches the app as bob, with herself as actor", func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/extauthz/extauthz/internal/envoytest"
+	"github.com/extauthz/extauthz/internal/testkit"
 )
 
 func TestRewritePorts(t *testing.T) {
@@ -135,32 +135,8 @@ func (r *recorder) last() *http.Request {
 	return r.reqs[len(r.reqs)-1]
 }
 
-type result struct {
-	status int
-	header http.Header
-	body   string
-}
-
-func get(t *testing.T, e *envoytest.Envoy, url string, hdr ...string) result {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header[hdr[i]] = append(req.Header[hdr[i]], hdr[i+1]) // as written, not canonicalized
-	}
-	resp, err := e.Client().Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return result{resp.StatusCode, resp.Header, string(body)}
-}
-
 // raw sends a request line exactly as written (no client-side path cleaning).
-func raw(t *testing.T, e *envoytest.Envoy, host, target string) result {
+func raw(t *testing.T, e *envoytest.Envoy, host, target string) testkit.Answer {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(e.URL(), "http://"), 5*time.Second)
 	if err != nil {
@@ -173,9 +149,7 @@ func raw(t *testing.T, e *envoytest.Envoy, host, target string) result {
 	if err != nil {
 		t.Fatalf("GET %s: %v", target, err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return result{resp.StatusCode, resp.Header, string(body)}
+	return testkit.ReadAnswer(resp)
 }
 
 // The bundled config through a real Envoy, with plain net/http servers for the
@@ -190,9 +164,9 @@ func TestBundledConfigPagesUnderscoresAndFailClosed(t *testing.T) {
 	})
 
 	t.Run("pages on the catch-all host go to the sidecar's HTTP port", func(t *testing.T) {
-		r := get(t, e, e.URLFor("unknown.example")+"/.pomerium/", "x-request-id", "chosen-by-client")
-		if r.status != http.StatusOK || !strings.Contains(r.body, `"server":"pages"`) {
-			t.Fatalf("status %d body %s", r.status, r.body)
+		r := testkit.Get(t, e.Client(), e.URLFor("unknown.example")+"/.pomerium/", "x-request-id", "chosen-by-client")
+		if r.Status != http.StatusOK || !strings.Contains(r.Body, `"server":"pages"`) {
+			t.Fatalf("status %d body %s", r.Status, r.Body)
 		}
 		got := pages.last()
 		if got.URL.Path != "/.pomerium/" || got.Host != "unknown.example:"+fmt.Sprint(e.Options().ListenPort) {
@@ -202,8 +176,8 @@ func TestBundledConfigPagesUnderscoresAndFailClosed(t *testing.T) {
 		if id == "" || id == "chosen-by-client" {
 			t.Errorf("x-request-id upstream %q: Envoy must generate it and replace a client's", id)
 		}
-		if r.header.Get("X-Request-Id") != id {
-			t.Errorf("response x-request-id %q, want the one the sidecar saw (%q)", r.header.Get("X-Request-Id"), id)
+		if r.Header.Get("X-Request-Id") != id {
+			t.Errorf("response x-request-id %q, want the one the sidecar saw (%q)", r.Header.Get("X-Request-Id"), id)
 		}
 	})
 
@@ -211,8 +185,8 @@ func TestBundledConfigPagesUnderscoresAndFailClosed(t *testing.T) {
 		for _, host := range []string{"app.localhost", "admin.localhost", "wiki.localhost", "public.localhost", "127.0.0.1"} {
 			for _, path := range []string{"/.pomerium", "/.pomerium/sign_in?pomerium_redirect_uri=x", "/.well-known/pomerium/jwks.json"} {
 				before := pages.count()
-				if r := get(t, e, e.URLFor(host)+path); r.status != http.StatusOK || pages.count() != before+1 {
-					t.Errorf("%s%s: status %d, pages hit %d times", host, path, r.status, pages.count()-before)
+				if r := testkit.Get(t, e.Client(), e.URLFor(host)+path); r.Status != http.StatusOK || pages.count() != before+1 {
+					t.Errorf("%s%s: status %d, pages hit %d times", host, path, r.Status, pages.count()-before)
 				}
 			}
 		}
@@ -221,8 +195,8 @@ func TestBundledConfigPagesUnderscoresAndFailClosed(t *testing.T) {
 	t.Run("headers with underscores are rejected by Envoy", func(t *testing.T) {
 		before := pages.count() + app.count()
 		for _, url := range []string{e.URLFor("app.localhost") + "/headers", e.URLFor("app.localhost") + "/.pomerium/", e.URL() + "/"} {
-			if r := get(t, e, url, "x_pomerium_foo", "1"); r.status != http.StatusBadRequest {
-				t.Errorf("%s with x_pomerium_foo: status %d, want 400", url, r.status)
+			if r := testkit.Get(t, e.Client(), url, "x_pomerium_foo", "1"); r.Status != http.StatusBadRequest {
+				t.Errorf("%s with x_pomerium_foo: status %d, want 400", url, r.Status)
 			}
 		}
 		if n := pages.count() + app.count() - before; n != 0 {
@@ -238,10 +212,10 @@ func TestBundledConfigPagesUnderscoresAndFailClosed(t *testing.T) {
 			e.URLFor("app.localhost") + "/.pomeriumx",
 			e.URLFor("app.localhost") + "/.well-known/other",
 		} {
-			r := get(t, e, url, "Authorization", "Pomerium whatever")
-			t.Logf("%s: %d", url, r.status)
-			if r.status != http.StatusServiceUnavailable && r.status != http.StatusForbidden && r.status < 500 {
-				t.Errorf("%s: status %d, want a 5xx or 403", url, r.status)
+			r := testkit.Get(t, e.Client(), url, "Authorization", "Pomerium whatever")
+			t.Logf("%s: %d", url, r.Status)
+			if r.Status != http.StatusServiceUnavailable && r.Status != http.StatusForbidden && r.Status < 500 {
+				t.Errorf("%s: status %d, want a 5xx or 403", url, r.Status)
 			}
 		}
 		if app.count() != 0 {
@@ -253,8 +227,8 @@ func TestBundledConfigPagesUnderscoresAndFailClosed(t *testing.T) {
 		before := pages.count()
 		for _, target := range []string{"/.pomerium/../headers", "/.pomerium/..%2Fheaders", "/.well-known/pomerium/../../headers"} {
 			r := raw(t, e, "app.localhost", target)
-			t.Logf("%s: %d %s", target, r.status, r.header.Get("Location"))
-			if r.status == http.StatusOK {
+			t.Logf("%s: %d %s", target, r.Status, r.Header.Get("Location"))
+			if r.Status == http.StatusOK {
 				t.Errorf("%s: status 200, want a redirect or a refusal", target)
 			}
 		}
@@ -337,10 +311,10 @@ func TestBundledConfigCheckWiring(t *testing.T) {
 		"app.localhost": "app", "admin.localhost": "admin", "wiki.localhost": "wiki", "public.localhost": "public",
 		"unknown.example": "", "127.0.0.1": "",
 	} {
-		r := get(t, e, e.URLFor(host)+"/headers",
+		r := testkit.Get(t, e.Client(), e.URLFor(host)+"/headers",
 			"Authorization", "Pomerium token", "x-pomerium-jwt-assertion", "forged", "Cookie", "a=b")
-		if r.status != http.StatusOK {
-			t.Errorf("%s: status %d body %s", host, r.status, r.body)
+		if r.Status != http.StatusOK {
+			t.Errorf("%s: status %d body %s", host, r.Status, r.Body)
 			continue
 		}
 		check := authz.last()
@@ -349,9 +323,9 @@ func TestBundledConfigCheckWiring(t *testing.T) {
 		}
 		upstream := app.last()
 		checkHeaders := check.GetAttributes().GetRequest().GetHttp().GetHeaders()
-		if id := checkHeaders["x-request-id"]; id == "" || id != upstream.Header.Get("X-Request-Id") || id != r.header.Get("X-Request-Id") {
+		if id := checkHeaders["x-request-id"]; id == "" || id != upstream.Header.Get("X-Request-Id") || id != r.Header.Get("X-Request-Id") {
 			t.Errorf("%s: x-request-id in Check %q, upstream %q, response %q: want one id everywhere",
-				host, id, upstream.Header.Get("X-Request-Id"), r.header.Get("X-Request-Id"))
+				host, id, upstream.Header.Get("X-Request-Id"), r.Header.Get("X-Request-Id"))
 		}
 		if checkHeaders["authorization"] != "Pomerium token" || checkHeaders["cookie"] != "a=b" {
 			t.Errorf("%s: the Check did not see the credentials: %v", host, checkHeaders)
@@ -365,17 +339,17 @@ func TestBundledConfigCheckWiring(t *testing.T) {
 	}
 
 	before := authz.count()
-	if r := get(t, e, e.URLFor("app.localhost")+"/.pomerium/"); r.status != http.StatusOK || !strings.Contains(r.body, `"server":"pages"`) {
-		t.Errorf("dashboard: %d %s", r.status, r.body)
+	if r := testkit.Get(t, e.Client(), e.URLFor("app.localhost")+"/.pomerium/"); r.Status != http.StatusOK || !strings.Contains(r.Body, `"server":"pages"`) {
+		t.Errorf("dashboard: %d %s", r.Status, r.Body)
 	}
 	if authz.count() != before {
 		t.Error("the pages route made a Check")
 	}
 
 	appHits := app.count()
-	r := get(t, e, e.URLFor("app.localhost")+"/deny")
-	if r.status != http.StatusForbidden || r.body != "denied by fake" {
-		t.Errorf("deny: %d %q", r.status, r.body)
+	r := testkit.Get(t, e.Client(), e.URLFor("app.localhost")+"/deny")
+	if r.Status != http.StatusForbidden || r.Body != "denied by fake" {
+		t.Errorf("deny: %d %q", r.Status, r.Body)
 	}
 	if app.count() != appHits {
 		t.Error("a denied request reached the app")
