@@ -307,6 +307,21 @@ func TestReport(t *testing.T) {
 	}
 }
 
+// wantText fails t unless got holds every string of want and none of not.
+func wantText(t *testing.T, got string, want, not []string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("lacks %q:\n%s", w, got)
+		}
+	}
+	for _, w := range not {
+		if strings.Contains(got, w) {
+			t.Errorf("still has %q:\n%s", w, got)
+		}
+	}
+}
+
 func TestTrimTop(t *testing.T) {
 	top := "Showing nodes accounting for 1s, 10% of 10s total\nShowing top 100 nodes out of 300\n      flat  flat%   sum%        cum   cum%\n" +
 		"     0     0%     0%      5s 50%  alpha\n     0     0%     0%      4s 40%  beta\n     0     0%     0%      3s 30%  gamma\n"
@@ -320,17 +335,7 @@ func TestTrimTop(t *testing.T) {
 		{"more nodes than there are keep them all", 10, []string{"alpha", "beta", "gamma"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := trimTop(top, tc.n)
-			for _, w := range tc.want {
-				if !strings.Contains(got, w) {
-					t.Errorf("lacks %q:\n%s", w, got)
-				}
-			}
-			for _, w := range tc.not {
-				if strings.Contains(got, w) {
-					t.Errorf("still has %q:\n%s", w, got)
-				}
-			}
+			wantText(t, trimTop(top, tc.n), tc.want, tc.not)
 		})
 	}
 }
@@ -349,17 +354,7 @@ func TestProfileExcerpt(t *testing.T) {
 		{"the tail quotes allocation, not signing", "mixed", []string{"runtime.mallocgc` 20.37%"}, []string{"SigningKey"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := r.profileExcerpt(tc.key, funcsFor(tc.key))
-			for _, w := range tc.want {
-				if !strings.Contains(got, w) {
-					t.Errorf("lacks %q: %s", w, got)
-				}
-			}
-			for _, w := range tc.not {
-				if strings.Contains(got, w) {
-					t.Errorf("has %q: %s", w, got)
-				}
-			}
+			wantText(t, r.profileExcerpt(tc.key, funcsFor(tc.key)), tc.want, tc.not)
 		})
 	}
 }
