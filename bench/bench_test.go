@@ -279,7 +279,7 @@ func TestReport(t *testing.T) {
 	res := &Results{Cfg: DefaultConfig(), Start: time.Now(), End: time.Now().Add(time.Minute), Machine: describeMachine(), EnvoyRate: 5000, EnvoyLowRate: 2500}
 	res.GRPC = []*grpcResult{{Key: "mixed", Name: "(a) mixed", Ours: runs("extauthz", 30000, 200*time.Microsecond), Noop: runs("no-op", 33000, 150*time.Microsecond), Rate: 15000}}
 	for i, k := range []string{cfgNone, cfgNoop, cfgOurs, cfgOursUDS, cfgOAuth2} {
-		res.Envoy = append(res.Envoy, &envoyResult{Key: k, Name: envoyConfigNames[k], Runs: runs(k, 10000/float64(i+1), time.Duration(i+1)*300*time.Microsecond)})
+		res.Envoy = append(res.Envoy, &envoyResult{Key: k, Name: envoyConfigNames[k].full, Runs: runs(k, 10000/float64(i+1), time.Duration(i+1)*300*time.Microsecond)})
 	}
 	res.GoBench = parseGoBench("BenchmarkDecideWithAssertion/allowed-2 100 2100 ns/op 320 B/op 12 allocs/op\n")
 	res.judge()

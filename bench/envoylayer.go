@@ -35,13 +35,17 @@ const (
 	cfgOAuth2Cookie = "oauth2-proxy-cookie"
 )
 
-var envoyConfigNames = map[string]string{
-	cfgNone:         "(i) Envoy, no ext_authz",
-	cfgNoop:         "(ii) Envoy + no-op gRPC ext_authz",
-	cfgOurs:         "(iii) Envoy + extauthz over TCP (bundled config)",
-	cfgOursUDS:      "(iii-u) Envoy + extauthz over a Unix socket (envoy-uds.yaml)",
-	cfgOAuth2:       "(iv) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz), bearer JWTs",
-	cfgOAuth2Cookie: "(iv-c) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz), its cookie sessions",
+// envoyName is how the report names a configuration: in full in its tables,
+// short on the plot and in sentences.
+type envoyName struct{ full, short string }
+
+var envoyConfigNames = map[string]envoyName{
+	cfgNone:         {"(i) Envoy, no ext_authz", "(i) no ext_authz"},
+	cfgNoop:         {"(ii) Envoy + no-op gRPC ext_authz", "(ii) no-op ext_authz"},
+	cfgOurs:         {"(iii) Envoy + extauthz over TCP (bundled config)", "(iii) extauthz, TCP"},
+	cfgOursUDS:      {"(iii-u) Envoy + extauthz over a Unix socket (envoy-uds.yaml)", "(iii-u) extauthz, socket"},
+	cfgOAuth2:       {"(iv) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz), bearer JWTs", "(iv) oauth2-proxy, JWT"},
+	cfgOAuth2Cookie: {"(iv-c) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz), its cookie sessions", "(iv-c) oauth2-proxy, cookie"},
 }
 
 // udsConfigPipe is the socket path envoy/envoy-uds.yaml names.
@@ -405,7 +409,7 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 			auths: cookies, header: "Cookie", checksAuth: true, identity: userEmail(0), rejects: []string{"", tamper(cookies[0])}})
 	}
 	if m, err := prepareModule(env); err != nil {
-		fmt.Fprintf(os.Stderr, "bench: without %s: %v\n", envoyConfigNames[cfgModule], err)
+		fmt.Fprintf(os.Stderr, "bench: without %s: %v\n", envoyConfigNames[cfgModule].full, err)
 	} else {
 		st.procs = append(st.procs, m.redis)
 		specs = append(specs, spec{key: cfgModule, config: m.config, grpcPort: portOf(unusedPort), env: m.env, auths: pomerium,
@@ -428,7 +432,7 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 			defer wg.Done()
 			e, err := envoytest.Launch(envoytest.Options{ConfigPath: path, GRPCPort: sp.grpcPort, UpstreamPort: portOf(echoAddr), Env: sp.env})
 			if err != nil {
-				errs[i] = fmt.Errorf("%s: %w", envoyConfigNames[sp.key], err)
+				errs[i] = fmt.Errorf("%s: %w", envoyConfigNames[sp.key].full, err)
 				return
 			}
 			st.mu.Lock()
@@ -438,7 +442,7 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 			if header == "" {
 				header = "Authorization"
 			}
-			c := &envoyConf{Key: sp.key, Name: envoyConfigNames[sp.key], envoy: e, authorizer: sp.authorizer,
+			c := &envoyConf{Key: sp.key, Name: envoyConfigNames[sp.key].full, envoy: e, authorizer: sp.authorizer,
 				targets: envoyTargetsWith(e.URL(), header, sp.auths), checksAuth: sp.checksAuth, identity: sp.identity}
 			for _, r := range sp.rejects {
 				c.rejects = append(c.rejects, envoyTargetsWith(e.URL(), header, []string{r})...)

@@ -134,7 +134,7 @@ func (r *Results) markdown(plotRel string, hasPlot bool) string {
 	var behind []string
 	for _, e := range r.Envoy {
 		if got := medianF(e.Runs.Fixed, achieved); got < 0.97*r.EnvoyRate {
-			behind = append(behind, fmt.Sprintf("%s answered %s", shortEnvoyNames[e.Key], fmtRate(got)))
+			behind = append(behind, fmt.Sprintf("%s answered %s", envoyConfigNames[e.Key].short, fmtRate(got)))
 		}
 	}
 	if len(behind) > 0 {

@@ -17,7 +17,7 @@ import (
 const cfgModule = "module"
 
 func init() {
-	envoyConfigNames[cfgModule] = "(v) Envoy + extauthz as a dynamic module (envoy-module.yaml)"
+	envoyConfigNames[cfgModule] = envoyName{"(v) Envoy + extauthz as a dynamic module (envoy-module.yaml)", "(v) extauthz module"}
 }
 
 // moduleSetup is what the module configuration needs beside its Envoy: the
@@ -68,10 +68,6 @@ func prepareModule(env *runEnv) (*moduleSetup, error) {
 		return nil, err
 	}
 	return &moduleSetup{config: yaml, env: []string{"ENVOY_DYNAMIC_MODULES_SEARCH_PATH=" + filepath.Clean(lib)}, redis: redis}, nil
-}
-
-func init() {
-	shortEnvoyNames[cfgModule] = "(v) extauthz module"
 }
 
 // Targets of issue 20 (the same run).

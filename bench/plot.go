@@ -16,15 +16,6 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
-var shortEnvoyNames = map[string]string{
-	cfgNone:         "(i) no ext_authz",
-	cfgNoop:         "(ii) no-op ext_authz",
-	cfgOurs:         "(iii) extauthz, TCP",
-	cfgOursUDS:      "(iii-u) extauthz, socket",
-	cfgOAuth2:       "(iv) oauth2-proxy, JWT",
-	cfgOAuth2Cookie: "(iv-c) oauth2-proxy, cookie",
-}
-
 // plot draws p50, p99 and p99.9 through Envoy at the fixed rate (and, when
 // measured, at the lower rate below it) as grouped bars per configuration,
 // on a shared log scale, each bar labelled with its value.
@@ -59,7 +50,7 @@ func (r *Results) plot(path string) error {
 	floor := math.Pow(10, math.Floor(math.Log10(lo/1.5)))
 	names := make([]string, len(r.Envoy))
 	for i, e := range r.Envoy {
-		names[i] = shortEnvoyNames[e.Key]
+		names[i] = envoyConfigNames[e.Key].short
 	}
 	plots := make([][]*plot.Plot, len(panels))
 	for i, pn := range panels {
