@@ -14,16 +14,8 @@ import (
 
 // demoToken mints a 12-hour token on the demo's secret for the app route.
 func demoToken(cfg *config.Config, c identity.Claims) (string, error) {
-	now := time.Now()
-	c.RegisteredClaims = jwt.RegisteredClaims{
-		Issuer:    cfg.Issuer,
-		Subject:   c.User,
-		Audience:  jwt.ClaimStrings{"app.localhost", "admin.localhost", "wiki.localhost"},
-		ExpiresAt: jwt.NewNumericDate(now.Add(12 * time.Hour)),
-		NotBefore: jwt.NewNumericDate(now),
-		IssuedAt:  jwt.NewNumericDate(now),
-	}
-	return identity.Mint(&c, cfg.SharedSecret)
+	c.RegisteredClaims = jwt.RegisteredClaims{Issuer: cfg.Issuer, Subject: c.User, Audience: jwt.ClaimStrings{"app.localhost", "admin.localhost", "wiki.localhost"}}
+	return mintFor(c, cfg.SharedSecret, 12*time.Hour)
 }
 
 // printDemo prints ready-to-paste tokens and commands for the embedded demo.

@@ -85,16 +85,8 @@ func serviceAccount(e *env, args []string) error {
 	if *expiry > 24*time.Hour {
 		fmt.Fprintf(e.stderr, "warning: -expiry %s is longer than a day; a leaked service-account token stays valid that long.\n", *expiry)
 	}
-	now := time.Now()
-	claims := &identity.Claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    *iss,
-			Subject:   *sub,
-			Audience:  jwt.ClaimStrings(aud),
-			ExpiresAt: jwt.NewNumericDate(now.Add(*expiry)),
-			NotBefore: jwt.NewNumericDate(now),
-			IssuedAt:  jwt.NewNumericDate(now),
-		},
+	claims := identity.Claims{
+		RegisteredClaims:  jwt.RegisteredClaims{Issuer: *iss, Subject: *sub, Audience: jwt.ClaimStrings(aud)},
 		Email:             *email,
 		User:              *user,
 		Groups:            groups,
@@ -103,12 +95,21 @@ func serviceAccount(e *env, args []string) error {
 		ImpersonateAccess: *impAccess,
 		ImpersonateReason: strings.TrimSpace(*impReason),
 	}
-	tok, err := identity.Mint(claims, secret)
+	tok, err := mintFor(claims, secret, *expiry)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(e.stdout, tok)
 	return nil
+}
+
+// mintFor signs c with secret, issued now and valid for ttl: a
+// service-account token, or one of the demo's.
+func mintFor(c identity.Claims, secret string, ttl time.Duration) (string, error) {
+	now := time.Now()
+	c.IssuedAt, c.NotBefore = jwt.NewNumericDate(now), jwt.NewNumericDate(now)
+	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
+	return identity.Mint(&c, secret)
 }
 
 // readSecret takes the shared secret from the argument, POMERIUM_SHARED_KEY,
