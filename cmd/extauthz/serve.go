@@ -77,7 +77,7 @@ func serve(e *env, args []string) error {
 	if cfg.KeyGenerated {
 		log.Warn("no signing_key configured; generated one in memory, so upstream assertions change keys on every restart")
 	}
-	snap, settings, err := build(cfg)
+	snap, settings, err := reload.Build(cfg)
 	if err != nil {
 		return err
 	}
@@ -331,12 +331,6 @@ func newLogger(level zapcore.Level, format string) (*zap.Logger, error) {
 		return nil, fmt.Errorf("building logger: %w", err)
 	}
 	return l, nil
-}
-
-// build derives the Check snapshot and the page settings from a validated
-// config (see reload.Build, which reloads use too).
-func build(cfg *config.Config) (*check.Snapshot, *web.Settings, error) {
-	return reload.Build(cfg)
 }
 
 // selfCommand is how a person reruns this binary: "go run ./cmd/extauthz"
