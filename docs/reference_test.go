@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -138,7 +137,7 @@ func TestReferenceDocumentsEveryCommandAndFlag(t *testing.T) {
 			documented = append(documented, name)
 		}
 	}
-	sort.Strings(documented)
+	slices.Sort(documented)
 	commands := commandsOf(t, bin)
 	t.Run("every command has a section and every section a command", func(t *testing.T) {
 		compare(t, "command", commands, documented)

@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -86,11 +85,7 @@ func writeEnvoyVariant(t *testing.T, v envoyVariant) string {
 		}
 		cfg = failureModeLine.ReplaceAllString(cfg, "${1}failure_mode_allow: false\n${1}encode_raw_headers: true")
 	}
-	out := filepath.Join(t.TempDir(), "envoy-"+strings.ReplaceAll(v.name, " ", "-")+".yaml")
-	if err := os.WriteFile(out, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testkit.WriteFile(t, "envoy-"+strings.ReplaceAll(v.name, " ", "-")+".yaml", cfg)
 }
 
 // startSecurityStack is startStack on checkSecurityConfig, through a variant

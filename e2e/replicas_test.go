@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -107,11 +106,7 @@ func startReplicas(t *testing.T) *replicaStack {
 	src := envoytest.ReadConfig(t, "envoy.yaml")
 	cfg := twoEndpoints(t, string(src), 9191)
 	cfg = twoEndpoints(t, cfg, 9292)
-	path := filepath.Join(t.TempDir(), "envoy-replicas.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.envoy = envoytest.Start(t, envoytest.Options{ConfigPath: path, ListenPort: p.listen, GRPCPort: p.grpc,
+	s.envoy = envoytest.Start(t, envoytest.Options{ConfigPath: testkit.WriteFile(t, "envoy-replicas.yaml", cfg), ListenPort: p.listen, GRPCPort: p.grpc,
 		HTTPPort: p.http, UpstreamPort: p.upstream})
 	return s
 }

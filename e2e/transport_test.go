@@ -55,11 +55,7 @@ func startEnvoyFrom(t *testing.T, file string, replacements map[string]string, p
 		}
 		text = strings.ReplaceAll(text, old, repl)
 	}
-	path := filepath.Join(t.TempDir(), file)
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return envoytest.Start(t, envoytest.Options{ConfigPath: path, ListenPort: p.listen, GRPCPort: grpcPort,
+	return envoytest.Start(t, envoytest.Options{ConfigPath: testkit.WriteFile(t, file, text), ListenPort: p.listen, GRPCPort: grpcPort,
 		HTTPPort: p.http, UpstreamPort: p.upstream})
 }
 

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +52,7 @@ func bootstrapFiles(t *testing.T) (root string, files []string) {
 			}
 		}
 	}
-	sort.Strings(files)
+	slices.Sort(files)
 	for _, want := range []string{"envoy/envoy.yaml", "envoy/envoy-behind-lb.yaml", "envoy/envoy-uds.yaml", "envoy/envoy-mtls.yaml", "examples/docker-compose/envoy.yaml"} {
 		if !slices.Contains(files, filepath.FromSlash(want)) {
 			t.Errorf("%s is missing or is not an Envoy bootstrap (found: %v)", want, files)
@@ -707,7 +706,7 @@ func keys(m map[string]bool) []string {
 	for k := range m {
 		out = append(out, k)
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
 

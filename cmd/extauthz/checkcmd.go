@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -131,7 +131,7 @@ func printCheckResponse(e *env, resp *authv3.CheckResponse) {
 		for _, h := range r.OkResponse.GetHeaders() {
 			lines = append(lines, fmt.Sprintf("  set    %s: %s", h.GetHeader().GetKey(), h.GetHeader().GetValue()))
 		}
-		sort.Strings(lines)
+		slices.Sort(lines)
 		for _, name := range r.OkResponse.GetHeadersToRemove() {
 			lines = append(lines, "  remove "+name)
 		}

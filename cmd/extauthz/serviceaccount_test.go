@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -374,7 +373,7 @@ func TestServiceAccountHelp(t *testing.T) {
 			}
 			flags := []string{"-aud", "-email", "-expiry", "-groups", "-impersonate_email", "-impersonate_groups",
 				"-impersonate_access", "-impersonate_reason", "-iss", "-sub", "-user"}
-			sort.Strings(flags)
+			slices.Sort(flags)
 			for _, f := range flags {
 				if !strings.Contains(r.stderr, "  "+f+" ") {
 					t.Errorf("help does not list %s:\n%s", f, r.stderr)

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,7 +76,7 @@ func (s service) networks() []string {
 	for n := range s.Networks {
 		out = append(out, n)
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
 
@@ -94,7 +93,7 @@ func (s service) dependsOn() []string {
 			out = append(out, k)
 		}
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
 
@@ -213,7 +212,7 @@ func TestReferencedFilesExist(t *testing.T) {
 	for name := range c.Services {
 		names = append(names, name)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	for _, name := range names {
 		s := c.Services[name]
 		for _, m := range s.mounts(t) {

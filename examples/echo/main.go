@@ -9,7 +9,7 @@ import (
 	"flag"
 	"log"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -28,7 +28,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	for name := range r.Header {
 		names = append(names, name)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	for _, name := range names {
 		headers[name] = strings.Join(r.Header.Values(name), ", ")
 	}

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"golang.org/x/net/idna"
@@ -184,7 +184,7 @@ func compileRoute(i int, s RouteSpec) (*Route, []fieldErr) {
 	for name := range s.SetRequestHeaders {
 		names = append(names, name)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	for _, name := range names {
 		if err := checkHeaderName(name); err != nil {
 			errs = append(errs, fieldErr{"set_request_headers", err})
@@ -290,7 +290,7 @@ func set(in []string, norm func(string) string, reasonPrefix string) (map[string
 			list = append(list, v)
 		}
 	}
-	sort.Strings(list)
+	slices.Sort(list)
 	return m, list
 }
 
