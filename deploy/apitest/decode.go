@@ -17,7 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
+	"sort"
 	"strings"
 
 	egv1alpha1 "github.com/envoyproxy/gateway/api/v1alpha1"
@@ -84,7 +84,7 @@ func Documents(root string, dirs ...string) ([]Doc, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listing %s: %w", dir, err)
 		}
-		slices.Sort(files)
+		sort.Strings(files)
 		if len(files) == 0 {
 			return nil, fmt.Errorf("no .yaml files in %s", filepath.Join(root, dir))
 		}
