@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -131,9 +130,8 @@ func TestModuleFollowsTheSidecar(t *testing.T) {
 			t.Fatalf("before the revocation: %d, want 200", got)
 		}
 		time.Sleep(time.Second) // a revocation covers tokens issued up to its second
-		out, err := exec.Command(binary, "revoke", "--config", s.config, "--email", "carol@corp.example").CombinedOutput()
-		if err != nil {
-			t.Fatalf("extauthz revoke: %v\n%s", err, out)
+		if code, out := revoke(t, s.config, nil, "--email", "carol@corp.example"); code != 0 {
+			t.Fatalf("extauthz revoke: exit %d\n%s", code, out)
 		}
 		if !waitFor(5*time.Second, func() bool { return status("app.localhost", carol)() == 401 }) {
 			t.Errorf("the module still lets the revoked user in: %d", status("app.localhost", carol)())

@@ -183,11 +183,12 @@ func (s *replicaStack) refusedByBoth(t *testing.T, token string, browser bool) {
 	t.Logf("both replicas refuse it %v after the revocation", time.Since(start).Round(time.Millisecond))
 }
 
-// revoke runs `extauthz revoke --config <replica 0's> flag id`.
-func (s *replicaStack) revoke(t *testing.T, flag, id string) (int, string) {
+// revoke runs `extauthz revoke --config config args...` with env (nil: this
+// process's) and returns its exit code and output.
+func revoke(t *testing.T, config string, env []string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(binary, "revoke", "--config", s.config, flag, id)
-	cmd.Env = s.env
+	cmd := exec.Command(binary, append([]string{"revoke", "--config", config}, args...)...)
+	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode(), string(out)
@@ -295,7 +296,7 @@ func TestReplicasThroughEnvoy(t *testing.T) {
 			t.Fatalf("sign-in: %d %s", code, body)
 		}
 		tok := appCookie(b)
-		if code, out := s.revoke(t, "--sid", sessionID(t, tok)); code != 0 {
+		if code, out := revoke(t, s.config, s.env, "--sid", sessionID(t, tok)); code != 0 {
 			t.Fatalf("revoke exited %d: %s", code, out)
 		}
 		s.refusedByBoth(t, tok, true)
@@ -311,7 +312,7 @@ func TestReplicasThroughEnvoy(t *testing.T) {
 				t.Fatalf("before: %d %v", code, err)
 			}
 		}
-		if code, out := s.revoke(t, "--email", "Carol@corp.example"); code != 0 {
+		if code, out := revoke(t, s.config, s.env, "--email", "Carol@corp.example"); code != 0 {
 			t.Fatalf("revoke exited %d: %s", code, out)
 		}
 		s.refusedByBoth(t, tok, false)
@@ -335,7 +336,7 @@ func TestReplicasThroughEnvoy(t *testing.T) {
 	t.Run("with Redis down for 5 s Checks all answer right, sign-in is 503, and after it revocations and sign-in work", func(t *testing.T) {
 		valid := []string{s.mint(t, "dave@corp.example", "dave-1"), s.mint(t, "erin@corp.example", "erin-1")}
 		revoked := []string{s.mint(t, "frank@corp.example", "frank-1"), s.mint(t, "carol@corp.example", "carol-2")}
-		if code, out := s.revoke(t, "--sid", "frank-1"); code != 0 {
+		if code, out := revoke(t, s.config, s.env, "--sid", "frank-1"); code != 0 {
 			t.Fatalf("revoke exited %d: %s", code, out)
 		}
 		s.refusedByBoth(t, revoked[0], false)
@@ -378,7 +379,7 @@ func TestReplicasThroughEnvoy(t *testing.T) {
 		if code, body := s.signIn(t, s.browser(), "alice"); code != http.StatusServiceUnavailable || !strings.Contains(body, "Try again") {
 			t.Errorf("sign-in with Redis down: %d, want 503 with a page\n%s", code, body)
 		}
-		if code, out := s.revoke(t, "--sid", "during-outage"); code != 1 {
+		if code, out := revoke(t, s.config, s.env, "--sid", "during-outage"); code != 1 {
 			t.Errorf("revoke with Redis down exited %d, want 1: %s", code, out)
 		}
 		for i, r := range s.replicas {
@@ -406,7 +407,7 @@ func TestReplicasThroughEnvoy(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		}
-		if code, out := s.revoke(t, "--sid", "erin-1"); code != 0 {
+		if code, out := revoke(t, s.config, s.env, "--sid", "erin-1"); code != 0 {
 			t.Fatalf("revoke after the outage exited %d: %s", code, out)
 		}
 		s.refusedByBoth(t, valid[1], false)
