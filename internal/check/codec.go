@@ -16,6 +16,11 @@ import (
 // go-control-plane's generated vtproto code instead of reflection. Both are
 // in the codec, which ServerOptions installs; every other message (the
 // health service's) takes grpc-go's proto codec as before.
+//
+// go-control-plane compiles its vtproto code only under the build tag
+// vtprotobuf (`go build -tags vtprotobuf`): without it, CheckResponse has no
+// SizeVT and the codec marshals it with proto.Marshal, as grpc-go would; the
+// lean decoding needs no tag.
 
 // checkCall is one Check served by authorizationDesc: the request, as
 // whichever codec the server runs decodes it, and its answer, in one
