@@ -45,9 +45,11 @@ var authorizationDesc = grpc.ServiceDesc{
 }
 
 // checkHandler is the generated handler's shape: decode, then the
-// interceptor (which sees the *checkCall) if any, then the Check. A request
-// that does not decode is an error status (INTERNAL from grpc-go): Envoy
-// denies it, since every bundled config sets failure_mode_allow: false.
+// interceptor if any, then the Check. An interceptor is handed the
+// *checkCall: a proto.Message, but the CheckRequest in it is empty when the
+// lean codec decoded the request. A request that does not decode is an
+// error status (INTERNAL, from grpc-go) and never an answer: Envoy denies
+// it, as every bundled config sets failure_mode_allow: false.
 func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	call := new(checkCall)
 	if err := dec(call); err != nil {

@@ -2,6 +2,7 @@ package check_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -110,5 +111,34 @@ func TestCheckOverGRPCAnswersAsServerCheck(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestCheckRunsTheServersInterceptor: Check's own service desc hands the
+// call to a server's unary interceptor, and answers what it returns.
+func TestCheckRunsTheServersInterceptor(t *testing.T) {
+	f := newFixture(t)
+	bob := mint(t, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"}})
+	var mu sync.Mutex
+	var seen []string
+	intercept := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		mu.Lock()
+		seen = append(seen, info.FullMethod)
+		mu.Unlock()
+		if _, isProto := req.(proto.Message); !isProto {
+			return nil, status.Errorf(codes.Internal, "request %T is no proto.Message", req)
+		}
+		return handler(ctx, req)
+	}
+	conn := testkit.ServeCheck(t, f.srv, 0, append(check.ServerOptions(), grpc.UnaryInterceptor(intercept))...)
+	resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(),
+		envoyRequest("GET", "https://app.example.com/", map[string]string{"authorization": "Pomerium " + bob}, "app"))
+	if err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("Check through the interceptor = %v, %v; want an allow", resp, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0] != authv3.Authorization_Check_FullMethodName {
+		t.Errorf("interceptor saw %v, want one %s", seen, authv3.Authorization_Check_FullMethodName)
 	}
 }
