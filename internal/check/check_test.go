@@ -82,7 +82,8 @@ func newFixtureWith(t *testing.T, edit func(*check.Snapshot)) *fixture {
 	// Read atomically: tests move the clock between Checks served on
 	// another goroutine.
 	srv.SetClock(func() time.Time { return time.Unix(0, f.clock.Load()).UTC() })
-	conn := testkit.ServeCheck(t, srv, 0)
+	// The production server: ServerOptions decodes Check lean (codec.go).
+	conn := testkit.ServeCheck(t, srv, 0, check.ServerOptions()...)
 	f.client, f.health, f.key, f.logs, f.srv = authv3.NewAuthorizationClient(conn), healthpb.NewHealthClient(conn), key, logs, srv
 	return f
 }

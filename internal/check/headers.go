@@ -15,23 +15,33 @@ import (
 // here, once, at the adapter's edge, so nothing after it can tell them apart;
 // the common case returns Envoy's map as is.
 func requestHeaders(r *authv3.AttributeContext_HttpRequest) map[string]string {
-	headers := r.GetHeaders()
 	raw := r.GetHeaderMap().GetHeaders()
-	if len(raw) == 0 {
+	return combineHeaders(r.GetHeaders(), len(raw), func(i int) (string, string, string) {
+		h := raw[i]
+		return h.GetKey(), h.GetValue(), string(h.GetRawValue())
+	})
+}
+
+// combineHeaders is requestHeaders over either decoding of a CheckRequest
+// (the generated message, or the lean decoder's fields): headers is the
+// `headers` map, and line(i) the key, value and raw_value of header_map's
+// i-th of n entries.
+func combineHeaders(headers map[string]string, n int, line func(i int) (key, value, rawValue string)) map[string]string {
+	if n == 0 {
 		return headers
 	}
 	// Envoy never sends both; should something, every line counts, so that a
 	// header to strip cannot hide in the half that would otherwise be ignored.
-	out := make(map[string]string, len(headers)+len(raw))
+	out := make(map[string]string, len(headers)+n)
 	for k, v := range headers {
 		joinHeader(out, strings.ToLower(k), v)
 	}
-	for _, h := range raw {
-		v := string(h.GetRawValue())
-		if v == "" {
-			v = h.GetValue()
+	for i := range n {
+		key, v, raw := line(i)
+		if raw != "" {
+			v = raw
 		}
-		joinHeader(out, strings.ToLower(h.GetKey()), v)
+		joinHeader(out, strings.ToLower(key), v)
 	}
 	return out
 }
