@@ -2,7 +2,6 @@ package check
 
 import (
 	"context"
-	"fmt"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -12,15 +11,10 @@ import (
 )
 
 // Check's own gRPC path (issue 19): the request read by the lean decoder
-// (wire.go) instead of proto.Unmarshal, and the response written by
-// go-control-plane's generated vtproto code instead of reflection. Both are
-// in the codec, which ServerOptions installs; every other message (the
-// health service's) takes grpc-go's proto codec as before.
-//
-// go-control-plane compiles its vtproto code only under the build tag
-// vtprotobuf (`go build -tags vtprotobuf`): without it, CheckResponse has no
-// SizeVT and the codec marshals it with proto.Marshal, as grpc-go would; the
-// lean decoding needs no tag.
+// (wire.go) instead of proto.Unmarshal, which built a message per level and
+// a string per header key and value for the few fields Check reads. The
+// codec, which ServerOptions installs, does it; every other message (the
+// health service's, every response) takes grpc-go's proto codec as before.
 
 // checkCall is one Check served by authorizationDesc: the request, as
 // whichever codec the server runs decodes it, and its answer, in one
@@ -81,49 +75,12 @@ var protoCodec = encoding.GetCodecV2(grpcproto.Name)
 
 func (codec) Name() string { return grpcproto.Name }
 
-// vtMarshaler is a message with go-control-plane's generated vtproto
-// marshalling (CheckResponse and the messages in it).
-type vtMarshaler interface {
-	SizeVT() int
-	MarshalToSizedBufferVTStrict([]byte) (int, error)
-}
-
-// Marshal writes a message with vtproto code when it has it, into a pooled
-// buffer above grpc-go's pooling threshold (as its proto codec does; grpc-go
-// frees the buffer once written), and with proto.Marshal otherwise.
-func (codec) Marshal(v any) (mem.BufferSlice, error) {
-	m, ok := v.(vtMarshaler)
-	if !ok {
-		return protoCodec.Marshal(v)
-	}
-	size := m.SizeVT()
-	if mem.IsBelowBufferPoolingThreshold(size) {
-		buf := make([]byte, size)
-		if err := marshalVT(m, buf); err != nil {
-			return nil, err
-		}
-		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
-	}
-	pool := mem.DefaultBufferPool()
-	buf := pool.Get(size)
-	if err := marshalVT(m, *buf); err != nil {
-		pool.Put(buf)
-		return nil, err
-	}
-	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
-}
-
-// marshalVT fills buf, of exactly m's size: vtproto writes from the end.
-func marshalVT(m vtMarshaler, buf []byte) error {
-	n, err := m.MarshalToSizedBufferVTStrict(buf)
-	if err != nil {
-		return fmt.Errorf("marshal %T: %w", m, err)
-	}
-	if n != len(buf) {
-		return fmt.Errorf("marshal %T: wrote %d bytes of %d", m, n, len(buf))
-	}
-	return nil
-}
+// Marshal is grpc-go's proto codec's. go-control-plane's generated vtproto
+// marshalling of CheckResponse was measured too (issue 19): it exists only
+// under the build tag vtprotobuf, saved nothing measurable on Envoy-shaped
+// Checks once decoding was lean, and skips proto.Marshal's UTF-8 check of
+// the strings it writes, so every build marshals the same way.
+func (codec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
 
 // Unmarshal decodes a Check's request with the lean decoder, into one copy
 // of the bytes that its strings point into (grpc-go frees data once this

@@ -11,9 +11,9 @@ import (
 )
 
 // TestCodecMarshalsWhatProtoUnmarshalReads: the codec's bytes for Check's
-// answers (vtproto code when built with -tags vtprotobuf, proto.Marshal
-// otherwise) and for the health service's read back as the same message,
-// small ones and one above grpc-go's pooling threshold.
+// answers (built in place by checkAnswer) and for the health service's read
+// back as the same message, small ones and one above grpc-go's pooling
+// threshold.
 func TestCodecMarshalsWhatProtoUnmarshalReads(t *testing.T) {
 	answer := func(a Answer) *authv3.CheckResponse {
 		c := &checkAnswer{a: a}
