@@ -55,7 +55,10 @@ func (r *Results) markdown(plotRel string, hasPlot bool) string {
 	w("## gRPC layer: Check alone\n\n")
 	w("The built `extauthz` binary on a generated config (the routes of the bundled Envoy config) against the floor, " +
 		"`bench/noop`: a grpc-go ext_authz server that answers every Check with OK and no headers, with the same gRPC server " +
-		"options. Each workload gets fresh processes of both. The load generator is grpc-go itself, sending pre-marshalled " +
+		"options. The floor decodes each CheckRequest with the generated protobuf code, as any ext_authz server " +
+		"built on go-control-plane does; ours reads only the fields it uses straight from the wire " +
+		"(`internal/check/wire.go`, held to proto.Unmarshal by a differential test and a fuzz target), which is part " +
+		"of what is measured. Each workload gets fresh processes of both. The load generator is grpc-go itself, sending pre-marshalled " +
 		"CheckRequests shaped like Envoy's for `GET http://app.localhost/orders/42?view=full` on the `app` route, and " +
 		"reading back only the status code, so it spends as little CPU as possible on the two cores it shares with the " +
 		"servers. It also checks every answer: ours must allow exactly the share the workload allows, the floor everything.\n\n")

@@ -224,8 +224,8 @@ func (r *Results) inProcessNote() string {
 		return ""
 	}
 	return "In process, the whole Check handler costs " + strings.Join(parts, ", ") +
-		" (BenchmarkCheck); the rest of the difference is the gRPC transport and protobuf (de)coding of a request that carries a token " +
-		"and of an answer with headers. The profiles below (our server under this load, and the handler in process) show where the time goes."
+		" (BenchmarkCheck); the rest of the difference is the gRPC transport, reading a request that carries a token " +
+		"and encoding an answer with headers. The profiles below (our server under this load, and the handler in process) show where the time goes."
 }
 
 // fasterOAuth2Proxy is whichever oauth2-proxy configuration, bearer JWTs or

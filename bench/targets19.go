@@ -60,7 +60,8 @@ func (r *Results) judge19(add func(target)) {
 		t.Got = fmt.Sprintf("%.2f× (%s vs %s)", f, fmtDur(ours), fmtDur(floor))
 		if !t.Pass {
 			t.Miss = fmt.Sprintf("over by %.2f×", f-targetCPUFactor)
-			t.Bound = fmt.Sprintf("Both servers decode the same CheckRequest; ours then decides, and encodes an answer with "+
+			t.Bound = fmt.Sprintf("Both servers receive the same CheckRequest; the floor decodes it with the generated code, "+
+				"ours reads only the fields it uses (internal/check/wire.go), then decides, and encodes an answer with "+
 				"headers where the floor's is a shared, empty OK. %s %s", r.inProcessNote(), r.profileExcerpt("mixed", tailFuncs))
 		}
 	} else {
