@@ -21,6 +21,7 @@ typedef bool (*metadata_string_fn)(void*, int, xa_module_buffer, xa_module_buffe
 typedef void (*send_response_fn)(void*, uint32_t, xa_http_header*, size_t, xa_module_buffer,
                                  xa_module_buffer);
 typedef void (*log_fn)(int, xa_module_buffer);
+typedef uint32_t (*concurrency_fn)(void);
 
 static headers_size_fn p_headers_size;
 static headers_fn p_headers;
@@ -28,6 +29,7 @@ static set_header_fn p_set_header;
 static metadata_string_fn p_metadata_string;
 static send_response_fn p_send_response;
 static log_fn p_log;
+static concurrency_fn p_concurrency; // optional: NULL when Envoy does not export it
 
 static void* lookup(const char* name, bool* ok) {
   void* p = dlsym(RTLD_DEFAULT, name);
@@ -47,6 +49,9 @@ static bool xa_resolve(void) {
       (metadata_string_fn)lookup("envoy_dynamic_module_callback_http_get_metadata_string", &ok);
   p_send_response = (send_response_fn)lookup("envoy_dynamic_module_callback_http_send_response", &ok);
   p_log = (log_fn)lookup("envoy_dynamic_module_callback_log", &ok);
+  // Only sizes the Go runtime (see extauthzConfigNew): without it the module
+  // assumes Envoy's default, a worker per CPU.
+  p_concurrency = (concurrency_fn)dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_get_concurrency");
   return ok;
 }
 
@@ -91,7 +96,9 @@ const char* envoy_dynamic_module_on_program_init(void) {
 const void* envoy_dynamic_module_on_http_filter_config_new(void* config_envoy, xa_envoy_buffer name,
                                                            xa_envoy_buffer config) {
   (void)config_envoy;
-  uint64_t h = extauthzConfigNew((char*)name.ptr, name.length, (char*)config.ptr, config.length);
+  // Envoy's worker count, on the main thread as the ABI requires (0: unknown).
+  uint32_t workers = p_concurrency != NULL ? p_concurrency() : 0;
+  uint64_t h = extauthzConfigNew((char*)name.ptr, name.length, (char*)config.ptr, config.length, workers);
   // The module's pointer is only a handle into the Go side's table: no Go
   // pointer is ever kept by Envoy. 0 means the config was refused.
   return (const void*)(uintptr_t)h;

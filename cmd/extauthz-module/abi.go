@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -46,14 +47,23 @@ func envoyLog(level int, msg string) {
 	C.xa_log(C.int(level), cptr(msg), C.size_t(len(msg)))
 }
 
+// procsOnce sizes the Go runtime for Envoy's workers once, with the first
+// filter config (module.Procs says why).
+var procsOnce sync.Once
+
 //export extauthzConfigNew
-func extauthzConfigNew(name *C.char, nameLen C.size_t, cfg *C.char, cfgLen C.size_t) (handle C.uint64_t) {
+func extauthzConfigNew(name *C.char, nameLen C.size_t, cfg *C.char, cfgLen C.size_t, workers C.uint32_t) (handle C.uint64_t) {
 	defer func() {
 		if v := recover(); v != nil {
 			envoyLog(envoyLogError, fmt.Sprintf("extauthz module: panic while loading the filter config: %v", v))
 			handle = 0
 		}
 	}()
+	procsOnce.Do(func() {
+		if msg := module.SetProcs(int(workers), os.Getenv("GOMAXPROCS")); msg != "" {
+			envoyLog(envoyLogInfo, msg)
+		}
+	})
 	settings, err := module.ParseSettings([]byte(C.GoStringN(cfg, C.int(cfgLen))))
 	if err == nil {
 		var f *module.Filter
