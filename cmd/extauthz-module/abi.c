@@ -8,6 +8,7 @@
 // stream has no state of its own and the other hooks have nothing to do.
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "abi.h"
 #include "_cgo_export.h"
@@ -55,28 +56,56 @@ static bool xa_resolve(void) {
   return ok;
 }
 
-size_t xa_headers_size(void* filter) { return p_headers_size(filter, XA_REQUEST_HEADER); }
+// xa_read_request reads what a decision needs of a request in one call from
+// Go: its header lines and its route's name. The header array is this
+// worker thread's own (thread-local, grown as needed, kept for the next
+// request), so Go neither allocates it nor lends Envoy Go memory; its
+// entries point into Envoy's header map, valid until the hook returns.
+static __thread xa_request tls_request;
+static __thread xa_http_header* tls_headers;
+static __thread size_t tls_headers_cap;
 
-bool xa_headers(void* filter, xa_http_header* out) { return p_headers(filter, XA_REQUEST_HEADER, out); }
+const xa_request* xa_read_request(uintptr_t filter, const char* ns, size_t ns_len, const char* key,
+                                  size_t key_len) {
+  xa_request* r = &tls_request;
+  r->headers = NULL;
+  r->headers_len = 0;
+  r->route.ptr = NULL;
+  r->route.length = 0;
+  size_t n = p_headers_size((void*)filter, XA_REQUEST_HEADER);
+  if (n > tls_headers_cap) {
+    size_t cap = n < 64 ? 64 : 2 * n;
+    xa_http_header* grown = realloc(tls_headers, cap * sizeof(xa_http_header));
+    if (grown == NULL) {
+      return r; // no headers: the decision fails closed (400 or 401)
+    }
+    tls_headers = grown;
+    tls_headers_cap = cap;
+  }
+  if (n > 0 && p_headers((void*)filter, XA_REQUEST_HEADER, tls_headers)) {
+    r->headers = tls_headers;
+    r->headers_len = n;
+  }
+  xa_module_buffer nsb = {ns, ns_len};
+  xa_module_buffer keyb = {key, key_len};
+  xa_envoy_buffer route = {NULL, 0};
+  if (p_metadata_string((void*)filter, XA_METADATA_ROUTE, nsb, keyb, &route) && route.ptr != NULL) {
+    r->route = route;
+  }
+  return r;
+}
 
-bool xa_set_header(void* filter, const char* key, size_t key_len, const char* value, size_t value_len) {
+bool xa_set_header(uintptr_t filter, const char* key, size_t key_len, const char* value, size_t value_len) {
   xa_module_buffer k = {key, key_len};
   xa_module_buffer v = {value, value_len}; // a NULL value removes the header
-  return p_set_header(filter, XA_REQUEST_HEADER, k, v);
+  return p_set_header((void*)filter, XA_REQUEST_HEADER, k, v);
 }
 
-bool xa_route_metadata(void* filter, const char* ns, size_t ns_len, const char* key, size_t key_len,
-                       xa_envoy_buffer* out) {
-  xa_module_buffer n = {ns, ns_len};
-  xa_module_buffer k = {key, key_len};
-  return p_metadata_string(filter, XA_METADATA_ROUTE, n, k, out);
-}
-
-void xa_send_response(void* filter, uint32_t status, xa_http_header* headers, size_t headers_len,
+void xa_send_response(uintptr_t filter, uint32_t status, xa_http_header* headers, size_t headers_len,
                       const char* body, size_t body_len, const char* details, size_t details_len) {
   xa_module_buffer b = {body, body_len};
   xa_module_buffer d = {details, details_len};
-  p_send_response(filter, status, headers, headers_len, b, d);
+  p_send_response((void*)filter, status, headers, headers_len, b, d);
 }
 
 void xa_log(int level, const char* msg, size_t len) {
