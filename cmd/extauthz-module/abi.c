@@ -8,6 +8,7 @@
 // stream has no state of its own and the other hooks have nothing to do.
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "abi.h"
 #include "_cgo_export.h"
@@ -21,6 +22,7 @@ typedef bool (*metadata_string_fn)(void*, int, xa_module_buffer, xa_module_buffe
 typedef void (*send_response_fn)(void*, uint32_t, xa_http_header*, size_t, xa_module_buffer,
                                  xa_module_buffer);
 typedef void (*log_fn)(int, xa_module_buffer);
+typedef uint32_t (*concurrency_fn)(void);
 
 static headers_size_fn p_headers_size;
 static headers_fn p_headers;
@@ -28,6 +30,7 @@ static set_header_fn p_set_header;
 static metadata_string_fn p_metadata_string;
 static send_response_fn p_send_response;
 static log_fn p_log;
+static concurrency_fn p_concurrency; // optional: NULL when Envoy does not export it
 
 static void* lookup(const char* name, bool* ok) {
   void* p = dlsym(RTLD_DEFAULT, name);
@@ -47,31 +50,62 @@ static bool xa_resolve(void) {
       (metadata_string_fn)lookup("envoy_dynamic_module_callback_http_get_metadata_string", &ok);
   p_send_response = (send_response_fn)lookup("envoy_dynamic_module_callback_http_send_response", &ok);
   p_log = (log_fn)lookup("envoy_dynamic_module_callback_log", &ok);
+  // Only sizes the Go runtime (see extauthzConfigNew): without it the module
+  // assumes Envoy's default, a worker per CPU.
+  p_concurrency = (concurrency_fn)dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_get_concurrency");
   return ok;
 }
 
-size_t xa_headers_size(void* filter) { return p_headers_size(filter, XA_REQUEST_HEADER); }
+// xa_read_request reads what a decision needs of a request in one call from
+// Go: its header lines and its route's name. The header array is this
+// worker thread's own (thread-local, grown as needed, kept for the next
+// request), so Go neither allocates it nor lends Envoy Go memory; its
+// entries point into Envoy's header map, valid until the hook returns.
+static __thread xa_request tls_request;
+static __thread xa_http_header* tls_headers;
+static __thread size_t tls_headers_cap;
 
-bool xa_headers(void* filter, xa_http_header* out) { return p_headers(filter, XA_REQUEST_HEADER, out); }
+const xa_request* xa_read_request(uintptr_t filter, const char* ns, size_t ns_len, const char* key,
+                                  size_t key_len) {
+  xa_request* r = &tls_request;
+  r->headers = NULL;
+  r->headers_len = 0;
+  r->route.ptr = NULL;
+  r->route.length = 0;
+  size_t n = p_headers_size((void*)filter, XA_REQUEST_HEADER);
+  if (n > tls_headers_cap) {
+    size_t cap = n < 64 ? 64 : 2 * n;
+    xa_http_header* grown = realloc(tls_headers, cap * sizeof(xa_http_header));
+    if (grown == NULL) {
+      return r; // no headers: the decision fails closed (400 or 401)
+    }
+    tls_headers = grown;
+    tls_headers_cap = cap;
+  }
+  if (n > 0 && p_headers((void*)filter, XA_REQUEST_HEADER, tls_headers)) {
+    r->headers = tls_headers;
+    r->headers_len = n;
+  }
+  xa_module_buffer nsb = {ns, ns_len};
+  xa_module_buffer keyb = {key, key_len};
+  xa_envoy_buffer route = {NULL, 0};
+  if (p_metadata_string((void*)filter, XA_METADATA_ROUTE, nsb, keyb, &route) && route.ptr != NULL) {
+    r->route = route;
+  }
+  return r;
+}
 
-bool xa_set_header(void* filter, const char* key, size_t key_len, const char* value, size_t value_len) {
+bool xa_set_header(uintptr_t filter, const char* key, size_t key_len, const char* value, size_t value_len) {
   xa_module_buffer k = {key, key_len};
   xa_module_buffer v = {value, value_len}; // a NULL value removes the header
-  return p_set_header(filter, XA_REQUEST_HEADER, k, v);
+  return p_set_header((void*)filter, XA_REQUEST_HEADER, k, v);
 }
 
-bool xa_route_metadata(void* filter, const char* ns, size_t ns_len, const char* key, size_t key_len,
-                       xa_envoy_buffer* out) {
-  xa_module_buffer n = {ns, ns_len};
-  xa_module_buffer k = {key, key_len};
-  return p_metadata_string(filter, XA_METADATA_ROUTE, n, k, out);
-}
-
-void xa_send_response(void* filter, uint32_t status, xa_http_header* headers, size_t headers_len,
+void xa_send_response(uintptr_t filter, uint32_t status, xa_http_header* headers, size_t headers_len,
                       const char* body, size_t body_len, const char* details, size_t details_len) {
   xa_module_buffer b = {body, body_len};
   xa_module_buffer d = {details, details_len};
-  p_send_response(filter, status, headers, headers_len, b, d);
+  p_send_response((void*)filter, status, headers, headers_len, b, d);
 }
 
 void xa_log(int level, const char* msg, size_t len) {
@@ -91,7 +125,9 @@ const char* envoy_dynamic_module_on_program_init(void) {
 const void* envoy_dynamic_module_on_http_filter_config_new(void* config_envoy, xa_envoy_buffer name,
                                                            xa_envoy_buffer config) {
   (void)config_envoy;
-  uint64_t h = extauthzConfigNew((char*)name.ptr, name.length, (char*)config.ptr, config.length);
+  // Envoy's worker count, on the main thread as the ABI requires (0: unknown).
+  uint32_t workers = p_concurrency != NULL ? p_concurrency() : 0;
+  uint64_t h = extauthzConfigNew((char*)name.ptr, name.length, (char*)config.ptr, config.length, workers);
   // The module's pointer is only a handle into the Go side's table: no Go
   // pointer is ever kept by Envoy. 0 means the config was refused.
   return (const void*)(uintptr_t)h;

@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -46,14 +47,23 @@ func envoyLog(level int, msg string) {
 	C.xa_log(C.int(level), cptr(msg), C.size_t(len(msg)))
 }
 
+// procsOnce sizes the Go runtime for Envoy's workers once, with the first
+// filter config (module.Procs says why).
+var procsOnce sync.Once
+
 //export extauthzConfigNew
-func extauthzConfigNew(name *C.char, nameLen C.size_t, cfg *C.char, cfgLen C.size_t) (handle C.uint64_t) {
+func extauthzConfigNew(name *C.char, nameLen C.size_t, cfg *C.char, cfgLen C.size_t, workers C.uint32_t) (handle C.uint64_t) {
 	defer func() {
 		if v := recover(); v != nil {
 			envoyLog(envoyLogError, fmt.Sprintf("extauthz module: panic while loading the filter config: %v", v))
 			handle = 0
 		}
 	}()
+	procsOnce.Do(func() {
+		if msg := module.SetProcs(int(workers), os.Getenv("GOMAXPROCS")); msg != "" {
+			envoyLog(envoyLogInfo, msg)
+		}
+	})
 	settings, err := module.ParseSettings([]byte(C.GoStringN(cfg, C.int(cfgLen))))
 	if err == nil {
 		var f *module.Filter
@@ -97,27 +107,42 @@ func extauthzRequestHeaders(envoyFilter unsafe.Pointer, h C.uint64_t) (status C.
 		return C.XA_HEADERS_STOP_ITERATION
 	}
 	f = v.(*module.Filter)
-	var r check.Request
-	readHeaders(envoyFilter, &r)
-	r.RouteName = routeName(envoyFilter)
-	if f.Serve(&r, s) {
+	r := check.Request{Headers: headerMaps.Get().(map[string]string)}
+	readRequest(s, &r)
+	allowed := f.Serve(&r, s)
+	// Answer reads the headers and never keeps the map (check.Request), so
+	// the next request on this P reuses it. Not after a panic: that map
+	// stays out of the pool.
+	if len(r.Headers) <= maxPooledHeaders {
+		clear(r.Headers)
+		headerMaps.Put(r.Headers)
+	}
+	if allowed {
 		return C.XA_HEADERS_CONTINUE
 	}
 	return C.XA_HEADERS_STOP_ITERATION
 }
 
-// readHeaders copies the request's header lines into r.
-func readHeaders(envoyFilter unsafe.Pointer, r *check.Request) {
-	n := int(C.xa_headers_size(envoyFilter))
-	if n == 0 {
+// headerMaps are check.Request.Headers maps between requests: a request
+// costs no map allocation. A map that held more than maxPooledHeaders
+// names is dropped instead (clearing it would cost more than a new one).
+var headerMaps = sync.Pool{New: func() any { return make(map[string]string, 32) }}
+
+const maxPooledHeaders = 64
+
+// readRequest copies the request's header lines and its route's name into r,
+// in one call into Envoy (xa_read_request).
+func readRequest(s stream, r *check.Request) {
+	ns, key := RouteMetadataNamespace, RouteMetadataKey
+	req := C.xa_read_request(s.filter(), cptr(ns), C.size_t(len(ns)), cptr(key), C.size_t(len(key)))
+	if req.route.ptr != nil {
+		r.RouteName = C.GoStringN(req.route.ptr, C.int(req.route.length))
+	}
+	if req.headers == nil {
 		return
 	}
-	hs := make([]C.xa_http_header, n)
-	if !C.xa_headers(envoyFilter, &hs[0]) {
-		return
-	}
-	r.Headers = make(map[string]string, n)
-	for _, h := range hs {
+	// C memory (the worker's own array), read in place.
+	for _, h := range unsafe.Slice(req.headers, int(req.headers_len)) {
 		r.AddHeader(headerName(h.key_ptr, h.key_length), C.GoStringN(h.value_ptr, C.int(h.value_length)))
 	}
 }
@@ -153,25 +178,20 @@ const (
 	RouteMetadataKey       = "route"
 )
 
-func routeName(envoyFilter unsafe.Pointer) string {
-	var out C.xa_envoy_buffer
-	ns, key := RouteMetadataNamespace, RouteMetadataKey
-	if !C.xa_route_metadata(envoyFilter, cptr(ns), C.size_t(len(ns)), cptr(key), C.size_t(len(key)), &out) || out.ptr == nil {
-		return ""
-	}
-	return C.GoStringN(out.ptr, C.int(out.length))
-}
-
-// stream is module.Stream on one of Envoy's HTTP filters.
+// stream is module.Stream on one of Envoy's HTTP filters. It holds Envoy's
+// pointer as a pointer, so that it fits an interface without an allocation,
+// and hands it to C as an integer (filter).
 type stream struct{ envoyFilter unsafe.Pointer }
 
+func (s stream) filter() C.uintptr_t { return C.uintptr_t(uintptr(s.envoyFilter)) }
+
 func (s stream) SetHeader(name, value string) {
-	C.xa_set_header(s.envoyFilter, cptr(name), C.size_t(len(name)), cptr(value), C.size_t(len(value)))
+	C.xa_set_header(s.filter(), cptr(name), C.size_t(len(name)), cptr(value), C.size_t(len(value)))
 }
 
 func (s stream) RemoveHeader(name string) {
 	// A null value removes the header.
-	C.xa_set_header(s.envoyFilter, cptr(name), C.size_t(len(name)), nil, 0)
+	C.xa_set_header(s.filter(), cptr(name), C.size_t(len(name)), nil, 0)
 }
 
 func (s stream) SendResponse(status int, headers []check.Header, body, details string) {
@@ -184,7 +204,7 @@ func (s stream) SendResponse(status int, headers []check.Header, body, details s
 			value_ptr: pinned(&pins, h.Value), value_length: C.size_t(len(h.Value)),
 		}
 	}
-	C.xa_send_response(s.envoyFilter, C.uint32_t(status), &hs[0], C.size_t(len(headers)),
+	C.xa_send_response(s.filter(), C.uint32_t(status), &hs[0], C.size_t(len(headers)),
 		cptr(body), C.size_t(len(body)), cptr(details), C.size_t(len(details)))
 }
 

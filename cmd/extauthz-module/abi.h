@@ -38,13 +38,21 @@ enum { XA_METADATA_ROUTE = 1 };
 // envoy_dynamic_module_type_on_http_filter_request_headers_status
 enum { XA_HEADERS_CONTINUE = 0, XA_HEADERS_STOP_ITERATION = 1 };
 
+// What xa_read_request returns: the request's header lines and its route's
+// name, both Envoy's memory, valid until the hook returns.
+typedef struct {
+  xa_http_header* headers; // NULL when there are none
+  size_t headers_len;
+  xa_envoy_buffer route; // ptr NULL: the route names no policy route
+} xa_request;
+
 // The Envoy callbacks the filter calls, resolved once at load (xa_resolve).
-size_t xa_headers_size(void* filter);
-bool xa_headers(void* filter, xa_http_header* out);
-bool xa_set_header(void* filter, const char* key, size_t key_len, const char* value, size_t value_len);
-bool xa_route_metadata(void* filter, const char* ns, size_t ns_len, const char* key, size_t key_len,
-                       xa_envoy_buffer* out);
-void xa_send_response(void* filter, uint32_t status, xa_http_header* headers, size_t headers_len,
+// A filter is Envoy's pointer, passed as an integer: cgo then has no pointer
+// to check on each call, and Go never dereferences it.
+const xa_request* xa_read_request(uintptr_t filter, const char* ns, size_t ns_len, const char* key,
+                                  size_t key_len);
+bool xa_set_header(uintptr_t filter, const char* key, size_t key_len, const char* value, size_t value_len);
+void xa_send_response(uintptr_t filter, uint32_t status, xa_http_header* headers, size_t headers_len,
                       const char* body, size_t body_len, const char* details, size_t details_len);
 void xa_log(int level, const char* msg, size_t len);
 

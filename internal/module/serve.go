@@ -40,7 +40,7 @@ func validMutation(a *check.Answer) error {
 		if !validName(h.Name) {
 			return fmt.Errorf("header name %q is not an HTTP token", h.Name)
 		}
-		if strings.ContainsAny(h.Value, "\x00\r\n") {
+		if hasControl(h.Value) {
 			return fmt.Errorf("header %s: value with NUL, CR or LF", h.Name)
 		}
 	}
@@ -50,6 +50,13 @@ func validMutation(a *check.Answer) error {
 		}
 	}
 	return nil
+}
+
+// hasControl reports whether v holds NUL, CR or LF. Three IndexByte scans
+// (vectorized) beat ContainsAny's byte loop on the long values an answer
+// carries (the assertion), and this runs on every allowed request.
+func hasControl(v string) bool {
+	return strings.IndexByte(v, '\n') >= 0 || strings.IndexByte(v, '\r') >= 0 || strings.IndexByte(v, 0) >= 0
 }
 
 // validName reports whether name is an HTTP token (RFC 9110 section 5.6.2).
