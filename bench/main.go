@@ -69,6 +69,9 @@ type Config struct {
 	GoBench   bool   // run the in-process go test benchmarks
 	Benchtime string // their -benchtime ("" = go test's default)
 	Profile   bool   // profile BenchmarkCheck and include pprof -top
+	// ProfileDir, when set, keeps our server's CPU profiles there (one a
+	// workload) for go tool pprof.
+	ProfileDir string
 
 	OursBin string // measure this extauthz binary instead of building ./cmd/extauthz
 	// OursGOMEMLIMIT, when set, is ours' GOMEMLIMIT ("off" lifts serve's
@@ -120,6 +123,7 @@ func main() {
 	fs.BoolVar(&cfg.GoBench, "gobench", cfg.GoBench, "run the in-process go test benchmarks")
 	fs.StringVar(&cfg.Benchtime, "benchtime", cfg.Benchtime, "their -benchtime")
 	fs.BoolVar(&cfg.Profile, "profile", cfg.Profile, "profile BenchmarkCheck and include pprof -top")
+	fs.StringVar(&cfg.ProfileDir, "profile-dir", "", "also keep our server's CPU profiles in this directory, for go tool pprof")
 	fs.StringVar(&cfg.OursBin, "extauthz-bin", cfg.OursBin, "measure this extauthz binary instead of building ./cmd/extauthz")
 	fs.StringVar(&cfg.OursGOMEMLIMIT, "extauthz-gomemlimit", cfg.OursGOMEMLIMIT, "run extauthz with this GOMEMLIMIT (off: without serve's 48 MiB soft limit; default: serve's)")
 	fs.StringVar(&cfg.Out, "out", cfg.Out, "write the markdown report here (e.g. docs/benchmarks.md)")

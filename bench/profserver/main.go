@@ -5,7 +5,10 @@
 // loads it like the real binary to show where our server's CPU goes, gRPC
 // transport included; the measurements themselves always use the real binary.
 //
-//	profserver -config extauthz.yaml -cpuprofile cpu.prof
+// The profile starts -after a while (the runner's warm-up), so that it
+// shows the steady state the measured runs see.
+//
+//	profserver -config extauthz.yaml -cpuprofile cpu.prof -after 1s
 package main
 
 import (
@@ -16,6 +19,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -29,14 +33,15 @@ import (
 func main() {
 	cfgPath := flag.String("config", "", "extauthz config file")
 	profile := flag.String("cpuprofile", "cpu.prof", "where to write the CPU profile")
+	after := flag.Duration("after", 0, "start profiling this long after serving starts")
 	flag.Parse()
-	if err := run(*cfgPath, *profile); err != nil {
+	if err := run(*cfgPath, *profile, *after); err != nil {
 		fmt.Fprintln(os.Stderr, "profserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(cfgPath, profile string) error {
+func run(cfgPath, profile string, after time.Duration) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
@@ -63,13 +68,18 @@ func run(cfgPath, profile string) error {
 	if err != nil {
 		return err
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return err
-	}
+	started := make(chan error, 1)
+	timer := time.AfterFunc(after, func() { started <- pprof.StartCPUProfile(f) })
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	go func() { <-sig; g.Stop() }()
 	serveErr := g.Serve(lis)
+	if timer.Stop() {
+		return fmt.Errorf("stopped before the profile started (-after %s)", after)
+	}
+	if err := <-started; err != nil {
+		return err
+	}
 	pprof.StopCPUProfile()
 	if err := f.Close(); err != nil {
 		return err
