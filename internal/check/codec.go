@@ -12,9 +12,11 @@ import (
 
 // Check's own gRPC path (issue 19): the request read by the lean decoder
 // (wire.go) instead of proto.Unmarshal, which built a message per level and
-// a string per header key and value for the few fields Check reads. The
-// codec, which ServerOptions installs, does it; every other message (the
-// health service's, every response) takes grpc-go's proto codec as before.
+// a string per header key and value for the few fields Check reads, and the
+// answer written from the Answer (encode.go) instead of a CheckResponse
+// marshalled by reflection. The codec, which ServerOptions installs, does
+// both; every other message (the health service's) takes grpc-go's proto
+// codec as before.
 
 // checkCall is one Check served by authorizationDesc: the request, as
 // whichever codec the server runs decodes it, and its answer, in one
@@ -41,7 +43,8 @@ var authorizationDesc = grpc.ServiceDesc{
 // checkHandler is the generated handler's shape: decode, then the
 // interceptor if any, then the Check. An interceptor is handed the
 // *checkCall: a proto.Message, but the CheckRequest in it is empty when the
-// lean codec decoded the request. A request that does not decode is an
+// lean codec decoded the request, and the answer it gets back is then a
+// *checkAnswer, which only that codec can write. A request that does not decode is an
 // error status (INTERNAL, from grpc-go) and never an answer: Envoy denies
 // it, as every bundled config sets failure_mode_allow: false.
 func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
@@ -59,13 +62,17 @@ func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor
 	})
 }
 
-// checkCall answers call, as Check answers its CheckRequest.
-func (s *Server) checkCall(call *checkCall) *authv3.CheckResponse {
+// checkCall answers call, as Check answers its CheckRequest. A request the
+// lean codec decoded is answered with the checkAnswer itself, which that
+// codec writes to the wire (encode.go); any other with the CheckResponse.
+func (s *Server) checkCall(call *checkCall) any {
 	if !call.lean {
 		call.req = checkRequest(&call.CheckRequest)
+		s.answer(&call.req, &call.answer.a)
+		return call.answer.response()
 	}
 	s.answer(&call.req, &call.answer.a)
-	return call.answer.response()
+	return &call.answer
 }
 
 // codec is the server's gRPC codec: lean for Check, grpc-go's otherwise.
@@ -75,12 +82,16 @@ var protoCodec = encoding.GetCodecV2(grpcproto.Name)
 
 func (codec) Name() string { return grpcproto.Name }
 
-// Marshal is grpc-go's proto codec's. go-control-plane's generated vtproto
-// marshalling of CheckResponse was measured too (issue 19): it exists only
-// under the build tag vtprotobuf, saved nothing measurable on Envoy-shaped
-// Checks once decoding was lean, and skips proto.Marshal's UTF-8 check of
-// the strings it writes, so every build marshals the same way.
-func (codec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
+// Marshal writes Check's answer from the Answer (encode.go), and anything
+// else with grpc-go's proto codec. (go-control-plane's generated vtproto
+// marshalling exists only under the build tag vtprotobuf and still writes
+// google.rpc.Status by reflection.)
+func (codec) Marshal(v any) (mem.BufferSlice, error) {
+	if c, ok := v.(*checkAnswer); ok {
+		return c.marshal()
+	}
+	return protoCodec.Marshal(v)
+}
 
 // Unmarshal decodes a Check's request with the lean decoder, into one copy
 // of the bytes that its strings point into (grpc-go frees data once this

@@ -59,14 +59,7 @@ func (c *checkAnswer) response() *authv3.CheckResponse {
 		c.resp.HttpResponse = &c.okWrap
 		return &c.resp
 	}
-	code := codes.PermissionDenied
-	switch a.Status {
-	case int(decision.StatusSignIn), int(decision.StatusUnauthorized):
-		code = codes.Unauthenticated
-	case http.StatusServiceUnavailable: // not deciding (yet): an outage, not a verdict
-		code = codes.Unavailable
-	}
-	c.status.Code, c.status.Message = int32(code), a.Reason
+	c.status.Code, c.status.Message = int32(a.deniedCode()), a.Reason
 	c.http.Code = typev3.StatusCode(a.Status)
 	c.denied.Status, c.denied.Headers, c.denied.Body = &c.http, headers, a.Body
 	c.deniedWrap.DeniedResponse = &c.denied
@@ -91,4 +84,16 @@ func (c *checkAnswer) headers() []*corev3.HeaderValueOption {
 		list[i] = &s.opt
 	}
 	return list
+}
+
+// deniedCode is the gRPC status of a denial: Envoy reads only OK or not, but
+// operators read the code in its logs and stats.
+func (a *Answer) deniedCode() codes.Code {
+	switch a.Status {
+	case int(decision.StatusSignIn), int(decision.StatusUnauthorized):
+		return codes.Unauthenticated
+	case http.StatusServiceUnavailable: // not deciding (yet): an outage, not a verdict
+		return codes.Unavailable
+	}
+	return codes.PermissionDenied
 }
