@@ -150,7 +150,9 @@ func optionSize(h Header) int {
 
 // sizeMessage is the size of a message (or bytes) field whose content is n
 // bytes.
-func sizeMessage(num protowire.Number, n int) int { return protowire.SizeTag(num) + protowire.SizeBytes(n) }
+func sizeMessage(num protowire.Number, n int) int {
+	return protowire.SizeTag(num) + protowire.SizeBytes(n)
+}
 
 func sizeString(num protowire.Number, s string) int {
 	if s == "" {
