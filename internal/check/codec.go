@@ -27,7 +27,7 @@ type checkCall struct {
 	authv3.CheckRequest
 	req    Request
 	lean   bool // req was decoded from the wire; else read it from CheckRequest
-	answer checkAnswer
+	answer Answer // what the lean codec writes (encode.go)
 }
 
 // authorizationDesc is envoy.service.auth.v3.Authorization, as
@@ -43,8 +43,8 @@ var authorizationDesc = grpc.ServiceDesc{
 // checkHandler is the generated handler's shape: decode, then the
 // interceptor if any, then the Check. An interceptor is handed the
 // *checkCall: a proto.Message, but the CheckRequest in it is empty when the
-// lean codec decoded the request, and the answer it gets back is then a
-// *checkAnswer, which only that codec can write. A request that does not decode is an
+// lean codec decoded the request, and the answer it gets back is then an
+// *Answer, which only that codec can write. A request that does not decode is an
 // error status (INTERNAL, from grpc-go) and never an answer: Envoy denies
 // it, as every bundled config sets failure_mode_allow: false.
 func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
@@ -68,10 +68,11 @@ func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor
 func (s *Server) checkCall(call *checkCall) any {
 	if !call.lean {
 		call.req = checkRequest(&call.CheckRequest)
-		s.answer(&call.req, &call.answer.a)
-		return call.answer.response()
+		c := new(checkAnswer)
+		s.answer(&call.req, &c.a)
+		return c.response()
 	}
-	s.answer(&call.req, &call.answer.a)
+	s.answer(&call.req, &call.answer)
 	return &call.answer
 }
 
@@ -87,8 +88,8 @@ func (codec) Name() string { return grpcproto.Name }
 // marshalling exists only under the build tag vtprotobuf and still writes
 // google.rpc.Status by reflection.)
 func (codec) Marshal(v any) (mem.BufferSlice, error) {
-	if c, ok := v.(*checkAnswer); ok {
-		return c.marshal()
+	if a, ok := v.(*Answer); ok {
+		return a.marshal()
 	}
 	return protoCodec.Marshal(v)
 }

@@ -41,10 +41,9 @@ const overwrite = uint64(corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD)
 
 var errNotUTF8 = errors.New("check answer: a string is not valid UTF-8")
 
-// marshal writes c.a as a CheckResponse, into a buffer from grpc-go's pool
+// marshal writes a as a CheckResponse, into a buffer from grpc-go's pool
 // above its pooling threshold (grpc-go frees it once sent).
-func (c *checkAnswer) marshal() (mem.BufferSlice, error) {
-	a := &c.a
+func (a *Answer) marshal() (mem.BufferSlice, error) {
 	if !a.validUTF8() {
 		return nil, errNotUTF8
 	}

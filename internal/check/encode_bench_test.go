@@ -16,8 +16,8 @@ func BenchmarkEncodeAnswer(b *testing.B) {
 	b.Run("encoder", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			c := &checkAnswer{a: a}
-			data, err := c.marshal()
+			a := a
+			data, err := a.marshal()
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -59,8 +59,7 @@ func TestEncodeAnswer(t *testing.T) {
 			{Status: 403, Reason: "\xff"},
 			{Status: 403, Headers: []Header{{"x", "\xff"}}},
 		} {
-			c := &checkAnswer{a: a}
-			if _, err := c.marshal(); err == nil {
+			if _, err := a.marshal(); err == nil {
 				t.Errorf("%+v: encoded", a)
 			}
 			if _, err := proto.Marshal((&checkAnswer{a: a}).response()); err == nil {
@@ -76,8 +75,7 @@ func checkEncoding(t *testing.T, a Answer) {
 	t.Helper()
 	want := (&checkAnswer{a: a}).response()
 	wantBytes, wantErr := proto.Marshal(want)
-	c := &checkAnswer{a: a}
-	data, err := c.marshal()
+	data, err := a.marshal()
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("encoder error %v, proto.Marshal error %v", err, wantErr)
 	}
