@@ -26,7 +26,7 @@ import (
 type checkCall struct {
 	authv3.CheckRequest
 	req    Request
-	lean   bool // req was decoded from the wire; else read it from CheckRequest
+	lean   bool   // req was decoded from the wire; else read it from CheckRequest
 	answer Answer // what the lean codec writes (encode.go)
 }
 
