@@ -190,8 +190,9 @@ func agreeWithProto(t *testing.T, msg []byte) (protoErr, leanErr error) {
 	return protoErr, leanErr
 }
 
-// requestDiff names the fields where got and want differ ("" if none); a
-// nil map equals an empty one.
+// requestDiff names the fields where got and want differ ("" if none). The
+// headers are compared by name, in any order (checkRequest reads a Go map),
+// and each side must hold a name once; nil equals empty.
 func requestDiff(got, want Request) string {
 	var diff []string
 	for _, f := range []struct{ name, got, want string }{
@@ -202,10 +203,27 @@ func requestDiff(got, want Request) string {
 			diff = append(diff, fmt.Sprintf("%s %q, want %q", f.name, f.got, f.want))
 		}
 	}
-	if !maps.Equal(got.Headers, want.Headers) {
+	gotHeaders, gotTwice := headerMap(got.Headers)
+	wantHeaders, wantTwice := headerMap(want.Headers)
+	if gotTwice != "" || wantTwice != "" {
+		diff = append(diff, fmt.Sprintf("a header named twice: %q in %q, %q in %q", gotTwice, got.Headers, wantTwice, want.Headers))
+	}
+	if !maps.Equal(gotHeaders, wantHeaders) {
 		diff = append(diff, fmt.Sprintf("Headers %q, want %q", got.Headers, want.Headers))
 	}
 	return strings.Join(diff, "; ")
+}
+
+// headerMap is h by name, and a name h holds more than once ("" if none).
+func headerMap(h RequestHeaders) (m map[string]string, twice string) {
+	m = make(map[string]string, len(h))
+	for _, e := range h {
+		if _, seen := m[e.Name]; seen {
+			twice = e.Name
+		}
+		m[e.Name] = e.Value
+	}
+	return m, twice
 }
 
 // fieldTree names the fields Check reads: a nil subtree keeps the field's
