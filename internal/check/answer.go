@@ -156,13 +156,16 @@ func (s *Server) answer(r *Request, a *Answer) {
 		}
 		return
 	}
-	format := negotiate.Preferred(r.Headers.Get("accept"))
+	// The closure below holds the list, not r: holding r would move every
+	// Check's Request to the heap with the closure.
+	headers := r.Headers
+	format := negotiate.Preferred(headers.Get("accept"))
 	in := decision.Request{
 		RouteName: r.RouteName,
 		Host:      r.Host,
 		Path:      r.Path,
 		Method:    r.Method,
-		Header:    func(name string) string { return r.Headers.Get(name) },
+		Header:    headers.Get,
 		Browser:   format == negotiate.HTML,
 	}
 	d := snap.Engine.Decide(in, start)
