@@ -183,6 +183,12 @@ func (d *leanDecoder) headerValue(b []byte) error {
 // mapEntry reads a map<string, string> entry: key and value "" when absent,
 // the last of each when repeated.
 func mapEntry(b []byte) (key, value string, err error) {
+	if k, v, ok := plainEntry(b); ok {
+		if key, err = utf8String(k); err == nil {
+			value, err = utf8String(v)
+		}
+		return key, value, err
+	}
 	err = eachField(b, func(num protowire.Number, val []byte) error {
 		var err error
 		switch num {
@@ -194,6 +200,32 @@ func mapEntry(b []byte) (key, value string, err error) {
 		return err
 	})
 	return key, value, err
+}
+
+// Tags of a map entry's key and value, as every marshaller writes them.
+const (
+	tagMapKey   = byte(fieldMapKey<<3 | protowire.BytesType)
+	tagMapValue = byte(fieldMapValue<<3 | protowire.BytesType)
+)
+
+// plainEntry splits b when it is a map entry as marshallers write one (as
+// Envoy's are): the key, then the value, and nothing else. Every header is
+// one; reading it here, not through eachField's generic walk, saves a call
+// per field. Any other layout (ok false) is left to that walk.
+func plainEntry(b []byte) (key, value []byte, ok bool) {
+	if len(b) < 2 || b[0] != tagMapKey {
+		return nil, nil, false
+	}
+	key, n := protowire.ConsumeBytes(b[1:])
+	if n < 0 || 1+n >= len(b) || b[1+n] != tagMapValue {
+		return nil, nil, false
+	}
+	b = b[1+n+1:]
+	value, n = protowire.ConsumeBytes(b)
+	if n != len(b) {
+		return nil, nil, false
+	}
+	return key, value, true
 }
 
 // eachField calls f with every length-delimited field of the message b, in
