@@ -39,9 +39,13 @@ type Request struct {
 
 // AddHeader adds one request header line to r.Headers: the name lower-cased,
 // a repeated name joined to the earlier lines as Check joins Envoy's raw
-// header_map. Lines are added to Headers as they are (a reused slice's
-// capacity is used), to nothing else.
+// header_map. Headers may start empty with room to reuse (the module pools
+// them); once they are many AddHeader indexes them, so lines are added only
+// through it.
 func (r *Request) AddHeader(name, value string) {
+	if len(r.headerIndex) != len(r.Headers) {
+		r.headerIndex = nil // Headers changed under it: scan instead
+	}
 	l := headerList{h: r.Headers, index: r.headerIndex}
 	l.join(strings.ToLower(name), value)
 	r.Headers, r.headerIndex = l.h, l.index
