@@ -107,15 +107,17 @@ func extauthzRequestHeaders(envoyFilter unsafe.Pointer, h C.uint64_t) (status C.
 		return C.XA_HEADERS_STOP_ITERATION
 	}
 	f = v.(*module.Filter)
-	r := check.Request{Headers: headerMaps.Get().(map[string]string)}
+	pooled := headerLists.Get().(*check.RequestHeaders)
+	r := check.Request{Headers: (*pooled)[:0]}
 	readRequest(s, &r)
 	allowed := f.Serve(&r, s)
-	// Answer reads the headers and never keeps the map (check.Request), so
-	// the next request on this P reuses it. Not after a panic: that map
-	// stays out of the pool.
-	if len(r.Headers) <= maxPooledHeaders {
-		clear(r.Headers)
-		headerMaps.Put(r.Headers)
+	// Answer reads the headers and never keeps the slice (check.Request),
+	// so the next request on this P reuses its array. Not after a panic:
+	// that slice stays out of the pool.
+	if cap(r.Headers) <= maxPooledHeaders {
+		clear(r.Headers) // the strings are this request's: let them go
+		*pooled = r.Headers[:0]
+		headerLists.Put(pooled)
 	}
 	if allowed {
 		return C.XA_HEADERS_CONTINUE
@@ -123,10 +125,11 @@ func extauthzRequestHeaders(envoyFilter unsafe.Pointer, h C.uint64_t) (status C.
 	return C.XA_HEADERS_STOP_ITERATION
 }
 
-// headerMaps are check.Request.Headers maps between requests: a request
-// costs no map allocation. A map that held more than maxPooledHeaders
-// names is dropped instead (clearing it would cost more than a new one).
-var headerMaps = sync.Pool{New: func() any { return make(map[string]string, 32) }}
+// headerLists are check.Request.Headers slices between requests: a request
+// costs no allocation for its list of headers. A slice grown past
+// maxPooledHeaders names is dropped instead, so that one request with many
+// headers does not keep its array for every later one.
+var headerLists = sync.Pool{New: func() any { h := make(check.RequestHeaders, 0, 32); return &h }}
 
 const maxPooledHeaders = 64
 

@@ -28,19 +28,27 @@ type Request struct {
 	Scheme    string // of the request Envoy received; sign-in redirects use it
 	// ID is Envoy's request id when the headers do not carry one.
 	ID string
-	// Headers are the request's headers by lower-case name, a repeated name
-	// joined as joinHeader does. Answer reads, never keeps, them.
-	Headers map[string]string
+	// Headers are the request's headers, one entry per lower-case name, a
+	// repeated name joined as Check joins Envoy's raw header_map. Answer
+	// reads, never keeps, them.
+	Headers RequestHeaders
+
+	// headerIndex is AddHeader's index of Headers once they are many.
+	headerIndex map[string]int
 }
 
 // AddHeader adds one request header line to r.Headers: the name lower-cased,
 // a repeated name joined to the earlier lines as Check joins Envoy's raw
-// header_map.
+// header_map. Headers may start empty with room to reuse (the module pools
+// them); once they are many AddHeader indexes them, so lines are added only
+// through it.
 func (r *Request) AddHeader(name, value string) {
-	if r.Headers == nil {
-		r.Headers = make(map[string]string, 16)
+	if len(r.headerIndex) != len(r.Headers) {
+		r.headerIndex = nil // Headers changed under it: scan instead
 	}
-	joinHeader(r.Headers, strings.ToLower(name), value)
+	l := headerList{h: r.Headers, index: r.headerIndex}
+	l.join(strings.ToLower(name), value)
+	r.Headers, r.headerIndex = l.h, l.index
 }
 
 // Header is one header name and value of an Answer.
@@ -134,7 +142,7 @@ func (s *Server) Answer(r *Request) *Answer {
 // CheckResponse's allocation.
 func (s *Server) answer(r *Request, a *Answer) {
 	start := s.now()
-	requestID := requestid.Pick(r.Headers["x-request-id"], r.ID)
+	requestID := requestid.Pick(r.Headers.Get("x-request-id"), r.ID)
 	if why := s.notReady.Load(); why != nil {
 		s.notReadyAnswer(*why, r.Headers, requestID, a)
 		if s.Observe != nil {
@@ -152,14 +160,16 @@ func (s *Server) answer(r *Request, a *Answer) {
 		}
 		return
 	}
+	// The closure below holds the list, not r: holding r would move every
+	// Check's Request to the heap with the closure.
 	headers := r.Headers
-	format := negotiate.Preferred(headers["accept"])
+	format := negotiate.Preferred(headers.Get("accept"))
 	in := decision.Request{
 		RouteName: r.RouteName,
 		Host:      r.Host,
 		Path:      r.Path,
 		Method:    r.Method,
-		Header:    func(name string) string { return headers[name] },
+		Header:    headers.Get,
 		Browser:   format == negotiate.HTML,
 	}
 	d := snap.Engine.Decide(in, start)
@@ -214,7 +224,7 @@ func checkRequest(req *authv3.CheckRequest) Request {
 		Method:    httpReq.GetMethod(),
 		Scheme:    httpReq.GetScheme(),
 		ID:        httpReq.GetId(),
-		// From here on, headers are read only through this map, whichever
+		// From here on, headers are read only through this list, whichever
 		// field Envoy filled.
 		Headers: requestHeaders(httpReq),
 	}

@@ -244,7 +244,7 @@ func FuzzRawHeaders(f *testing.F) {
 		raw := base()
 		raw.Attributes.Request.Http.HeaderMap = hm
 		joined := base()
-		joined.Attributes.Request.Http.Headers = requestHeaders(raw.Attributes.Request.Http)
+		joined.Attributes.Request.Http.Headers, _ = headerMap(requestHeaders(raw.Attributes.Request.Http))
 		for k, v := range joined.Attributes.Request.Http.Headers {
 			if !utf8.ValidString(v) {
 				// headers is a map of proto strings: Envoy would have

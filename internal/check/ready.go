@@ -71,8 +71,8 @@ func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
 // request id (Check makes it gRPC UNAVAILABLE). It is never audited (nothing
 // was decided about anyone) but is counted and logged, the log saying why the
 // server is not ready.
-func (s *Server) notReadyAnswer(why string, headers map[string]string, requestID string, a *Answer) {
-	format := negotiate.Preferred(headers["accept"])
+func (s *Server) notReadyAnswer(why string, headers RequestHeaders, requestID string, a *Answer) {
+	format := negotiate.Preferred(headers.Get("accept"))
 	if ce := s.log.Check(zap.WarnLevel, "request refused: not ready"); ce != nil && s.denials.allow(s.now()) {
 		ce.Write(zap.String("request_id", requestID), zap.String("why", why))
 	}

@@ -65,7 +65,7 @@ func (s *Snapshot) allow(d *decision.Decision, r *Request, now time.Time, a *Ans
 	}
 	// The session cookie and the sidecar's own cookies go; other cookies stay.
 	cookieName := s.Engine.CookieName
-	if c, removed := identity.WithoutCookies(headers["cookie"], func(name string) bool {
+	if c, removed := identity.WithoutCookies(headers.Get("cookie"), func(name string) bool {
 		return identity.IsSidecarCookie(name, cookieName)
 	}); removed && !a.isSet("cookie") {
 		if c == "" {
@@ -80,12 +80,12 @@ func (s *Snapshot) allow(d *decision.Decision, r *Request, now time.Time, a *Ans
 			a.remove(name)
 		}
 	}
-	if identity.IsPomeriumAuthorization(headers["authorization"]) {
+	if identity.IsPomeriumAuthorization(headers.Get("authorization")) {
 		strip("authorization")
 	}
-	for name := range headers {
-		if isPomeriumHeader(name) || s.isClaimHeader(name) {
-			strip(name)
+	for _, h := range headers {
+		if isPomeriumHeader(h.Name) || s.isClaimHeader(h.Name) {
+			strip(h.Name)
 		}
 	}
 	for _, name := range route.RemoveRequestHeaders {

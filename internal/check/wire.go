@@ -52,8 +52,8 @@ var errMalformed = errors.New("malformed CheckRequest")
 // header forms, combined as requestHeaders combines them once all is read.
 type leanDecoder struct {
 	r       Request
-	headers map[string]string // HttpRequest.headers
-	lines   []headerLine      // HttpRequest.header_map, in order
+	headers headerList   // HttpRequest.headers, a repeated key's last value
+	lines   []headerLine // HttpRequest.header_map, in order
 }
 
 // decodeCheckRequest reads b, a marshalled CheckRequest, as checkRequest
@@ -69,7 +69,7 @@ func decodeCheckRequest(b []byte) (Request, error) {
 	if err := d.checkRequest(b); err != nil {
 		return Request{}, err
 	}
-	d.r.Headers = combineHeaders(d.headers, len(d.lines), func(i int) (string, string, string) {
+	d.r.Headers = combineHeaders(d.headers.h, len(d.lines), func(i int) (string, string, string) {
 		l := &d.lines[i]
 		return l.key, l.value, l.raw
 	})
@@ -112,11 +112,12 @@ func (d *leanDecoder) attributes(b []byte) error {
 }
 
 func (d *leanDecoder) http(b []byte) error {
-	if d.headers == nil {
-		// Sized for all of this message's entries at once: Envoy sends ~15.
-		// A later copy of the message (merged) grows it as any map grows.
+	if d.headers.h == nil {
+		// Sized for all of this message's entries at once: Envoy sends ~15,
+		// one per name. A later copy of the message (merged) grows it as
+		// append grows any slice.
 		if n := countField(b, fieldHTTPHeaders); n > 0 {
-			d.headers = make(map[string]string, n)
+			d.headers.h = make(RequestHeaders, 0, n)
 		}
 	}
 	return eachField(b, func(num protowire.Number, val []byte) error {
@@ -127,10 +128,7 @@ func (d *leanDecoder) http(b []byte) error {
 			if err != nil {
 				return fmt.Errorf("headers: %w", err)
 			}
-			if d.headers == nil {
-				d.headers = make(map[string]string)
-			}
-			d.headers[k] = v
+			d.headers.set(k, v)
 			return nil
 		case fieldHTTPHeaderMap:
 			return eachField(val, func(num protowire.Number, val []byte) error {
@@ -185,6 +183,12 @@ func (d *leanDecoder) headerValue(b []byte) error {
 // mapEntry reads a map<string, string> entry: key and value "" when absent,
 // the last of each when repeated.
 func mapEntry(b []byte) (key, value string, err error) {
+	if k, v, ok := plainEntry(b); ok {
+		if key, err = utf8String(k); err == nil {
+			value, err = utf8String(v)
+		}
+		return key, value, err
+	}
 	err = eachField(b, func(num protowire.Number, val []byte) error {
 		var err error
 		switch num {
@@ -196,6 +200,32 @@ func mapEntry(b []byte) (key, value string, err error) {
 		return err
 	})
 	return key, value, err
+}
+
+// Tags of a map entry's key and value, as every marshaller writes them.
+const (
+	tagMapKey   = byte(fieldMapKey<<3 | protowire.BytesType)
+	tagMapValue = byte(fieldMapValue<<3 | protowire.BytesType)
+)
+
+// plainEntry splits b when it is a map entry as marshallers write one (as
+// Envoy's are): the key, then the value, and nothing else. Every header is
+// one; reading it here, not through eachField's generic walk, saves a call
+// per field. Any other layout (ok false) is left to that walk.
+func plainEntry(b []byte) (key, value []byte, ok bool) {
+	if len(b) < 2 || b[0] != tagMapKey {
+		return nil, nil, false
+	}
+	key, n := protowire.ConsumeBytes(b[1:])
+	if n < 0 || 1+n >= len(b) || b[1+n] != tagMapValue {
+		return nil, nil, false
+	}
+	b = b[1+n+1:]
+	value, n = protowire.ConsumeBytes(b)
+	if n != len(b) {
+		return nil, nil, false
+	}
+	return key, value, true
 }
 
 // eachField calls f with every length-delimited field of the message b, in

@@ -65,6 +65,21 @@ func decodeCases(tb testing.TB) []struct {
 		{Key: "x-forwarded-for", Value: "198.51.100.1"}, {Key: "x-raw", RawValue: []byte{0xff, 'a'}},
 		{Key: "x-empty"},
 	}}
+	// More names than headerList scans before it indexes them, each of the
+	// first and last repeated after the index is built.
+	many := wireBuilder(nil).str(fieldHTTPHost, "app.example.com")
+	manyLines := proto.Clone(raw).(*authv3.CheckRequest)
+	for i := range 2 * indexAfter {
+		many = many.bytes(fieldHTTPHeaders, entry(fmt.Sprintf("x-many-%d", i), "first"))
+		manyLines.Attributes.Request.Http.HeaderMap.Headers = append(manyLines.Attributes.Request.Http.HeaderMap.Headers,
+			&corev3.HeaderValue{Key: fmt.Sprintf("X-Many-%d", i), Value: "first"})
+	}
+	for _, i := range []int{0, indexAfter - 1, 2*indexAfter - 1} {
+		many = many.bytes(fieldHTTPHeaders, entry(fmt.Sprintf("x-many-%d", i), "last"))
+		manyLines.Attributes.Request.Http.HeaderMap.Headers = append(manyLines.Attributes.Request.Http.HeaderMap.Headers,
+			&corev3.HeaderValue{Key: fmt.Sprintf("x-many-%d", i), RawValue: []byte("later")},
+			&corev3.HeaderValue{Key: "cookie", Value: fmt.Sprintf("c%d=1", i)})
+	}
 	both := proto.Clone(raw).(*authv3.CheckRequest)
 	both.Attributes.Request.Http.Headers = map[string]string{"Cookie": "c=3", "authorization": "Pomerium t", "x-forwarded-for": "192.0.2.1"}
 	second := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
@@ -113,6 +128,8 @@ func decodeCases(tb testing.TB) []struct {
 			false},
 		{"a read field of the wrong wire type is an unknown field", wireBuilder(withHTTP(wireBuilder(nil).str(fieldHTTPHost, "app.example.com").
 			varint(fieldHTTPHost, 5).varint(fieldHTTPHeaders, 1).varint(fieldHTTPHeaderMap, 1))).varint(fieldCheckRequestAttributes, 3), false},
+		{"past the names a scan covers, a repeated map key still keeps its last value", withHTTP(many), false},
+		{"past the names a scan covers, repeated header_map lines are still joined", marshal(tb, manyLines), false},
 		{"an empty message", nil, false},
 		{"empty attributes", marshal(tb, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{}}), false},
 		{"a truncated request is refused", envoy[:len(envoy)-3], true},
@@ -190,8 +207,9 @@ func agreeWithProto(t *testing.T, msg []byte) (protoErr, leanErr error) {
 	return protoErr, leanErr
 }
 
-// requestDiff names the fields where got and want differ ("" if none); a
-// nil map equals an empty one.
+// requestDiff names the fields where got and want differ ("" if none). The
+// headers are compared by name, in any order (checkRequest reads a Go map),
+// and each side must hold a name once; nil equals empty.
 func requestDiff(got, want Request) string {
 	var diff []string
 	for _, f := range []struct{ name, got, want string }{
@@ -202,10 +220,27 @@ func requestDiff(got, want Request) string {
 			diff = append(diff, fmt.Sprintf("%s %q, want %q", f.name, f.got, f.want))
 		}
 	}
-	if !maps.Equal(got.Headers, want.Headers) {
+	gotHeaders, gotTwice := headerMap(got.Headers)
+	wantHeaders, wantTwice := headerMap(want.Headers)
+	if gotTwice != "" || wantTwice != "" {
+		diff = append(diff, fmt.Sprintf("a header named twice: %q in %q, %q in %q", gotTwice, got.Headers, wantTwice, want.Headers))
+	}
+	if !maps.Equal(gotHeaders, wantHeaders) {
 		diff = append(diff, fmt.Sprintf("Headers %q, want %q", got.Headers, want.Headers))
 	}
 	return strings.Join(diff, "; ")
+}
+
+// headerMap is h by name, and a name h holds more than once ("" if none).
+func headerMap(h RequestHeaders) (m map[string]string, twice string) {
+	m = make(map[string]string, len(h))
+	for _, e := range h {
+		if _, seen := m[e.Name]; seen {
+			twice = e.Name
+		}
+		m[e.Name] = e.Value
+	}
+	return m, twice
 }
 
 // fieldTree names the fields Check reads: a nil subtree keeps the field's

@@ -81,17 +81,17 @@ func validName(name string) bool {
 // reads them) and applies the answer to s. It reports whether Envoy should
 // go on with the request: true when allowed, false when s was answered.
 func (f *Filter) Serve(r *check.Request, s Stream) bool {
-	r.Host = r.Headers[":authority"]
-	r.Path = r.Headers[":path"]
-	r.Method = r.Headers[":method"]
-	r.Scheme = r.Headers[":scheme"]
+	r.Host = r.Headers.Get(":authority")
+	r.Path = r.Headers.Get(":path")
+	r.Method = r.Headers.Get(":method")
+	r.Scheme = r.Headers.Get(":scheme")
 	a := f.Answer(r)
 	if err := validMutation(a); err != nil {
 		// What ext_authz's validate_mutations does in the bundled config: a
 		// header Envoy must not write (it would split the request upstream)
 		// makes the answer a 500, never an allow.
 		f.log.Error("the answer has a header Envoy must not write; answered 500", zap.Error(err),
-			zap.String("request_id", r.Headers["x-request-id"]))
+			zap.String("request_id", r.Headers.Get("x-request-id")))
 		s.SendResponse(500, []check.Header{{Name: "content-type", Value: "text/plain; charset=utf-8"},
 			{Name: "cache-control", Value: "no-store"}}, "internal error\n", DetailsInvalidMutation)
 		return false
