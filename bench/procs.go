@@ -13,46 +13,25 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	child "github.com/extauthz/extauthz/internal/proc"
 )
 
+// logDir holds the children's output: the run's directory, removed when the
+// run ends ("" until then: the system's temporary directory).
+var logDir string
+
 // proc is a child process the runner started: a server under test, the
 // floor, oauth2-proxy or the echo upstream.
 type proc struct {
 	*child.Proc
 	name string
-	out  *capped
+	out  *os.File // its stdout and stderr, removed by Stop
 	// metricsURL is ours' /metrics, whose go_gc_duration_seconds_count says
 	// how many times its garbage collector ran ("" for the others).
 	metricsURL string
-}
-
-// capped keeps the last few KiB a process printed, for error messages.
-type capped struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-const cappedSize = 16 << 10
-
-func (c *capped) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.b = append(c.b, p...)
-	if len(c.b) > cappedSize {
-		c.b = append(c.b[:0], c.b[len(c.b)-cappedSize:]...)
-	}
-	return len(p), nil
-}
-
-func (c *capped) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return string(c.b)
 }
 
 func startProc(name, bin string, args ...string) (*proc, error) {
@@ -60,8 +39,16 @@ func startProc(name, bin string, args ...string) (*proc, error) {
 }
 
 // startProcEnv is startProc with extra environment variables (K=V).
+//
+// The child writes its output to a file of its own, read only when
+// something fails. Through a pipe, the runner would copy every line a child
+// logs (ours' audit entries: one per impersonated Check) on the two cores it
+// shares with the servers, while measuring them.
 func startProcEnv(name, bin string, extra []string, args ...string) (*proc, error) {
-	out := &capped{}
+	out, err := os.CreateTemp(logDir, name+"-*.log")
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(bin, args...)
 	if len(extra) > 0 {
 		cmd.Env = append(os.Environ(), extra...)
@@ -69,22 +56,39 @@ func startProcEnv(name, bin string, extra []string, args ...string) (*proc, erro
 	cmd.Stdout, cmd.Stderr = out, out
 	c, err := child.Start(cmd)
 	if err != nil {
+		out.Close()
+		os.Remove(out.Name())
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	return &proc{Proc: c, name: name, out: out}, nil
 }
 
+// tail is the last 4000 bytes p printed.
+func (p *proc) tail() string {
+	const n = 4000
+	b, err := os.ReadFile(p.out.Name())
+	if err != nil {
+		return fmt.Sprintf("(its output is gone: %v)", err)
+	}
+	out := strings.TrimSpace(string(b))
+	if len(out) > n {
+		out = "..." + out[len(out)-n:]
+	}
+	return out
+}
+
 func (p *proc) Pid() int { return p.Cmd.Process.Pid }
 
-// Stop sends SIGTERM, then SIGKILL after 10 s, and waits.
-func (p *proc) Stop() { p.Proc.Stop(syscall.SIGTERM, 10*time.Second) }
+// Stop sends SIGTERM, then SIGKILL after 10 s, and waits; its output stays
+// in logDir, for failure.
+func (p *proc) Stop() {
+	p.Proc.Stop(syscall.SIGTERM, 10*time.Second)
+	p.out.Close()
+}
 
 // failure describes why p is not usable, with the tail of its output.
 func (p *proc) failure(err error) error {
-	out := strings.TrimSpace(p.out.String())
-	if len(out) > 4000 {
-		out = "..." + out[len(out)-4000:]
-	}
+	out := p.tail()
 	if p.Exited() {
 		return fmt.Errorf("%s exited (%v): %w\n--- %s output ---\n%s", p.name, p.Err(), err, p.name, out)
 	}

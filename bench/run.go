@@ -61,6 +61,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	logDir = dir
 	env := &runEnv{cfg: cfg, root: root, dir: dir, logf: logf}
 
 	res := &Results{Cfg: cfg, Start: started, Machine: describeMachine(), LoadStart: loadAvg()}
