@@ -66,3 +66,26 @@ func TestCodecUnmarshalsOtherMessagesAsProto(t *testing.T) {
 		t.Error("truncated health request accepted")
 	}
 }
+
+// TestCodecKeepsNoReferenceToTheReceiveBuffer: grpc-go reuses its receive
+// buffer once Unmarshal returns, and the decoded request's strings point
+// into bytes; they must be the codec's own copy, or a later message would
+// rewrite this one's headers under its Check.
+func TestCodecKeepsNoReferenceToTheReceiveBuffer(t *testing.T) {
+	received := marshal(t, envoyLikeRequest(t, fakeToken))
+	call := new(checkCall)
+	if err := (codec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(received)}, call); err != nil {
+		t.Fatal(err)
+	}
+	before := call.req.Headers.Get("authorization")
+	if before == "" {
+		t.Fatal("the request read has no authorization header")
+	}
+	want := strings.Clone(before)
+	for i := range received {
+		received[i] = 'X' // grpc-go's next message in the same buffer
+	}
+	if got := call.req.Headers.Get("authorization"); got != want {
+		t.Errorf("authorization changed with the receive buffer: %q", got)
+	}
+}
