@@ -80,24 +80,14 @@ func decodeCheckRequest(b []byte) (Request, error) {
 type headerLine struct{ key, value, raw string }
 
 func (d *leanDecoder) checkRequest(b []byte) error {
-	return eachField(b, func(num protowire.Number, val []byte) error {
-		if num == fieldCheckRequestAttributes {
-			return d.attributes(val)
-		}
-		return nil
-	})
+	return eachOf(b, fieldCheckRequestAttributes, d.attributes)
 }
 
 func (d *leanDecoder) attributes(b []byte) error {
 	return eachField(b, func(num protowire.Number, val []byte) error {
 		switch num {
 		case fieldAttributesRequest:
-			return eachField(val, func(num protowire.Number, val []byte) error {
-				if num == fieldRequestHTTP {
-					return d.http(val)
-				}
-				return nil
-			})
+			return eachOf(val, fieldRequestHTTP, d.http)
 		case fieldAttributesExtensions:
 			k, v, err := mapEntry(val)
 			if err != nil {
@@ -131,12 +121,7 @@ func (d *leanDecoder) http(b []byte) error {
 			d.headers.set(k, v)
 			return nil
 		case fieldHTTPHeaderMap:
-			return eachField(val, func(num protowire.Number, val []byte) error {
-				if num == fieldHeaderMapHeaders {
-					return d.headerValue(val)
-				}
-				return nil
-			})
+			return eachOf(val, fieldHeaderMapHeaders, d.headerValue)
 		case fieldHTTPID:
 			field = &d.r.ID
 		case fieldHTTPMethod:
@@ -263,6 +248,18 @@ func eachField(b []byte, f func(num protowire.Number, val []byte) error) error {
 		}
 	}
 	return nil
+}
+
+// eachOf calls f with every occurrence of the message field num of b, in
+// order (a message field seen twice is merged: f fills the same state), and
+// checks that the other fields are well formed.
+func eachOf(b []byte, num protowire.Number, f func(val []byte) error) error {
+	return eachField(b, func(got protowire.Number, val []byte) error {
+		if got == num {
+			return f(val)
+		}
+		return nil
+	})
 }
 
 // countField is how many length-delimited fields num of the message b has,
