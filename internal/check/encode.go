@@ -16,26 +16,6 @@ import (
 // included, so that Envoy reads the same message: TestEncodeAnswer and
 // FuzzEncodeAnswer hold it to proto.Marshal.
 
-// Field numbers of the messages written (envoy/service/auth/v3,
-// envoy/config/core/v3, envoy/type/v3 and google/rpc/status.proto, which
-// never renumber a field).
-const (
-	fieldResponseStatus     = 1 // CheckResponse.status
-	fieldResponseDenied     = 2 // CheckResponse.denied_response
-	fieldResponseOK         = 3 // CheckResponse.ok_response
-	fieldStatusCode         = 1 // google.rpc.Status.code
-	fieldStatusMessage      = 2
-	fieldDeniedStatus       = 1 // DeniedHttpResponse.status
-	fieldDeniedBody         = 3
-	fieldHTTPStatusCode     = 1 // envoy.type.v3.HttpStatus.code
-	fieldHeaders            = 2 // OkHttpResponse.headers and DeniedHttpResponse.headers
-	fieldOKHeadersToRemove  = 5 // OkHttpResponse.headers_to_remove
-	fieldOptionHeader       = 1 // HeaderValueOption.header
-	fieldOptionAppendAction = 3
-	fieldHeaderKey          = 1 // HeaderValue.key
-	fieldHeaderValue        = 2
-)
-
 // overwrite is every header's append_action (see response).
 const overwrite = uint64(corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD)
 

@@ -23,28 +23,6 @@ import (
 // UTF-8 in the query), this decoder still answers, from fields that are
 // well formed (FuzzDecodeCheckRequest holds both to that).
 
-// Field numbers of the messages read (envoy/service/auth/v3 and
-// envoy/config/core/v3, which never renumber a field).
-const (
-	fieldCheckRequestAttributes = 1  // CheckRequest.attributes
-	fieldAttributesRequest      = 4  // AttributeContext.request
-	fieldAttributesExtensions   = 10 // AttributeContext.context_extensions
-	fieldRequestHTTP            = 2  // AttributeContext.Request.http
-	fieldHTTPID                 = 1  // AttributeContext.HttpRequest.id
-	fieldHTTPMethod             = 2
-	fieldHTTPHeaders            = 3
-	fieldHTTPPath               = 4
-	fieldHTTPHost               = 5
-	fieldHTTPScheme             = 6
-	fieldHTTPHeaderMap          = 13
-	fieldHeaderMapHeaders       = 1 // HeaderMap.headers
-	fieldHeaderValueKey         = 1 // HeaderValue.key
-	fieldHeaderValueValue       = 2
-	fieldHeaderValueRaw         = 3 // bytes: never checked for UTF-8
-	fieldMapKey                 = 1 // a map entry's key
-	fieldMapValue               = 2
-)
-
 // errMalformed is what every decoding error wraps.
 var errMalformed = errors.New("malformed CheckRequest")
 
@@ -149,11 +127,11 @@ func (d *leanDecoder) headerValue(b []byte) error {
 	err := eachField(b, func(num protowire.Number, val []byte) error {
 		var err error
 		switch num {
-		case fieldHeaderValueKey:
+		case fieldHeaderKey:
 			l.key, err = utf8String(val)
-		case fieldHeaderValueValue:
+		case fieldHeaderValue:
 			l.value, err = utf8String(val)
-		case fieldHeaderValueRaw:
+		case fieldHeaderRawValue:
 			l.raw = unsafeString(val)
 		}
 		return err

@@ -137,7 +137,7 @@ func decodeCases(tb testing.TB) []struct {
 		{"invalid UTF-8 in the host is refused", withHTTP(wireBuilder(nil).str(fieldHTTPHost, "app\xff.example.com")), true},
 		{"invalid UTF-8 in a header name is refused", withHTTP(wireBuilder(nil).bytes(fieldHTTPHeaders, entry("x-\xc3", "v"))), true},
 		{"invalid UTF-8 in a header_map value is refused", withHTTP(wireBuilder(nil).bytes(fieldHTTPHeaderMap,
-			wireBuilder(nil).bytes(fieldHeaderMapHeaders, wireBuilder(nil).str(fieldHeaderValueKey, "k").str(fieldHeaderValueValue, "\xff")))), true},
+			wireBuilder(nil).bytes(fieldHeaderMapHeaders, wireBuilder(nil).str(fieldHeaderKey, "k").str(fieldHeaderValue, "\xff")))), true},
 		{"invalid UTF-8 in a context extension is refused", withHTTP(nil, wireBuilder(nil).bytes(fieldAttributesExtensions, entry("other", "\xfe"))), true},
 		{"field number zero is refused", []byte{0x02, 0x00}, true},
 		{"a stray end-group is refused", withHTTP(protowire.AppendTag(nil, 7, protowire.EndGroupType)), true},
