@@ -60,27 +60,39 @@ func (s series) labels() []string {
 	return []string{outcome, strconv.Itoa(int(s.code)), s.class}
 }
 
-// checkSeries lists every series; sInternal, last, is also where any other
-// combination lands (fail closed).
-var checkSeries = [...]series{
-	{ClassPublic, decision.KindPublic, decision.StatusOK},
-	{ClassPolicyAllow, decision.KindAllowed, decision.StatusOK},
-	{ClassNoToken, decision.KindNoToken, decision.StatusSignIn},
-	{ClassTokenInvalid, decision.KindBadToken, decision.StatusSignIn},
-	{ClassNoToken, decision.KindNoToken, decision.StatusUnauthorized},
-	{ClassTokenInvalid, decision.KindBadToken, decision.StatusUnauthorized},
-	{ClassPolicyDeny, decision.KindDeniedByPolicy, decision.StatusForbidden},
-	{ClassImpersonationDenied, decision.KindImpersonationRefused, decision.StatusForbidden},
-	{ClassNoRoute, decision.KindNoRoute, decision.StatusNotFound},
-	{ClassBadRequest, decision.KindBadRequest, decision.StatusBadRequest},
-	{ClassNotReady, decision.KindNotReady, decision.StatusUnavailable},
-	{ClassInternal, decision.KindInternal, decision.StatusInternal},
+// kindClasses gives each decision kind its reason_class and the statuses it
+// answers with: one, but for a missing or refused token, which sends a
+// browser to sign in (302) and answers an API client 401. Internal is last.
+var kindClasses = [...]struct {
+	kind  decision.Kind
+	class string
+	codes []decision.Status
+}{
+	{decision.KindPublic, ClassPublic, []decision.Status{decision.StatusOK}},
+	{decision.KindAllowed, ClassPolicyAllow, []decision.Status{decision.StatusOK}},
+	{decision.KindNoToken, ClassNoToken, []decision.Status{decision.StatusSignIn, decision.StatusUnauthorized}},
+	{decision.KindBadToken, ClassTokenInvalid, []decision.Status{decision.StatusSignIn, decision.StatusUnauthorized}},
+	{decision.KindDeniedByPolicy, ClassPolicyDeny, []decision.Status{decision.StatusForbidden}},
+	{decision.KindImpersonationRefused, ClassImpersonationDenied, []decision.Status{decision.StatusForbidden}},
+	{decision.KindNoRoute, ClassNoRoute, []decision.Status{decision.StatusNotFound}},
+	{decision.KindBadRequest, ClassBadRequest, []decision.Status{decision.StatusBadRequest}},
+	{decision.KindNotReady, ClassNotReady, []decision.Status{decision.StatusUnavailable}},
+	{decision.KindInternal, ClassInternal, []decision.Status{decision.StatusInternal}},
 }
 
-const (
-	nSeries   = len(checkSeries)
-	sInternal = nSeries - 1
-)
+// checkSeries lists every series, kindClasses expanded; the last, internal,
+// is also where any other combination lands (fail closed).
+var checkSeries = func() []series {
+	var all []series
+	for _, k := range kindClasses {
+		for _, code := range k.codes {
+			all = append(all, series{k.class, k.kind, code})
+		}
+	}
+	return all
+}()
+
+var sInternal = len(checkSeries) - 1
 
 // Reasons of extauthz_token_verification_failures_total: each
 // identity.Cause is its own label value, and anything else counts as "other".
@@ -116,7 +128,7 @@ var DurationBuckets = []float64{
 type Metrics struct {
 	reg *prometheus.Registry
 
-	checks        [nSeries]prometheus.Counter
+	checks        []prometheus.Counter
 	duration      prometheus.Histogram
 	impersonated  [2][nAccess]prometheus.Counter // [allowed][access]
 	tokenFailures map[identity.Cause]prometheus.Counter
@@ -139,6 +151,7 @@ func New() *Metrics {
 		Name: "extauthz_checks_total",
 		Help: "Check calls answered, by decision (allow or deny), HTTP status and reason class.",
 	}, []string{"decision", "status", "reason_class"})
+	m.checks = make([]prometheus.Counter, len(checkSeries))
 	for i, s := range checkSeries {
 		m.checks[i] = checks.WithLabelValues(s.labels()...)
 	}
