@@ -9,6 +9,7 @@
 package config
 
 import (
+	"bytes"
 	"crypto/rand"
 	_ "embed"
 	"encoding/base64"
@@ -87,10 +88,41 @@ type ClaimHeader struct {
 const ClaimHeaderPrefix = "x-pomerium-claim-"
 
 // Config is the sidecar's configuration. The YAML keys are Pomerium's (contract
-// section 2, and section 7 for impersonation_*). Load and Parse fill in the
-// defaults and the derived fields at the end; a Config they return is valid,
-// its policy compiled and its signing key ready.
+// section 2, and section 7 for impersonation_*), all at the top level of the
+// file; the embedded groups only sort them for the reader. Load and Parse fill
+// in the defaults and the Derived fields at the end; a Config they return is
+// valid, its policy compiled and its signing key ready.
 type Config struct {
+	TokenKeys
+	// AuthenticateServiceURL is where sign-in happens; see Issuer.
+	AuthenticateServiceURL string `yaml:"authenticate_service_url"`
+	IdentityProvider
+	CookieSettings
+	Listeners
+
+	// JWTClaimsHeaders are the claims copied into headers upstream, in order.
+	// The key is written as a list of claim names, a mapping of header name
+	// to claim name (as in Pomerium), or a string of claims separated by
+	// commas or spaces; ClaimHeaders has the headers.
+	JWTClaimsHeaders []string `yaml:"jwt_claims_headers"`
+	// RevokedTokenIDs are jti values refused by every replica, from the
+	// file; revocations made at run time go through the store.
+	RevokedTokenIDs []string `yaml:"revoked_token_ids"`
+	// MaxServiceAccountLifetime refuses tokens whose exp - iat exceeds it;
+	// 0 means no limit.
+	MaxServiceAccountLifetime Duration `yaml:"max_service_account_lifetime"`
+
+	StoreSettings
+	ImpersonationSettings
+
+	Policy []policy.RouteSpec `yaml:"policy"`
+
+	Derived
+}
+
+// TokenKeys are the keys of tokens and assertions, and their predecessors
+// during a rotation.
+type TokenKeys struct {
 	// SharedSecret is base64 decoding to at least 32 bytes; its text, as
 	// written, is the HS256 key of service-account and session tokens.
 	SharedSecret string `yaml:"shared_secret"`
@@ -101,26 +133,37 @@ type Config struct {
 	SigningKey string `yaml:"signing_key"`
 	// PreviousSigningKeys are still published in the JWKS, during a rotation.
 	PreviousSigningKeys []string `yaml:"previous_signing_keys"`
-	// Administrators are the emails (lower-cased) allowed to impersonate.
-	Administrators []string `yaml:"administrators"`
-	// AuthenticateServiceURL is where sign-in happens; see Issuer.
-	AuthenticateServiceURL string `yaml:"authenticate_service_url"`
+}
 
-	IdpProviderURL  string   `yaml:"idp_provider_url"`
-	IdpClientID     string   `yaml:"idp_client_id"`
-	IdpClientSecret string   `yaml:"idp_client_secret"`
-	IdpScopes       []string `yaml:"idp_scopes"`
+// IdentityProvider is the OpenID Connect provider users sign in with.
+type IdentityProvider struct {
+	// IdpProviderURL is the OIDC issuer that sign-in discovers its
+	// endpoints from; empty leaves sign-in off.
+	IdpProviderURL string `yaml:"idp_provider_url"`
+	// IdpClientID and IdpClientSecret are this client's registration with
+	// the provider. The secret is never logged.
+	IdpClientID     string `yaml:"idp_client_id"`
+	IdpClientSecret string `yaml:"idp_client_secret"`
+	// IdpScopes replace idp.DefaultScopes (openid, profile, email,
+	// offline_access).
+	IdpScopes []string `yaml:"idp_scopes"`
 	// IdpAllowUnverifiedEmail accepts ID tokens whose email_verified is
 	// absent or not true. Off by default: policies and administrators are
 	// keyed on the address, which is only the user's when verified.
 	IdpAllowUnverifiedEmail bool `yaml:"idp_allow_unverified_email"`
+}
 
+// CookieSettings shape the _pomerium session cookie.
+type CookieSettings struct {
 	CookieName string `yaml:"cookie_name"`
 	// CookieSecure is nil when unset; read it with CookieSecureOrDefault.
 	CookieSecure *bool    `yaml:"cookie_secure"`
 	CookieExpire Duration `yaml:"cookie_expire"`
 	CookieDomain string   `yaml:"cookie_domain"`
+}
 
+// Listeners are where serve answers: Check over gRPC, the pages over HTTP.
+type Listeners struct {
 	// GRPCAddress is host:port, or unix:///path for a Unix domain socket.
 	GRPCAddress string `yaml:"grpc_address"`
 	HTTPAddress string `yaml:"http_address"`
@@ -132,20 +175,16 @@ type Config struct {
 	GRPCTLSKeyFile   string `yaml:"grpc_tls_key_file"`
 	GRPCClientCAFile string `yaml:"grpc_client_ca_file"`
 
-	// JWTClaimsHeaders are the claims copied into headers upstream, in order.
-	// The key is written as a list of claim names, a mapping of header name
-	// to claim name (as in Pomerium), or a string of claims separated by
-	// commas or spaces; ClaimHeaders has the headers.
-	JWTClaimsHeaders []string `yaml:"jwt_claims_headers"`
+	// DrainTimeout bounds how long serve waits for in-flight requests on
+	// SIGTERM or SIGINT.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+}
 
-	RevokedTokenIDs []string `yaml:"revoked_token_ids"`
-	// MaxServiceAccountLifetime refuses tokens whose exp - iat exceeds it;
-	// 0 means no limit.
-	MaxServiceAccountLifetime Duration `yaml:"max_service_account_lifetime"`
-
-	// DatabrokerStorageType is where replicas share revocations, sign-outs
-	// and used sign-in handoffs (contract section 9): StorageMemory (the
-	// default) or StorageRedis.
+// StoreSettings are where replicas share revocations, sign-outs and used
+// sign-in handoffs (contract section 9).
+type StoreSettings struct {
+	// DatabrokerStorageType is StorageMemory (the default: one replica) or
+	// StorageRedis.
 	DatabrokerStorageType string `yaml:"databroker_storage_type"`
 	// DatabrokerStorageConnectionString is the Redis URL as Pomerium writes
 	// it; see store.ParseConnectionString. It may hold a password: never
@@ -153,6 +192,13 @@ type Config struct {
 	DatabrokerStorageConnectionString string `yaml:"databroker_storage_connection_string"`
 	// RevocationTTL is how long a revocation is kept (default 720h).
 	RevocationTTL Duration `yaml:"revocation_ttl"`
+}
+
+// ImpersonationSettings are who may impersonate, and how narrowly
+// (contract section 7).
+type ImpersonationSettings struct {
+	// Administrators are the emails (lower-cased) allowed to impersonate.
+	Administrators []string `yaml:"administrators"`
 
 	ImpersonationDefaultAccess string   `yaml:"impersonation_default_access"`
 	ImpersonationMaxDuration   Duration `yaml:"impersonation_max_duration"`
@@ -160,15 +206,11 @@ type Config struct {
 	// ImpersonationRequireReasonOrDefault.
 	ImpersonationRequireReason *bool    `yaml:"impersonation_require_reason"`
 	ImpersonationProtected     []string `yaml:"impersonation_protected"`
+}
 
-	// DrainTimeout bounds how long serve waits for in-flight requests on
-	// SIGTERM or SIGINT.
-	DrainTimeout Duration `yaml:"drain_timeout"`
-
-	Policy []policy.RouteSpec `yaml:"policy"`
-
-	// Derived by Load and Parse.
-
+// Derived is what Load and Parse compute from the settings; YAML never
+// sets it.
+type Derived struct {
 	// ClaimHeaders pairs each claim of JWTClaimsHeaders with its lower-case
 	// header: the one the mapping form names, else "x-pomerium-claim-<claim>".
 	ClaimHeaders []ClaimHeader `yaml:"-"`
@@ -256,6 +298,11 @@ var demoYAML []byte
 
 //go:embed example.yaml
 var exampleYAML []byte
+
+// DemoYAML is the text of the embedded demo config, without secrets: the
+// routes, hosts and administrator that the demo, the tests and the
+// benchmarks share.
+func DemoYAML() []byte { return bytes.Clone(demoYAML) }
 
 // DemoEnv names the environment variables the demo config honours: the
 // secrets, so that tokens minted elsewhere (or kept from an earlier run)

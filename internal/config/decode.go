@@ -37,7 +37,7 @@ type pos struct {
 // field is one YAML key of a struct.
 type field struct {
 	key   string
-	index int
+	index []int // reflect.Value.FieldByIndex's
 }
 
 type fieldSet struct {
@@ -47,13 +47,15 @@ type fieldSet struct {
 
 func fieldsOf(t reflect.Type) *fieldSet {
 	fs := &fieldSet{byKey: map[string]int{}}
-	for i := range t.NumField() {
-		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if tag == "" || tag == "-" || !t.Field(i).IsExported() {
+	// VisibleFields promotes the fields of embedded groups (Config's
+	// TokenKeys, Listeners, ...): their keys sit at the top level of the file.
+	for _, f := range reflect.VisibleFields(t) {
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" || !f.IsExported() || f.Anonymous {
 			continue
 		}
 		fs.byKey[tag] = len(fs.list)
-		fs.list = append(fs.list, field{key: tag, index: i})
+		fs.list = append(fs.list, field{key: tag, index: f.Index})
 	}
 	return fs
 }
@@ -214,7 +216,7 @@ func (d *decoder) decodeStruct(v reflect.Value, n *yaml.Node, path string, fs *f
 		if fs == configFields && key == claimHeadersKey {
 			null = d.claimHeadersValue(p.value, fpath)
 		} else {
-			null = d.decodeValue(v.Field(f.index), p.value, fpath)
+			null = d.decodeValue(v.FieldByIndex(f.index), p.value, fpath)
 		}
 		if p.merged {
 			d.inAlias--

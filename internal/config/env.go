@@ -27,7 +27,7 @@ func (d *decoder) applyEnv(c *Config, set map[string]bool, lookupEnv func(string
 		}
 		d.forget(f.key)
 		d.where[f.key] = pos{file: "env", key: name}
-		fv := v.Field(f.index)
+		fv := v.FieldByIndex(f.index)
 		fv.Set(reflect.Zero(fv.Type()))
 		set[f.key] = true
 		d.decodeEnv(fv, val, f.key, name)

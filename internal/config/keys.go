@@ -21,13 +21,8 @@ func EnvName(key string) string { return strings.ToUpper(key) }
 
 func yamlKeys(t reflect.Type) []string {
 	var keys []string
-	for i := range t.NumField() {
-		f := t.Field(i)
-		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if tag == "" || tag == "-" || !f.IsExported() {
-			continue
-		}
-		keys = append(keys, tag)
+	for _, f := range fieldsOf(t).list {
+		keys = append(keys, f.key)
 	}
 	return keys
 }

@@ -19,7 +19,7 @@ func parse(data []byte, name string, lookupEnv func(string) (string, bool), o lo
 		d.add(pos{file: name}, "", fmt.Sprintf("is larger than %d MiB; refusing it", MaxSize>>20))
 		return nil, d.problems
 	}
-	c := &Config{Source: name}
+	c := &Config{Derived: Derived{Source: name}}
 	set := map[string]bool{}
 	root := d.parseYAML(data, "")
 	if root == nil && len(d.problems) > 0 {
