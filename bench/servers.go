@@ -14,6 +14,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/extauthz/extauthz/internal/config"
 	"github.com/extauthz/extauthz/internal/identity"
 )
 
@@ -28,32 +29,6 @@ const (
 func userEmail(i int) string  { return fmt.Sprintf("user%06d@corp.example", i) }
 func guestEmail(i int) string { return fmt.Sprintf("guest%04d@partner.example", i) }
 func adminEmail(i int) string { return fmt.Sprintf("admin%02d@corp.example", i) }
-
-// oursConfig is the sidecar's config: the routes of the bundled Envoy config
-// (app, admin, wiki, public), as in the e2e tests.
-const oursConfig = `shared_secret: %s
-signing_key: %s
-grpc_address: %s
-http_address: %s
-authenticate_service_url: http://%s
-cookie_secure: false
-administrators: [%s]
-impersonation_protected: [security@corp.example]
-jwt_claims_headers: [email, groups]
-policy:
-  - name: app
-    from: http://app.localhost
-    allowed_groups: [engineering]
-  - name: admin
-    from: http://admin.localhost
-    allowed_groups: [admins]
-  - name: wiki
-    from: http://wiki.localhost
-    allowed_domains: [corp.example]
-  - name: public
-    from: http://public.localhost
-    allow_public_unauthenticated_access: true
-`
 
 // secrets are the shared secret and signing key of one run.
 type secrets struct {
@@ -129,13 +104,36 @@ func writeOursConfig(dir string, sec secrets, grpcAddress string) (path, grpcAdd
 	if httpAddr, err = freeAddr(); err != nil {
 		return "", "", "", err
 	}
+	body, err := oursConfig(sec, grpcAddr, httpAddr)
+	if err != nil {
+		return "", "", "", err
+	}
+	path = filepath.Join(dir, fmt.Sprintf("extauthz-%d.yaml", time.Now().UnixNano()))
+	return path, grpcAddr, httpAddr, os.WriteFile(path, body, 0o600)
+}
+
+// oursConfig is the demo config (the routes of the bundled Envoy config:
+// app, admin, wiki, public), on the given listeners, with the run's secrets,
+// the bench's administrators, and hosts without the demo's port, as the
+// bench's Envoy configs and requests name them.
+func oursConfig(sec secrets, grpcAddr, httpAddr string) ([]byte, error) {
 	admins := make([]string, nAdmins)
 	for i := range admins {
 		admins[i] = adminEmail(i)
 	}
-	path = filepath.Join(dir, fmt.Sprintf("extauthz-%d.yaml", time.Now().UnixNano()))
-	body := fmt.Sprintf(oursConfig, sec.shared, sec.signingKey, grpcAddr, httpAddr, issuerHost, strings.Join(admins, ", "))
-	return path, grpcAddr, httpAddr, os.WriteFile(path, []byte(body), 0o600)
+	demo := string(config.DemoYAML())
+	for _, r := range []struct{ old, new string }{
+		{"grpc_address: 127.0.0.1:9191\n", "grpc_address: " + grpcAddr + "\n"},
+		{"http_address: 127.0.0.1:9292\n", "http_address: " + httpAddr + "\n"},
+		{"administrators:\n  - alice@corp.example\n", "administrators: [" + strings.Join(admins, ", ") + "]\n"},
+		{".localhost:8080", ".localhost"},
+	} {
+		if !strings.Contains(demo, r.old) {
+			return nil, fmt.Errorf("the demo config (internal/config/demo.yaml) no longer holds %q, which the bench replaces", r.old)
+		}
+		demo = strings.ReplaceAll(demo, r.old, r.new)
+	}
+	return []byte("shared_secret: " + sec.shared + "\nsigning_key: " + sec.signingKey + "\n" + demo), nil
 }
 
 // profileOurs runs bench/profserver (our Check path with a CPU profile) under

@@ -15,8 +15,16 @@ import (
 	"github.com/extauthz/extauthz/internal/identity"
 )
 
-// serviceAccount mints a token with the flags of the original pomerium-cli.
+// serviceAccount mints a token with the flags of the original pomerium-cli
+// and prints it. The shared secret comes from the argument, else
+// POMERIUM_SHARED_KEY or a prompt (readSecret); flags the server would refuse
+// the token for (a URL as -iss or -aud) are refused here, with the reason.
 func serviceAccount(e *env, args []string) error {
+	// Installed as pomerium-cli, it answers to that name in its usage.
+	prog := "extauthz service-account"
+	if e.asPomeriumCLI() {
+		prog = "pomerium-cli"
+	}
 	fs := newFlagSet(e, "service-account")
 	var aud, groups, impGroups listFlag
 	fs.Var(&aud, "aud", "Audience (e.g. httpbin.int.pomerium.io,prometheus.int.pomerium.io)")
@@ -32,10 +40,6 @@ func serviceAccount(e *env, args []string) error {
 	iss := fs.String("iss", "", "Issuing Server (e.g authenticate.int.pomerium.io)")
 	sub := fs.String("sub", "", "Subject (typically User's GUID)")
 	user := fs.String("user", "", "User (typically User's GUID)")
-	prog := "extauthz service-account"
-	if e.asPomeriumCLI() {
-		prog = "pomerium-cli"
-	}
 	fs.Usage = func() {
 		fmt.Fprintf(e.stderr, "Usage: %s [flags] [base64d shared secret setting]\n\n", prog)
 		fs.SetOutput(e.stderr)
