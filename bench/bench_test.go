@@ -358,3 +358,36 @@ func TestProfileExcerpt(t *testing.T) {
 		})
 	}
 }
+
+func TestTailSpread(t *testing.T) {
+	rounds := func(p99s ...time.Duration) []sample {
+		var xs []sample
+		for _, d := range p99s {
+			xs = append(xs, sample{P99: d})
+		}
+		return xs
+	}
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name          string
+		ours, floor   []sample
+		added         time.Duration
+		want, notWant []string
+	}{
+		{"a difference inside the floor's own spread is said to be unresolved",
+			rounds(20*ms, 44*ms, 29*ms), rounds(27*ms, 100*ms, 23*ms), 1480 * time.Microsecond,
+			[]string{"ranged from 23", "to 100", "ours' from 20", "cannot resolve"}, nil},
+		{"a difference beyond the floor's spread is not excused",
+			rounds(40*ms, 41*ms), rounds(5*ms, 6*ms), 35 * ms,
+			[]string{"ranged from 5"}, []string{"cannot resolve"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantText(t, tailSpread(tc.ours, tc.floor, tc.added), tc.want, tc.notWant)
+		})
+	}
+	t.Run("one round has no spread to quote", func(t *testing.T) {
+		if s := tailSpread(rounds(ms), rounds(ms), 0); s != "" {
+			t.Errorf("tailSpread = %q, want nothing", s)
+		}
+	})
+}

@@ -267,9 +267,10 @@ func runGRPCWorkload(ctx context.Context, env *runEnv, key string) (*grpcResult,
 		}
 		s.runs.PeakRSS, s.runs.EndRSS = st.PeakRSS, st.RSS
 	}
-	// The mixed workload shows the common path, the sessions workload the
-	// cold one; the targets of issue 19 quote both.
-	if cfg.Profile && (key == "mixed" || key == "sessions") {
+	// Each workload's profile is quoted where its targets miss: the mixed
+	// workload shows the common path, the impersonated one the audited
+	// path, the sessions workload the cold one.
+	if cfg.Profile {
 		stopAll(ours, noop)
 		env.logf("gRPC %s: profiling our Check path (bench/profserver) for %s", w.Key, cfg.Duration)
 		if res.ProfileFull, err = profileOurs(env, w, cfg.Duration); err != nil {
