@@ -22,7 +22,7 @@ const AssertionCacheSize = 8192
 // that signed assertions before a reload and must verify until those expire),
 // each key once.
 func Build(cfg *config.Config, retired ...*identity.SigningKey) (*check.Snapshot, *web.Settings, error) {
-	engine, err := NewEngine(cfg)
+	engine, err := newEngine(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -62,9 +62,9 @@ func Build(cfg *config.Config, retired ...*identity.SigningKey) (*check.Snapshot
 	return snap, settings, nil
 }
 
-// NewEngine builds the decision engine of a validated config: Build's, and
-// what `extauthz explain` decides with.
-func NewEngine(cfg *config.Config) (*decision.Engine, error) {
+// newEngine builds the decision engine of a validated config. (`extauthz
+// explain` needs only the policy: it is given an identity, not a token.)
+func newEngine(cfg *config.Config) (*decision.Engine, error) {
 	verifier, err := identity.NewVerifier(identity.VerifierOptions{
 		Secrets:     cfg.Secrets(),
 		Issuer:      cfg.Issuer,
