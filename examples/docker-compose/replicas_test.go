@@ -16,7 +16,7 @@ import (
 type replica struct {
 	container string // id
 	name      string
-	ip        string // on the compose network's default bridge
+	metricsAt string // host:port on the host's loopback where its HTTP listener is published
 }
 
 // replicas lists the running containers of the extauthz service.
@@ -24,24 +24,24 @@ func replicas(t *testing.T) []replica {
 	t.Helper()
 	var out []replica
 	for _, id := range strings.Fields(run(t, "", "docker", "compose", "ps", "-q", "extauthz")) {
-		f := strings.Fields(run(t, "", "docker", "inspect", "--format",
-			`{{.Name}} {{range $net, $v := .NetworkSettings.Networks}}{{if eq $net "extauthz-demo_default"}}{{$v.IPAddress}}{{end}}{{end}}`, id))
-		if len(f) != 2 {
-			t.Fatalf("docker inspect %s: name and address on extauthz-demo_default: %q", id, f)
+		name := strings.TrimPrefix(strings.TrimSpace(run(t, "", "docker", "inspect", "--format", "{{.Name}}", id)), "/")
+		// docker port lists one line per address family; the compose file
+		// publishes on 127.0.0.1 only.
+		addr := strings.TrimSpace(strings.SplitN(run(t, "", "docker", "port", id, "9292/tcp"), "\n", 2)[0])
+		if !strings.HasPrefix(addr, "127.0.0.1:") {
+			t.Fatalf("%s publishes 9292 at %q, want an address on 127.0.0.1", name, addr)
 		}
-		out = append(out, replica{container: id, name: strings.TrimPrefix(f[0], "/"), ip: f[1]})
+		out = append(out, replica{container: id, name: name, metricsAt: addr})
 	}
 	return out
 }
 
-// metrics reads the replica's /metrics. Its HTTP listener is published
-// nowhere: the Docker host reaches the container's address on the compose
-// network (on Linux, where CI runs), so this is the one way the test talks
-// to a replica other than through Envoy or docker exec.
+// metrics reads the replica's /metrics, on the loopback port the compose
+// file publishes its HTTP listener on.
 func (r replica) metrics(t *testing.T) string {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + r.ip + ":9292/metrics")
+	resp, err := c.Get("http://" + r.metricsAt + "/metrics")
 	if err != nil {
 		t.Fatalf("%s /metrics: %v", r.name, err)
 	}
