@@ -39,9 +39,11 @@ type Replay struct {
 	NotAfter time.Time
 }
 
-// MaxReplay bounds how long any answer is replayed, for an allow with no
-// other time bound (a public route, a token without exp).
-const MaxReplay = time.Minute
+// MaxReplay bounds how long any answer is replayed, a backstop for an allow
+// with no other time bound (a public route, a token without exp): the
+// assertion's own reuse bound for a fresh signing (AssertionCache), so that
+// it never cuts short an answer with an assertion.
+const MaxReplay = identity.AssertionLifetime / 2
 
 // replay sets a.Replay for the decision d, made with snap on a request with
 // headers at now.

@@ -156,7 +156,7 @@ func TestServe(t *testing.T) {
 			t.Fatalf("denied: %d %s", rec.status, rec.body)
 		}
 		// Bob's token asks for no impersonation, and an allow logs nothing:
-		// the answer cache may replay it, for a minute at most.
+		// the answer cache may replay it, for MaxReplay at most.
 		if !replay.OK || !replay.NotAfter.After(time.Now()) || replay.NotAfter.After(time.Now().Add(check.MaxReplay)) {
 			t.Errorf("replay = %+v, want replayable for at most %v", replay, check.MaxReplay)
 		}
