@@ -132,6 +132,22 @@ func TestModuleAnswerCache(t *testing.T) {
 		}
 	})
 
+	t.Run("a request longer than the key's cap is decided in Go every time", func(t *testing.T) {
+		bob := person("bob@corp.example", nil)
+		// Past the key's cap (4 KiB) and the cache's whole scratch area: never copied.
+		long := "X-Long: " + strings.Repeat("a", 45000)
+		before := s.decidedInGo()
+		codes, emails, _ := s.repeat(t, client, 3, "app.localhost", "/long", "Authorization: Pomerium "+bob, long)
+		for i := range codes {
+			if codes[i] != 200 || emails[i] != "bob@corp.example" {
+				t.Fatalf("request %d: %d as %v, want 200 as bob", i, codes[i], emails)
+			}
+		}
+		if got := s.decidedInGo() - before; got != 3 {
+			t.Errorf("%d of 3 requests past the cap were decided in Go, want all 3", got)
+		}
+	})
+
 	t.Run("a revocation refuses the very same repeated request within a second", func(t *testing.T) {
 		dave := person("dave@corp.example", nil)
 		for i := range 3 {

@@ -94,8 +94,5 @@ void xa_cache_record(const char* key, size_t key_len, const char* value, size_t 
 void xa_cache_store(uint64_t gen, int64_t not_after);
 void xa_cache_bump(void);
 uint64_t xa_cache_generation(void);
-uint64_t xa_cache_hits(void);
-uint64_t xa_cache_decided(void);
-void xa_count_decided(void);
 
 #endif

@@ -16,7 +16,7 @@
 
 #include "abi.h"
 
-#define XA_WAYS 2
+#define XA_WAYS 4
 #define XA_SETS (XA_CACHE_SLOTS / XA_WAYS)
 #define XA_REMOVE 0xFFFFFFFFu  // an op's value length: remove the header
 #define XA_NO_ROUTE 0xFFFFFFFFu // the key's route length: no route metadata
@@ -24,7 +24,6 @@
 // The generation: bumped by Go (xa_cache_bump) after any state a decision
 // reads changed. Starts at 1 so that a zeroed entry never matches.
 static _Atomic uint64_t generation = 1;
-static _Atomic uint64_t hits, decided; // for tests and the debug log
 static uint64_t seed0, seed1;          // set once at program init
 
 typedef struct {
@@ -68,9 +67,6 @@ void xa_cache_init(void) {
 
 void xa_cache_bump(void) { atomic_fetch_add(&generation, 1); }
 uint64_t xa_cache_generation(void) { return atomic_load(&generation); }
-uint64_t xa_cache_hits(void) { return atomic_load_explicit(&hits, memory_order_relaxed); }
-uint64_t xa_cache_decided(void) { return atomic_load_explicit(&decided, memory_order_relaxed); }
-void xa_count_decided(void) { atomic_fetch_add_explicit(&decided, 1, memory_order_relaxed); }
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -108,8 +104,9 @@ static worker* get_worker(void) {
   return tls;
 }
 
+// put appends n bytes to the key, or says the key would pass its cap.
 static bool put(worker* w, size_t* at, const void* p, size_t n) {
-  if (*at > XA_CACHE_MAX_KEY - n) {
+  if (n > XA_CACHE_MAX_KEY || *at > XA_CACHE_MAX_KEY - n) {
     return false;
   }
   memcpy(w->key + *at, p, n);
@@ -213,7 +210,6 @@ bool xa_cache_lookup(uintptr_t filter, uint64_t handle, const xa_request* r) {
       break;
     }
     replay(filter, e);
-    atomic_fetch_add_explicit(&hits, 1, memory_order_relaxed);
     return true;
   }
   w->recording = 1;
@@ -225,9 +221,12 @@ void xa_cache_record(const char* key, size_t key_len, const char* value, size_t 
   if (w == NULL || w->recording != 1) {
     return;
   }
+  if (!ok || key_len > XA_CACHE_MAX_OPS || value_len > XA_CACHE_MAX_OPS) {
+    w->recording = -1;
+    return;
+  }
   size_t need = 8 + key_len + (value == NULL ? 0 : value_len);
-  if (!ok || key_len >= XA_REMOVE || value_len >= XA_REMOVE || w->ops_len > XA_CACHE_MAX_OPS - need ||
-      need > XA_CACHE_MAX_OPS) {
+  if (need > XA_CACHE_MAX_OPS || w->ops_len > XA_CACHE_MAX_OPS - need) {
     w->recording = -1;
     return;
   }
