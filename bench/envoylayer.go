@@ -198,7 +198,7 @@ func attack(ts []vegeta.Target, pacer vegeta.ConstantPacer, workers, maxWorkers 
 		MaxIdleConnsPerHost: maxWorkers,
 	}
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second,
+	client := &http.Client{Transport: withoutSeq{tr}, Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	a := vegeta.NewAttacker(
 		vegeta.Workers(uint64(workers)), vegeta.MaxWorkers(uint64(maxWorkers)), vegeta.MaxBody(0), vegeta.Client(client),
@@ -227,6 +227,20 @@ func attack(ts []vegeta.Target, pacer vegeta.ConstantPacer, workers, maxWorkers 
 		s.Rate = float64(s.Requests-s.Errors) / s.Elapsed.Seconds()
 	}
 	return s
+}
+
+// withoutSeq drops the X-Vegeta-Seq header vegeta sets on every request (a
+// sequence number): no client sends one, and it made every
+// request unique, so the module's answer cache (docs/module.md), which
+// answers exact repeats, never saw the repeated requests the runner means to
+// send. Every configuration gets the same requests without it.
+type withoutSeq struct{ rt http.RoundTripper }
+
+func (w withoutSeq) RoundTrip(r *http.Request) (*http.Response, error) {
+	out := *r // a RoundTripper must not change the request it is given
+	out.Header = r.Header.Clone()
+	out.Header.Del("X-Vegeta-Seq")
+	return w.rt.RoundTrip(&out)
 }
 
 // httpClosedLoop is maximum throughput: workers connections, each sending its

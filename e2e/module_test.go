@@ -47,12 +47,7 @@ func (s *stack) startModule(t *testing.T, p ports, pairs ...string) {
 // on a redis-server, the sidecar serving its pages, Envoy the module.
 func startModuleStack(t *testing.T) *stack {
 	t.Helper()
-	envoytest.RequireBinary(t)
-	redis := redistest.Start(t)
-	p := freePorts(t)
-	config, secret := testkit.DemoConfig(t, p.listen, p.grpc, p.http, storeConfig(redis))
-	s := startSidecar(t, config, secret, p)
-	s.startModule(t, p)
+	s, _ := startModuleStackWith(t)
 	return s
 }
 

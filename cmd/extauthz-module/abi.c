@@ -56,17 +56,18 @@ static bool xa_resolve(void) {
   return ok;
 }
 
-// xa_read_request reads what a decision needs of a request in one call from
-// Go: its header lines and its route's name. The header array is this
-// worker thread's own (thread-local, grown as needed, kept for the next
-// request), so Go neither allocates it nor lends Envoy Go memory; its
-// entries point into Envoy's header map, valid until the hook returns.
+// xa_load_request reads what a decision needs of a request, in the headers
+// hook before anything else: its header lines and its route's name. The
+// answer cache keys on them and Go reads them (xa_current_request). The
+// header array is this worker thread's own (thread-local, grown as needed,
+// kept for the next request), so Go neither allocates it nor lends Envoy Go
+// memory; its entries point into Envoy's header map, valid until the hook
+// returns.
 static __thread xa_request tls_request;
 static __thread xa_http_header* tls_headers;
 static __thread size_t tls_headers_cap;
 
-const xa_request* xa_read_request(uintptr_t filter, const char* ns, size_t ns_len, const char* key,
-                                  size_t key_len) {
+static const xa_request* xa_load_request(uintptr_t filter) {
   xa_request* r = &tls_request;
   r->headers = NULL;
   r->headers_len = 0;
@@ -86,8 +87,8 @@ const xa_request* xa_read_request(uintptr_t filter, const char* ns, size_t ns_le
     r->headers = tls_headers;
     r->headers_len = n;
   }
-  xa_module_buffer nsb = {ns, ns_len};
-  xa_module_buffer keyb = {key, key_len};
+  xa_module_buffer nsb = {XA_ROUTE_NAMESPACE, sizeof XA_ROUTE_NAMESPACE - 1};
+  xa_module_buffer keyb = {XA_ROUTE_KEY, sizeof XA_ROUTE_KEY - 1};
   xa_envoy_buffer route = {NULL, 0};
   if (p_metadata_string((void*)filter, XA_METADATA_ROUTE, nsb, keyb, &route) && route.ptr != NULL) {
     r->route = route;
@@ -95,12 +96,20 @@ const xa_request* xa_read_request(uintptr_t filter, const char* ns, size_t ns_le
   return r;
 }
 
-bool xa_set_header(uintptr_t filter, const char* key, size_t key_len, const char* value, size_t value_len) {
+const xa_request* xa_current_request(void) { return &tls_request; }
+
+bool xa_envoy_set_header(uintptr_t filter, const char* key, size_t key_len, const char* value,
+                         size_t value_len) {
   xa_module_buffer k = {key, key_len};
   xa_module_buffer v = {value, value_len}; // a NULL value removes the header
   return p_set_header((void*)filter, XA_REQUEST_HEADER, k, v);
 }
 
+bool xa_set_header(uintptr_t filter, const char* key, size_t key_len, const char* value, size_t value_len) {
+  bool ok = xa_envoy_set_header(filter, key, key_len, value, value_len);
+  xa_cache_record(key, key_len, value, value_len, ok);
+  return ok;
+}
 void xa_send_response(uintptr_t filter, uint32_t status, xa_http_header* headers, size_t headers_len,
                       const char* body, size_t body_len, const char* details, size_t details_len) {
   xa_module_buffer b = {body, body_len};
@@ -119,35 +128,66 @@ const char* envoy_dynamic_module_on_program_init(void) {
   if (!xa_resolve()) {
     return NULL; // Envoy refuses the module, naming it
   }
+  xa_cache_init();
   return EXTAUTHZ_ABI_VERSION;
 }
 
 const void* envoy_dynamic_module_on_http_filter_config_new(void* config_envoy, xa_envoy_buffer name,
                                                            xa_envoy_buffer config) {
   (void)config_envoy;
+  xa_config* c = malloc(sizeof(xa_config));
+  if (c == NULL) {
+    return NULL; // Envoy refuses the config
+  }
   // Envoy's worker count, on the main thread as the ABI requires (0: unknown).
   uint32_t workers = p_concurrency != NULL ? p_concurrency() : 0;
-  uint64_t h = extauthzConfigNew((char*)name.ptr, name.length, (char*)config.ptr, config.length, workers);
-  // The module's pointer is only a handle into the Go side's table: no Go
-  // pointer is ever kept by Envoy. 0 means the config was refused.
-  return (const void*)(uintptr_t)h;
+  c->cache = false;
+  c->handle = extauthzConfigNew((char*)name.ptr, name.length, (char*)config.ptr, config.length, workers,
+                                &c->cache);
+  // The handle is only a key into the Go side's table: no Go pointer is
+  // ever kept by Envoy. 0 means the config was refused.
+  if (c->handle == 0) {
+    free(c);
+    return NULL;
+  }
+  return c;
 }
 
 void envoy_dynamic_module_on_http_filter_config_destroy(const void* config) {
-  extauthzConfigDestroy((uint64_t)(uintptr_t)config);
+  const xa_config* c = config;
+  extauthzConfigDestroy(c->handle);
+  free((void*)c);
 }
 
-// A stream's filter is its config's handle: the decision needs nothing per
-// stream beyond the headers hook.
+// A stream's filter is its config: the decision needs nothing per stream
+// beyond the headers hook.
 const void* envoy_dynamic_module_on_http_filter_new(const void* config, void* filter_envoy) {
   (void)filter_envoy;
   return config;
 }
 
+// The request's headers: answered from this worker's answer cache when the
+// request repeats an earlier one exactly (cache.c), else decided by Go, whose
+// answer is cached when Go says it may be. The generation is read before Go
+// decides, so an entry never claims a state newer than the one it was
+// decided with.
 int envoy_dynamic_module_on_http_filter_request_headers(void* filter_envoy, const void* filter,
                                                         bool end_of_stream) {
   (void)end_of_stream;
-  return extauthzRequestHeaders(filter_envoy, (uint64_t)(uintptr_t)filter);
+  const xa_config* c = filter;
+  uintptr_t f = (uintptr_t)filter_envoy;
+  const xa_request* r = xa_load_request(f);
+  if (c->cache && xa_cache_lookup(f, c->handle, r)) {
+    return XA_HEADERS_CONTINUE;
+  }
+  uint64_t gen = xa_cache_generation();
+  xa_answer_meta meta = {false, 0};
+  int status = extauthzRequestHeaders(filter_envoy, c->handle, &meta);
+  if (c->cache) {
+    // Stores only when recording went well; always ends the recording.
+    xa_cache_store(gen, status == XA_HEADERS_CONTINUE && meta.cacheable ? meta.not_after : 0);
+  }
+  return status;
 }
 
 // Hooks with nothing to do: Continue (0) for every status enum.

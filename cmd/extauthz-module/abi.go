@@ -52,7 +52,7 @@ func envoyLog(level int, msg string) {
 var procsOnce sync.Once
 
 //export extauthzConfigNew
-func extauthzConfigNew(name *C.char, nameLen C.size_t, cfg *C.char, cfgLen C.size_t, workers C.uint32_t) (handle C.uint64_t) {
+func extauthzConfigNew(name *C.char, nameLen C.size_t, cfg *C.char, cfgLen C.size_t, workers C.uint32_t, cache *C.bool) (handle C.uint64_t) {
 	defer func() {
 		if v := recover(); v != nil {
 			envoyLog(envoyLogError, fmt.Sprintf("extauthz module: panic while loading the filter config: %v", v))
@@ -67,9 +67,11 @@ func extauthzConfigNew(name *C.char, nameLen C.size_t, cfg *C.char, cfgLen C.siz
 	settings, err := module.ParseSettings([]byte(C.GoStringN(cfg, C.int(cfgLen))))
 	if err == nil {
 		var f *module.Filter
-		if f, err = module.New(settings, module.Options{}); err == nil {
+		// Every change a decision could see drops every cached answer.
+		if f, err = module.New(settings, module.Options{OnChange: func() { C.xa_cache_bump() }}); err == nil {
 			h := lastHandle.Add(1)
 			filters.Store(h, f)
+			*cache = C.bool(settings.CacheAnswers())
 			return C.uint64_t(h)
 		}
 	}
@@ -87,7 +89,7 @@ func extauthzConfigDestroy(h C.uint64_t) {
 }
 
 //export extauthzRequestHeaders
-func extauthzRequestHeaders(envoyFilter unsafe.Pointer, h C.uint64_t) (status C.int) {
+func extauthzRequestHeaders(envoyFilter unsafe.Pointer, h C.uint64_t, meta *C.xa_answer_meta) (status C.int) {
 	s := stream{envoyFilter}
 	var f *module.Filter
 	defer func() {
@@ -109,8 +111,12 @@ func extauthzRequestHeaders(envoyFilter unsafe.Pointer, h C.uint64_t) (status C.
 	f = v.(*module.Filter)
 	pooled := headerLists.Get().(*check.RequestHeaders)
 	r := check.Request{Headers: (*pooled)[:0]}
-	readRequest(s, &r)
-	allowed := f.Serve(&r, s)
+	readRequest(&r)
+	allowed, replay := f.Serve(&r, s)
+	if replay.OK {
+		meta.cacheable = true
+		meta.not_after = C.int64_t(replay.NotAfter.UnixNano())
+	}
 	// Answer reads the headers and never keeps the slice (check.Request),
 	// so the next request on this P reuses its array. Not after a panic:
 	// that slice stays out of the pool.
@@ -133,11 +139,10 @@ var headerLists = sync.Pool{New: func() any { h := make(check.RequestHeaders, 0,
 
 const maxPooledHeaders = 64
 
-// readRequest copies the request's header lines and its route's name into r,
-// in one call into Envoy (xa_read_request).
-func readRequest(s stream, r *check.Request) {
-	ns, key := RouteMetadataNamespace, RouteMetadataKey
-	req := C.xa_read_request(s.filter(), cptr(ns), C.size_t(len(ns)), cptr(key), C.size_t(len(key)))
+// readRequest copies the request's header lines and its route's name, which
+// the headers hook read from Envoy before calling Go, into r.
+func readRequest(r *check.Request) {
+	req := C.xa_current_request()
 	if req.route.ptr != nil {
 		r.RouteName = C.GoStringN(req.route.ptr, C.int(req.route.length))
 	}
@@ -172,14 +177,6 @@ func headerName(p *C.char, n C.size_t) string {
 	}
 	return C.GoStringN(p, C.int(n))
 }
-
-// RouteMetadataNamespace and RouteMetadataKey name the route metadata that
-// tells the module which policy route a route is, as the context extension
-// "route" tells the sidecar over ext_authz.
-const (
-	RouteMetadataNamespace = "extauthz"
-	RouteMetadataKey       = "route"
-)
 
 // stream is module.Stream on one of Envoy's HTTP filters. It holds Envoy's
 // pointer as a pointer, so that it fits an interface without an allocation,

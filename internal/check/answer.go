@@ -2,6 +2,7 @@ package check
 
 import (
 	"strings"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.uber.org/zap"
@@ -76,6 +77,13 @@ type Answer struct {
 	// Reason is the detailed reason, for operators only: Check puts it in
 	// the gRPC status message, which Envoy never sends to the client.
 	Reason string
+
+	// Replay says whether this answer may be given again, without deciding,
+	// to a request identical to this one (see Replay).
+	Replay Replay
+
+	// replayUntil is the assertion's reuse bound, when one was set.
+	replayUntil time.Time
 
 	headerBuf [inlineHeaders]Header
 	removeBuf [inlineRemovals]string
@@ -191,6 +199,7 @@ func (s *Server) answer(r *Request, a *Answer) {
 	if s.Observe != nil {
 		s.Observe(&d, s.now().Sub(start))
 	}
+	s.replay(&d, snap, headers, start, a)
 }
 
 // debugDenial logs a denial's detail at debug: the reason sentence, and for a

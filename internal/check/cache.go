@@ -38,6 +38,13 @@ func NewAssertionCache(max int) *AssertionCache {
 // The key is a 128-bit keyed hash: collisions cannot be steered by a client,
 // since the seeds are random per process.
 func (c *AssertionCache) Get(key *identity.SigningKey, token, route string, a identity.Assertion, now time.Time) (string, error) {
+	jws, _, err := c.get(key, token, route, a, now)
+	return jws, err
+}
+
+// get is Get, also saying until when the assertion it returns would be
+// returned again: from then on Get signs a fresh one.
+func (c *AssertionCache) get(key *identity.SigningKey, token, route string, a identity.Assertion, now time.Time) (string, time.Time, error) {
 	// The identity follows from the token except when an impersonation
 	// ends; keying on it keeps an ended impersonation's assertion from
 	// being served.
@@ -48,23 +55,28 @@ func (c *AssertionCache) Get(key *identity.SigningKey, token, route string, a id
 		k = c.c.Key(token, route, a.Audience, a.Identity.Email)
 	}
 	if e, ok := c.c.Get(k); ok && now.Before(e.reuseTill) {
-		return e.jws, nil
+		return e.jws, e.reuseTill, nil
 	}
 	exp, err := a.Expiry(now)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	jws, err := key.Sign(a, now)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
+	reuseTill := reuseUntil(now, exp)
 	// Reuse for half the remaining validity: an entry is never served at or
 	// after its exp, which is never after the session's or the impersonation's end.
 	if c.door.Admit(k) {
-		c.c.Put(k, cacheEntry{jws: jws, reuseTill: now.Add(exp.Sub(now) / 2)})
+		c.c.Put(k, cacheEntry{jws: jws, reuseTill: reuseTill})
 	}
-	return jws, nil
+	return jws, reuseTill, nil
 }
+
+// reuseUntil is when an assertion signed at now, expiring at exp, stops
+// being reused: half its validity from now.
+func reuseUntil(now, exp time.Time) time.Time { return now.Add(exp.Sub(now) / 2) }
 
 // Len is the number of cached assertions.
 func (c *AssertionCache) Len() int { return c.c.Len() }

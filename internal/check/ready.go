@@ -29,6 +29,7 @@ const ReasonStarting = "the authorizer is starting: it has not yet read the revo
 // Envoy whatever failure_mode_allow says. Call it before Register.
 func (s *Server) NotReady(why string) {
 	s.notReady.Store(&why)
+	s.changed()
 	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
 }
 
@@ -39,6 +40,7 @@ func (s *Server) Ready() {
 	// SERVING over gRPC.
 	s.setHealth(healthpb.HealthCheckResponse_SERVING)
 	s.notReady.Store(nil)
+	s.changed()
 }
 
 // HoldUntil puts the server in NotReady(why) and returns at once; a

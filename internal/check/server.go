@@ -39,6 +39,11 @@ type Server struct {
 	// DenialLogDropped, when set, is called for each denial the info log
 	// left out because more than DenialLogsPerSecond came in one second.
 	DenialLogDropped func()
+	// OnChange, when set, is called after every change of what Answer
+	// decides with (a snapshot swapped in, the server becoming ready or not),
+	// once the change is visible to Answer: whoever keeps answers (the
+	// module's answer cache, Replay) drops them. Set it before serving.
+	OnChange func()
 
 	denials denialSampler
 }
@@ -154,7 +159,17 @@ func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
 
 // Swap atomically replaces the snapshot in force; Checks already running
 // finish with the one they started with.
-func (s *Server) Swap(snap *Snapshot) { s.snap.Store(snap) }
+func (s *Server) Swap(snap *Snapshot) {
+	s.snap.Store(snap)
+	s.changed()
+}
+
+// changed calls OnChange, if set.
+func (s *Server) changed() {
+	if s.OnChange != nil {
+		s.OnChange()
+	}
+}
 
 // SetClock replaces the clock; tests use it.
 func (s *Server) SetClock(now func() time.Time) { s.now = now }

@@ -45,10 +45,11 @@ func (s *Snapshot) allow(d *decision.Decision, r *Request, now time.Time, a *Ans
 	a.room(2 + len(s.ClaimHeaders) + len(route.SetRequestHeaders))
 	if d.Claims != nil && route.PassIdentityHeaders {
 		host := identity.HostWithoutPort(r.Host)
-		assertion, err := s.AssertionFor(d, host, now)
+		assertion, until, err := s.assertionUntil(d, host, now)
 		if err != nil {
 			return err
 		}
+		a.replayUntil = until
 		a.setHeader(HeaderAssertion, assertion)
 		// The headers name whom the assertion names (sub and user never empty).
 		upstream := d.Upstream()
@@ -109,11 +110,23 @@ func (s *Snapshot) isClaimHeader(name string) bool {
 // host (without port), from the cache while it is fresh. What it says is
 // decided by decision.Engine.Assertion.
 func (s *Snapshot) AssertionFor(d *decision.Decision, host string, now time.Time) (string, error) {
+	jws, _, err := s.assertionUntil(d, host, now)
+	return jws, err
+}
+
+// assertionUntil is AssertionFor, also saying until when the same assertion
+// would be returned (the cache's reuse rule, AssertionCache.get).
+func (s *Snapshot) assertionUntil(d *decision.Decision, host string, now time.Time) (string, time.Time, error) {
 	a := s.Engine.Assertion(d, s.Issuer, host)
-	if s.Assertions == nil {
-		return s.Key.Sign(a, now)
+	if s.Assertions != nil {
+		return s.Assertions.get(s.Key, d.Token, d.Route.Name, a, now)
 	}
-	return s.Assertions.Get(s.Key, d.Token, d.Route.Name, a, now)
+	exp, err := a.Expiry(now)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	jws, err := s.Key.Sign(a, now)
+	return jws, reuseUntil(now, exp), err
 }
 
 func claimValue(id identity.Identity, claim string) (string, bool) {

@@ -44,7 +44,13 @@ type Settings struct {
 	LogLevel string `json:"log_level"`
 	// LogFormat is json (default) or console. Logs go to Envoy's stderr.
 	LogFormat string `json:"log_format"`
+	// AnswerCache turns the answer cache (docs/module.md) on (default) or
+	// off: with it off, every request is decided in Go.
+	AnswerCache *bool `json:"answer_cache"`
 }
+
+// CacheAnswers reports whether the answer cache is on.
+func (s Settings) CacheAnswers() bool { return s.AnswerCache == nil || *s.AnswerCache }
 
 // ParseSettings reads a filter_config. Unknown keys are refused, so a typo
 // is an error at load instead of a setting silently ignored.
@@ -53,7 +59,7 @@ func ParseSettings(raw []byte) (Settings, error) {
 	dec := json.NewDecoder(strings.NewReader(string(raw)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return Settings{}, fmt.Errorf("filter_config must be a Struct with config (the extauthz config file), log_level and log_format: %w", err)
+		return Settings{}, fmt.Errorf("filter_config must be a Struct with config (the extauthz config file), log_level, log_format and answer_cache: %w", err)
 	}
 	if s.Config == "" {
 		return Settings{}, errors.New("filter_config: config (the path of the extauthz config file) is required")
@@ -97,6 +103,11 @@ type Options struct {
 	LookupEnv func(string) (string, bool)
 	// Log replaces the logger Settings describe (tests).
 	Log *zap.Logger
+	// OnChange is called after every change of what a decision reads: a
+	// config reload, the store's view, the server becoming ready or not
+	// (check.Server.OnChange, store.Options.OnChange). The binding drops
+	// its cached answers there.
+	OnChange func()
 }
 
 // New loads the config Settings name and starts following its store and its
@@ -124,12 +135,13 @@ func New(s Settings, o Options) (*Filter, error) {
 		return nil, err
 	}
 	st, err := store.Open(cfg.DatabrokerStorageType, cfg.DatabrokerStorageConnectionString,
-		store.Options{TTL: cfg.RevocationTTLOrDefault(), Logger: log})
+		store.Options{TTL: cfg.RevocationTTLOrDefault(), Logger: log, OnChange: o.OnChange})
 	if err != nil {
 		return nil, fmt.Errorf("databroker_storage_connection_string: %w", err)
 	}
 	snap.Engine.Revocations = st
 	f := &Filter{checker: check.New(snap, log), store: st, log: log}
+	f.checker.OnChange = o.OnChange // before anything can change it
 	// No Web: the pages, and so the JWKS a reload republishes, are the
 	// sidecar's; it reloads the same file.
 	f.reloader = reload.New(cfg, reload.Options{Path: s.Config, Check: f.checker, Revocations: st, Log: log,

@@ -151,8 +151,14 @@ func TestServe(t *testing.T) {
 		r := request(append(base, ":authority: app.localhost:8080", "authorization: Pomerium "+bob,
 			"x-pomerium-claim-email: ceo@corp.example", "X-Pomerium-Claim-Role: root")...)
 		r.RouteName = "app"
-		if !f.Serve(r, rec) {
+		allowed, replay := f.Serve(r, rec)
+		if !allowed {
 			t.Fatalf("denied: %d %s", rec.status, rec.body)
+		}
+		// Bob's token asks for no impersonation, and an allow logs nothing:
+		// the answer cache may replay it, for MaxReplay at most.
+		if !replay.OK || !replay.NotAfter.After(time.Now()) || replay.NotAfter.After(time.Now().Add(check.MaxReplay)) {
+			t.Errorf("replay = %+v, want replayable for at most %v", replay, check.MaxReplay)
 		}
 		if rec.set["x-pomerium-claim-email"] != "bob@corp.example" || rec.set["x-pomerium-jwt-assertion"] == "" {
 			t.Errorf("set = %v", rec.set)
@@ -192,8 +198,8 @@ func TestServe(t *testing.T) {
 			rec := newRecorder()
 			r := request(append(append([]string{}, base...), d.lines...)...)
 			r.RouteName = d.route
-			if f.Serve(r, rec) {
-				t.Fatal("allowed")
+			if allowed, replay := f.Serve(r, rec); allowed || replay.OK {
+				t.Fatalf("allowed %v, replayable %v", allowed, replay.OK)
 			}
 			if rec.status != d.status || rec.headers[d.header[0]] != d.header[1] || !strings.Contains(rec.body, d.bodyHas) {
 				t.Errorf("answered %d %v %q, want %d with %s: %s and a body saying %q", rec.status, rec.headers, rec.body,
@@ -210,8 +216,8 @@ func TestServe(t *testing.T) {
 		rec := newRecorder()
 		r := request(append(base, ":authority: wiki.localhost:8080", "authorization: Pomerium "+evil)...)
 		r.RouteName = "wiki"
-		if f.Serve(r, rec) {
-			t.Fatalf("allowed with set %v", rec.set)
+		if allowed, replay := f.Serve(r, rec); allowed || replay.OK {
+			t.Fatalf("allowed %v (set %v), replayable %v", allowed, rec.set, replay.OK)
 		}
 		if rec.status != 500 || rec.details != module.DetailsInvalidMutation || len(rec.set) != 0 {
 			t.Errorf("answered %d %q, set %v; want a 500 and nothing set", rec.status, rec.details, rec.set)
@@ -235,11 +241,12 @@ func TestServeBeforeTheStoreIsRead(t *testing.T) {
 	redis.Kill() // unreachable while New waits StoreWait
 	f, secret := newFilter(t, redis.URL())
 	bob := bobToken(t, secret, []string{"engineering"}, "app.localhost")
-	serve := func(rec *recorder) bool {
+	serve := func(rec *recorder) (allowed, replayable bool) {
 		r := request(":scheme: http", ":method: GET", ":path: /", "x-request-id: rid-9", "accept: application/json",
 			":authority: app.localhost:8080", "authorization: Pomerium "+bob)
 		r.RouteName = "app"
-		return f.Serve(r, rec)
+		allowed, replay := f.Serve(r, rec)
+		return allowed, replay.OK
 	}
 
 	t.Run("while the store is unreachable a valid token is answered 503, saying why", func(t *testing.T) {
@@ -247,8 +254,8 @@ func TestServeBeforeTheStoreIsRead(t *testing.T) {
 			t.Fatal("Ready before the store was read")
 		}
 		rec := newRecorder()
-		if serve(rec) {
-			t.Fatalf("allowed with set %v", rec.set)
+		if allowed, replayable := serve(rec); allowed || replayable {
+			t.Fatalf("allowed %v (set %v), replayable %v: the not-ready 503 is no verdict", allowed, rec.set, replayable)
 		}
 		if rec.status != 503 || rec.details != module.DetailsUnavailable || len(rec.set) != 0 {
 			t.Errorf("answered %d %q, set %v; want 503 %s and nothing set", rec.status, rec.details, rec.set, module.DetailsUnavailable)
@@ -268,7 +275,8 @@ func TestServeBeforeTheStoreIsRead(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		if rec := newRecorder(); !serve(rec) {
+		rec := newRecorder()
+		if allowed, _ := serve(rec); !allowed {
 			t.Errorf("denied: %d %s", rec.status, rec.body)
 		}
 	})

@@ -158,6 +158,11 @@ type Options struct {
 	CallTimeout time.Duration
 	Logger      *zap.Logger
 	Now         func() time.Time
+	// OnChange, when set, is called after every change of the view (a
+	// revocation seen, read in a resync or expired), once Revoked sees it:
+	// whoever keeps decisions made with the view (the module's answer
+	// cache) drops them.
+	OnChange func()
 }
 
 func (o *Options) defaults() {
@@ -208,6 +213,7 @@ func New(b Backend, opt Options) *Store {
 	opt.defaults()
 	s := &Store{b: b, opt: opt, done: make(chan struct{})}
 	s.View.init()
+	s.View.onChange = opt.OnChange
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go s.run(ctx)

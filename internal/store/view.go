@@ -98,6 +98,8 @@ func (v *viewSet) empty(k Kind) bool { return len(v.recent.of(k)) == 0 && len(v.
 type View struct {
 	cur atomic.Pointer[viewSet]
 	mu  sync.Mutex // serialises writers
+	// onChange is Options.OnChange, called after each new set is stored.
+	onChange func()
 }
 
 func (v *View) init() {
@@ -183,6 +185,9 @@ func (v *View) add(revs []Revocation, prune time.Time) {
 		}
 	}
 	v.cur.Store(next)
+	if v.onChange != nil {
+		v.onChange()
+	}
 }
 
 // prune drops the entries that expired by now.
