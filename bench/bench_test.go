@@ -70,16 +70,21 @@ func TestSmoke(t *testing.T) {
 		}
 		t.Logf("Envoy layer skipped: %s", res.EnvoySkipped)
 	} else {
-		want := 7 // none, no-op, ours over TCP and over a Unix socket, oauth2-proxy with bearer JWTs and with cookies, the module
+		// none, no-op, ours over TCP and over a Unix socket, oauth2-proxy
+		// with bearer JWTs and with cookies, the module with its answer
+		// cache and without
+		want := 8
 		if res.OAuth2Skipped != "" {
-			want = 5
+			want = 6
 			t.Logf("oauth2-proxy skipped: %s", res.OAuth2Skipped)
 		}
 		if len(res.Envoy) != want {
 			t.Errorf("Envoy layer measured %d configurations, want %d", len(res.Envoy), want)
 		}
-		if m := res.envoy(cfgModule); m == nil || len(m.Runs.Max) != 1 {
-			t.Errorf("the module was not measured: %+v", m)
+		for _, key := range []string{cfgModule, cfgModuleNoCache} {
+			if m := res.envoy(key); m == nil || len(m.Runs.Max) != 1 {
+				t.Errorf("%s was not measured: %+v", key, m)
+			}
 		}
 		if uds := res.envoy(cfgOursUDS); uds == nil || len(uds.Runs.Max) != 1 {
 			t.Errorf("the sidecar over a Unix socket was not measured beside TCP: %+v", uds)

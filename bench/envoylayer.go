@@ -426,8 +426,13 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		fmt.Fprintf(os.Stderr, "bench: without %s: %v\n", envoyConfigNames[cfgModule].full, err)
 	} else {
 		st.procs = append(st.procs, m.redis)
-		specs = append(specs, spec{key: cfgModule, config: m.config, grpcPort: portOf(unusedPort), env: m.env, auths: pomerium,
-			checksAuth: true, identity: userEmail(0), rejects: []string{"", forge(pomerium[0]), "Pomerium " + guest}})
+		for _, c := range []struct {
+			key    string
+			config []byte
+		}{{cfgModule, m.config}, {cfgModuleNoCache, m.noCache}} {
+			specs = append(specs, spec{key: c.key, config: c.config, grpcPort: portOf(unusedPort), env: m.env, auths: pomerium,
+				checksAuth: true, identity: userEmail(0), rejects: []string{"", forge(pomerium[0]), "Pomerium " + guest}})
+		}
 	}
 	// Envoys take a second or two to start: start them together.
 	confs := make([]*envoyConf, len(specs))

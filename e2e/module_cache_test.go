@@ -244,7 +244,7 @@ func TestModuleAnswerCache(t *testing.T) {
 // TestModuleAnswerCacheOff: answer_cache: false in the filter config sends
 // every request to Go.
 func TestModuleAnswerCacheOff(t *testing.T) {
-	s := startCachingModule(t, "log_level: debug", "log_level: debug\n"+strings.Repeat(" ", 26)+"answer_cache: false")
+	s := startCachingModule(t, "answer_cache: true", "answer_cache: false")
 	bob := s.mint(t, identity.Claims{Email: "bob@corp.example", Groups: []string{"engineering"},
 		RegisteredClaims: jwt.RegisteredClaims{Subject: "u-bob"}})
 	before := s.decidedInGo()
