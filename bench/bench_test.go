@@ -82,8 +82,8 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("Envoy layer measured %d configurations, want %d", len(res.Envoy), want)
 		}
 		for _, key := range []string{cfgModule, cfgModuleNoCache} {
-			if m := res.envoy(key); m == nil || len(m.Runs.Max) != 1 {
-				t.Errorf("%s was not measured: %+v", key, m)
+			if m := res.envoy(key); m == nil || len(m.Runs.Max) != 1 || m.Runs.PeakRSS == 0 {
+				t.Errorf("%s was not measured, or Envoy's memory not read: %+v", key, m)
 			}
 		}
 		if uds := res.envoy(cfgOursUDS); uds == nil || len(uds.Runs.Max) != 1 {

@@ -117,6 +117,12 @@ func (r *Results) moduleTargets() []target {
 	a, b := medianD(mod.Runs.Fixed, p99), medianD(ours.Runs.Fixed, p99)
 	t3.Measured, t3.Pass = true, a <= b
 	t3.Got = fmt.Sprintf("%s vs %s", fmtDur(a), fmtDur(b))
+	if mod.Runs.PeakRSS > 0 {
+		// Reported, not judged: the issue asks for Envoy's memory with the
+		// module loaded, beside Envoy's without it.
+		t3.Got += fmt.Sprintf("; Envoy's peak RSS with the module loaded %s, Envoy alone %s, Envoy + ours %s (and ours' own %s)",
+			fmtMiB(mod.Runs.PeakRSS), fmtMiB(none.Runs.PeakRSS), fmtMiB(ours.Runs.PeakRSS), fmtMiB(ours.AuthorizerRSS))
+	}
 	if !t3.Pass {
 		t3.Miss = fmt.Sprintf("over by %s", fmtDur(a-b))
 	}

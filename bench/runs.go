@@ -58,7 +58,10 @@ type grpcResult struct {
 // envoyResult is one Envoy configuration.
 type envoyResult struct {
 	Key, Name string
-	Runs      *serverRuns
+	Runs      *serverRuns // PeakRSS and EndRSS are Envoy's
+	// AuthorizerRSS is the peak RSS of the ext_authz server behind Envoy
+	// after the runs; 0 where there is none (Envoy alone, the module).
+	AuthorizerRSS uint64
 }
 
 func medianF(xs []sample, f func(sample) float64) float64 {
@@ -389,9 +392,26 @@ func runEnvoyLayer(ctx context.Context, env *runEnv, res *Results) error {
 	if err := atRate(res.EnvoyRate, loadFixed); err != nil {
 		return err
 	}
-	if cfg.EnvoyLowShare <= 0 {
-		return nil
+	if cfg.EnvoyLowShare > 0 {
+		res.EnvoyLowRate = medianF(runs[cfgNone].Max, rate) * cfg.EnvoyLowShare
+		if err := atRate(res.EnvoyLowRate, loadLow); err != nil {
+			return err
+		}
 	}
-	res.EnvoyLowRate = medianF(runs[cfgNone].Max, rate) * cfg.EnvoyLowShare
-	return atRate(res.EnvoyLowRate, loadLow)
+	// Envoy's own memory after all its runs: with the module loaded it holds
+	// a Go runtime, the decision's caches and the answer cache (issue 20).
+	for _, c := range st.confs {
+		ps, err := readProcStat(c.envoy.Pid())
+		if err != nil {
+			return fmt.Errorf("reading the memory of Envoy for %s: %w", c.Key, err)
+		}
+		runs[c.Key].PeakRSS, runs[c.Key].EndRSS = ps.PeakRSS, ps.RSS
+		if c.authorizer != nil {
+			if ps, err = readProcStat(c.authorizer.Pid()); err != nil {
+				return fmt.Errorf("reading the memory of the authorizer of %s: %w", c.Key, err)
+			}
+			res.envoy(c.Key).AuthorizerRSS = ps.PeakRSS
+		}
+	}
+	return nil
 }

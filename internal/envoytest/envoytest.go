@@ -423,6 +423,9 @@ func (e *Envoy) Close() {
 }
 
 // Options returns the options Envoy runs with, every port filled in.
+// Pid is the Envoy process's id, for reading what /proc says of it.
+func (e *Envoy) Pid() int { return e.proc.Cmd.Process.Pid }
+
 func (e *Envoy) Options() Options { return e.opts }
 
 // URL is the listener's base URL, "http://127.0.0.1:PORT".
