@@ -155,7 +155,7 @@ func readRequest(r *check.Request) {
 	}
 }
 
-// commonNames are header names most requests carry: readHeaders uses these
+// commonNames are header names most requests carry: headerName uses these
 // strings instead of copying each request's, one allocation fewer per header.
 var commonNames = func() map[string]string {
 	m := map[string]string{}

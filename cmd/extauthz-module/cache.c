@@ -41,6 +41,7 @@ typedef struct {
   size_t bytes; // of the entries held, against XA_CACHE_BUDGET
   unsigned victim;
   size_t key_len; // 0: this request is not cacheable (too long, no memory)
+  uint64_t key_hash; // mix64 of key, for xa_cache_store after a miss
   unsigned char key[XA_CACHE_MAX_KEY];
   // The header changes Go makes on this request, recorded as they are made.
   int recording; // 1: recording, 0: not, -1: failed (too long, or Envoy refused one)
@@ -199,6 +200,7 @@ bool xa_cache_lookup(uintptr_t filter, uint64_t handle, const xa_request* r) {
     return false;
   }
   uint64_t h = mix64(w->key, w->key_len);
+  w->key_hash = h;
   size_t set = (size_t)(h % XA_SETS) * XA_WAYS;
   for (size_t i = set; i < set + XA_WAYS; i++) {
     entry* e = w->slots[i];
@@ -254,7 +256,7 @@ void xa_cache_store(uint64_t gen, int64_t not_after) {
   }
   w->recording = 0;
   size_t size = sizeof(entry) + w->key_len + w->ops_len;
-  uint64_t h = mix64(w->key, w->key_len);
+  uint64_t h = w->key_hash; // the key is the one the lookup hashed
   size_t set = (size_t)(h % XA_SETS) * XA_WAYS;
   // The slot: this key's (a stale copy), else an empty one, else a victim.
   size_t slot = set + (w->victim++ % XA_WAYS);
