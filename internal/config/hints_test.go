@@ -26,6 +26,9 @@ func TestPomeriumKeysGetTheirOwnHint(t *testing.T) {
 			"certificate_file: /tls.crt\n", "TLS for users is Envoy's", "did you mean"},
 		{"a route rewrite points at the Envoy route",
 			"policy:\n  - from: https://a.example\n    allow_any_authenticated_user: true\n    prefix_rewrite: /x\n", "proxying is Envoy's", "did you mean"},
+		{"the name of one of Config's embedded groups is not a key: its fields sit at the top level",
+			"TokenKeys:\n  shared_secret: abc\n", `t.yaml:1:1: TokenKeys: unknown key "TokenKeys"`, "Pomerium setting"},
+		{"a derived field is not a key either", "issuer: authenticate.evil.example\n", `unknown key "issuer"`, "Pomerium setting"},
 		{"an unknown key that is not Pomerium's still gets the edit-distance guess",
 			"cookie_secur: true\n", `(did you mean "cookie_secure"?)`, "Pomerium setting"},
 	}
