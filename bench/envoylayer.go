@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 const (
 	cfgNone    = "none"
 	cfgNoop    = "noop"
+	cfgNoopUDS = "noop-uds"
 	cfgOurs    = "ours"
 	cfgOursUDS = "ours-uds"
 	cfgOAuth2  = "oauth2-proxy"
@@ -42,10 +44,39 @@ type envoyName struct{ full, short string }
 var envoyConfigNames = map[string]envoyName{
 	cfgNone:         {"(i) Envoy, no ext_authz", "(i) no ext_authz"},
 	cfgNoop:         {"(ii) Envoy + no-op gRPC ext_authz", "(ii) no-op ext_authz"},
+	cfgNoopUDS:      {"(ii-u) Envoy + no-op gRPC ext_authz over a Unix socket (envoy-uds.yaml)", "(ii-u) no-op, socket"},
 	cfgOurs:         {"(iii) Envoy + extauthz over TCP (bundled config)", "(iii) extauthz, TCP"},
 	cfgOursUDS:      {"(iii-u) Envoy + extauthz over a Unix socket (envoy-uds.yaml)", "(iii-u) extauthz, socket"},
 	cfgOAuth2:       {"(iv) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz), bearer JWTs", "(iv) oauth2-proxy, JWT"},
 	cfgOAuth2Cookie: {"(iv-c) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz), its cookie sessions", "(iv-c) oauth2-proxy, cookie"},
+}
+
+// envoyConfigKeys are the keys -envoy-configs takes, sorted.
+func envoyConfigKeys() []string {
+	keys := make([]string, 0, len(envoyConfigNames))
+	for k := range envoyConfigNames {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// measuresEnvoy says whether the Envoy layer measures the configuration key.
+func (c Config) measuresEnvoy(key string) bool {
+	return key == cfgNone || strings.TrimSpace(c.EnvoyConfigs) == "" || c.has(c.EnvoyConfigs, key)
+}
+
+// checkEnvoyConfigs reports a key in c.EnvoyConfigs no configuration has.
+func (c Config) checkEnvoyConfigs() error {
+	if strings.TrimSpace(c.EnvoyConfigs) == "" {
+		return nil
+	}
+	for _, k := range strings.Split(c.EnvoyConfigs, ",") {
+		if _, ok := envoyConfigNames[strings.TrimSpace(k)]; !ok {
+			return fmt.Errorf("-envoy-configs: no configuration is called %q (there are %s)", k, strings.Join(envoyConfigKeys(), ", "))
+		}
+	}
+	return nil
 }
 
 // udsConfigPipe is the socket path envoy/envoy-uds.yaml names.
@@ -321,19 +352,30 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		return nil, err
 	}
 	st.procs = append(st.procs, ours)
-	// The same sidecar over a Unix socket, for Envoy in the same pod. The
-	// path is short: sun_path holds about 100 bytes.
+	// The same sidecar over a Unix socket, for Envoy in the same pod, and
+	// the no-op server over one too: what the socket itself is worth. The
+	// paths are short: sun_path holds about 100 bytes.
 	sock := filepath.Join(os.TempDir(), fmt.Sprintf("extauthz-bench-%d.sock", os.Getpid()))
 	oursUDS, _, err := startOursAt(env, "unix://"+sock)
 	if err != nil {
 		return nil, err
 	}
 	st.procs = append(st.procs, oursUDS)
+	noopSock := filepath.Join(os.TempDir(), fmt.Sprintf("noop-bench-%d.sock", os.Getpid()))
+	noopUDS, err := startNoopAt(env.bins.Noop, noopSock)
+	if err != nil {
+		return nil, err
+	}
+	st.procs = append(st.procs, noopUDS)
 	udsSrc, err := os.ReadFile(filepath.Join(filepath.Dir(bundledPath), "envoy-uds.yaml"))
 	if err != nil {
 		return nil, err
 	}
 	udsConfig, err := withSocket(udsSrc, sock)
+	if err != nil {
+		return nil, err
+	}
+	noopUDSConfig, err := withSocket(udsSrc, noopSock)
 	if err != nil {
 		return nil, err
 	}
@@ -374,6 +416,7 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 	specs := []spec{
 		{key: cfgNone, config: noAuthz, grpcPort: portOf(unusedPort), auths: pomerium},
 		{key: cfgNoop, grpcPort: portOf(noopAddr), authorizer: noop, auths: pomerium},
+		{key: cfgNoopUDS, config: noopUDSConfig, grpcPort: portOf(unusedPort), authorizer: noopUDS, auths: pomerium},
 		{key: cfgOurs, grpcPort: portOf(oursAddr), authorizer: ours, auths: pomerium, checksAuth: true,
 			identity: userEmail(0), rejects: []string{"", forge(pomerium[0]), "Pomerium " + guest}},
 		{key: cfgOursUDS, config: udsConfig, grpcPort: portOf(unusedPort), authorizer: oursUDS, auths: pomerium, checksAuth: true,
@@ -422,7 +465,9 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		specs = append(specs, spec{key: cfgOAuth2Cookie, config: cfg, grpcPort: portOf(o2pcAddr), authorizer: o2pc,
 			auths: cookies, header: "Cookie", checksAuth: true, identity: userEmail(0), rejects: []string{"", tamper(cookies[0])}})
 	}
-	if m, err := prepareModule(env); err != nil {
+	if !env.cfg.measuresEnvoy(cfgModule) && !env.cfg.measuresEnvoy(cfgModuleNoCache) {
+		// neither module configuration is measured: no module to build
+	} else if m, err := prepareModule(env); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: without %s: %v\n", envoyConfigNames[cfgModule].full, err)
 	} else {
 		st.procs = append(st.procs, m.redis)
@@ -434,6 +479,7 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 				checksAuth: true, identity: userEmail(0), rejects: []string{"", forge(pomerium[0]), "Pomerium " + guest}})
 		}
 	}
+	specs = slices.DeleteFunc(specs, func(sp spec) bool { return !env.cfg.measuresEnvoy(sp.key) })
 	// Envoys take a second or two to start: start them together.
 	confs := make([]*envoyConf, len(specs))
 	errs := make([]error, len(specs))

@@ -61,10 +61,14 @@ type Config struct {
 	// (0: do not wait).
 	Settle time.Duration
 
-	Layers      string // "grpc", "envoy" or both, comma-separated
-	Workloads   string // "mixed,impersonated,sessions" or a subset
-	OAuth2Proxy string // "install", "if-built" or "off"
-	LogLevel    string // ours
+	Layers string // "grpc", "envoy" or both, comma-separated
+	// EnvoyConfigs are the Envoy layer's configurations to measure, by key
+	// (cfgNone, cfgNoop, ...), comma-separated; "" measures all. cfgNone is
+	// always measured: the others are compared with it.
+	EnvoyConfigs string
+	Workloads    string // "mixed,impersonated,sessions" or a subset
+	OAuth2Proxy  string // "install", "if-built" or "off"
+	LogLevel     string // ours
 
 	GoBench   bool   // run the in-process go test benchmarks
 	Benchtime string // their -benchtime ("" = go test's default)
@@ -117,6 +121,7 @@ func main() {
 	fs.IntVar(&cfg.Repeats, "repeats", cfg.Repeats, "how many times a disturbed run may be repeated")
 	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "before each run, wait up to this long for the machine to be idle (0: no)")
 	fs.StringVar(&cfg.Layers, "layers", cfg.Layers, "layers to measure: grpc, envoy")
+	fs.StringVar(&cfg.EnvoyConfigs, "envoy-configs", cfg.EnvoyConfigs, "Envoy layer: configurations to measure ("+strings.Join(envoyConfigKeys(), ", ")+"; none is always measured; empty: all)")
 	fs.StringVar(&cfg.Workloads, "workloads", cfg.Workloads, "gRPC workloads: mixed, impersonated, sessions")
 	fs.StringVar(&cfg.OAuth2Proxy, "oauth2-proxy", cfg.OAuth2Proxy, "install (into bench/.bin when missing), if-built, or off")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "extauthz log level")

@@ -105,7 +105,10 @@ func (r *Results) markdown(plotRel string, hasPlot bool) string {
 		"the same and only the authorization step differs:\n\n")
 	w("- (i) the ext_authz filter removed: the floor;\n")
 	w("- (ii) the bundled config with its `extauthz_grpc` cluster on `bench/noop`;\n")
+	w("- (ii-u) the same over a Unix socket: `envoy/envoy-uds.yaml` (the bundled config but for the `extauthz_grpc` " +
+		"cluster's endpoint, a `pipe`) on `bench/noop -addr unix://...`, to show what the socket itself is worth;\n")
 	w("- (iii) the bundled config as shipped, on extauthz (`Authorization: Pomerium <session token>`);\n")
+	w("- (iii-u) `envoy/envoy-uds.yaml` on extauthz with `grpc_address: unix://...`;\n")
 	w("- (iv) the ext_authz filter switched to an `http_service` on oauth2-proxy %s (`path_prefix: /oauth2/auth`, so it "+
 		"is asked `/oauth2/auth/<path>`; `allowed_upstream_headers: x-auth-request-*`), the `extauthz_grpc` cluster "+
 		"renamed and switched to HTTP/1.1 with its timeouts and circuit breakers kept. oauth2-proxy runs with "+
@@ -132,7 +135,7 @@ func (r *Results) markdown(plotRel string, hasPlot bool) string {
 		w("- **p50 / p99 / p99.9**: vegeta at a constant %s, half of (i)'s median maximum, for every configuration; "+
 			"\"added over (i)\" is the difference from (i)'s latency at that rate.\n", fmtRate(r.EnvoyRate))
 	}
-	w("- **authorizer CPU per request**: the ext_authz server's CPU time during the max-rate runs ÷ requests.\n\n")
+	w("- **Envoy's CPU per request**, **authorizer CPU per request**: Envoy's and the ext_authz server's CPU time during the max-rate runs ÷ requests (the module runs inside Envoy: its CPU is Envoy's).\n\n")
 	w("%s\n", r.envoyTable())
 	var behind []string
 	for _, e := range r.Envoy {

@@ -121,6 +121,16 @@ func tcpReady(addr string) func() error {
 	}
 }
 
+func unixReady(sock string) func() error {
+	return func() error {
+		c, err := net.DialTimeout("unix", sock, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+}
+
 func httpReady(url string, want int) func() error {
 	client := &http.Client{Timeout: time.Second}
 	return func() error {

@@ -206,9 +206,9 @@ func (r *Results) envoyTable() string {
 		rows = append(rows, []string{e.Name, fmtRate(max), fmtPct(max / baseMax),
 			fmt.Sprintf("%s (got %s)", fmtRate(r.EnvoyRate), fmtRate(medianF(s.Fixed, achieved))),
 			fmtDur(medianD(s.Fixed, p50)), fmtDur(medianD(s.Fixed, p99)), fmtDur(medianD(s.Fixed, p999)),
-			add50, add99, fmt.Sprintf("%.2f%%", 100*errs), cpu, fmtMiB(s.PeakRSS)})
+			add50, add99, fmt.Sprintf("%.2f%%", 100*errs), fmtDur(medianD(s.Max, proxyCPUPerOp)), cpu, fmtMiB(s.PeakRSS)})
 	}
-	return table([]string{"configuration", "max req/s", "of (i)", "fixed rate", "p50", "p99", "p99.9", "p50 added over (i)", "p99 added over (i)", "non-200 at fixed rate", "authorizer CPU per request", "Envoy's peak RSS"}, rows)
+	return table([]string{"configuration", "max req/s", "of (i)", "fixed rate", "p50", "p99", "p99.9", "p50 added over (i)", "p99 added over (i)", "non-200 at fixed rate", "Envoy's CPU per request", "authorizer CPU per request", "Envoy's peak RSS"}, rows)
 }
 
 // envoyLowTable is latency through Envoy at the lower rate, where every

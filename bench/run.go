@@ -44,6 +44,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if cfg.Rounds < 1 || cfg.Duration <= 0 || cfg.GRPCConns < 1 || cfg.GRPCStreams < 1 || cfg.HTTPWorkers < 1 || cfg.MaxInFlight < 1 {
 		return nil, errors.New("rounds, duration, connections, streams and workers must be positive")
 	}
+	if err := cfg.checkEnvoyConfigs(); err != nil {
+		return nil, err
+	}
 	logw := cfg.Log
 	if logw == nil {
 		logw = io.Discard

@@ -83,13 +83,14 @@ func medianD(xs []sample, f func(sample) time.Duration) time.Duration {
 	return time.Duration(medianF(xs, func(s sample) float64 { return float64(f(s)) }))
 }
 
-func rate(s sample) float64           { return s.Rate }
-func p50(s sample) time.Duration      { return s.P50 }
-func p99(s sample) time.Duration      { return s.P99 }
-func p999(s sample) time.Duration     { return s.P999 }
-func cpuPerOp(s sample) time.Duration { return s.CPUPerOp }
-func errShare(s sample) float64       { return float64(s.Errors) / math.Max(1, float64(s.Requests)) }
-func achieved(s sample) float64       { return s.Rate }
+func rate(s sample) float64                { return s.Rate }
+func p50(s sample) time.Duration           { return s.P50 }
+func p99(s sample) time.Duration           { return s.P99 }
+func p999(s sample) time.Duration          { return s.P999 }
+func cpuPerOp(s sample) time.Duration      { return s.CPUPerOp }
+func proxyCPUPerOp(s sample) time.Duration { return s.ProxyCPUPerOp }
+func errShare(s sample) float64            { return float64(s.Errors) / math.Max(1, float64(s.Requests)) }
+func achieved(s sample) float64            { return s.Rate }
 
 // steady is measured, repeated (up to cfg.Repeats more times) while other work
 // on the machine took more than cfg.MaxForeign CPUs during the run: a
@@ -297,7 +298,12 @@ func runEnvoyLayer(ctx context.Context, env *runEnv, res *Results) error {
 		return fmt.Errorf("%w: %v", errNoEnvoy, err)
 	}
 	oauth2Bin := ""
-	switch cfg.OAuth2Proxy {
+	mode := cfg.OAuth2Proxy
+	if !cfg.measuresEnvoy(cfgOAuth2) && !cfg.measuresEnvoy(cfgOAuth2Cookie) && (mode == "install" || mode == "if-built") {
+		mode, res.OAuth2Skipped = "", "not in -envoy-configs"
+	}
+	switch mode {
+	case "":
 	case "install":
 		bin, err := installOAuth2Proxy(ctx, env.root, env.logf)
 		if err != nil {
@@ -315,11 +321,7 @@ func runEnvoyLayer(ctx context.Context, env *runEnv, res *Results) error {
 	default:
 		return fmt.Errorf("-oauth2-proxy must be install, if-built or off, got %q", cfg.OAuth2Proxy)
 	}
-	nEnvoys := 4
-	if oauth2Bin != "" {
-		nEnvoys = 6 // oauth2-proxy with bearer JWTs and with its cookie sessions
-	}
-	env.logf("Envoy layer: starting the echo upstream, the authorizers and %d Envoys", nEnvoys)
+	env.logf("Envoy layer: starting the echo upstream, the authorizers and an Envoy for each configuration")
 	st, err := startEnvoyStack(ctx, env, oauth2Bin, cfg.EnvoySessions)
 	if err != nil {
 		return err
@@ -346,7 +348,22 @@ func runEnvoyLayer(ctx context.Context, env *runEnv, res *Results) error {
 		if err := c.assertCorrect(); err != nil {
 			return sample{}, err
 		}
-		return env.steady(c.authorizer, f)
+		return env.steady(c.authorizer, func() sample {
+			envoyBefore, errB := readProcStat(c.envoy.Pid())
+			runnerBefore, _, okB := statCPU("self")
+			s := f()
+			envoyAfter, errA := readProcStat(c.envoy.Pid())
+			runnerAfter, _, okA := statCPU("self")
+			if ok := time.Duration(s.Requests - s.Errors); ok > 0 {
+				if errB == nil && errA == nil {
+					s.ProxyCPUPerOp = (envoyAfter.CPU - envoyBefore.CPU) / ok
+				}
+				if okB && okA {
+					s.RunnerCPUPerOp = (runnerAfter - runnerBefore) / ok
+				}
+			}
+			return s
+		})
 	}
 	if cfg.Warmup > 0 {
 		for _, c := range st.confs {
@@ -366,7 +383,8 @@ func runEnvoyLayer(ctx context.Context, env *runEnv, res *Results) error {
 				return err
 			}
 			runs[c.Key].add(loadMax, x)
-			env.logf("Envoy round %d %-13s max %8.0f/s  p50 %-8s p99 %-8s errors %d  other load %.2f CPUs", r+1, c.Key, x.Rate, fmtDur(x.P50), fmtDur(x.P99), x.Errors, x.Foreign)
+			env.logf("Envoy round %d %-13s max %8.0f/s  p50 %-8s p99 %-8s errors %d  CPU per request: Envoy %s, authorizer %s, runner %s  other load %.2f CPUs",
+				r+1, c.Key, x.Rate, fmtDur(x.P50), fmtDur(x.P99), x.Errors, fmtDur(x.ProxyCPUPerOp), fmtDur(x.CPUPerOp), fmtDur(x.RunnerCPUPerOp), x.Foreign)
 		}
 	}
 	// atRate runs every round open loop at perSec, kept as load.

@@ -27,7 +27,10 @@ type sample struct {
 	Target   float64       // the fixed rate asked for (0: closed loop)
 	CPU      time.Duration // CPU the measured server used during the run
 	CPUPerOp time.Duration
-	Foreign  float64 // CPUs other work on the machine used during the run, on average
+	// Envoy layer: Envoy's CPU and the runner's (the load generator's) per
+	// answered request, to see where a configuration's CPU goes.
+	ProxyCPUPerOp, RunnerCPUPerOp time.Duration
+	Foreign                       float64 // CPUs other work on the machine used during the run, on average
 	// Open loop: how late the pacer handed requests out (99th percentile),
 	// and how many times the runner itself collected garbage.
 	PacerLagP99 time.Duration

@@ -180,6 +180,19 @@ func startNoop(bin string) (*proc, string, error) {
 	return startOnFreeAddr("noop", bin, tcpReady)
 }
 
+// startNoopAt runs the no-op server on the Unix socket sock.
+func startNoopAt(bin, sock string) (*proc, error) {
+	p, err := startProc("noop", bin, "-addr", "unix://"+sock)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.waitReady(10*time.Second, unixReady(sock)); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
+
 // startEcho runs the echo upstream.
 func startEcho(bin string) (*proc, string, error) {
 	return startOnFreeAddr("echo", bin, func(addr string) func() error { return httpReady("http://"+addr+"/", 200) })

@@ -3,6 +3,7 @@
 // Anything ours costs above it is the price of authenticating.
 //
 //	noop -addr 127.0.0.1:9191
+//	noop -addr unix:///tmp/noop.sock
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -33,9 +35,13 @@ func (server) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckRespons
 }
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9191", "listen address")
+	addr := flag.String("addr", "127.0.0.1:9191", "listen address: host:port, or unix:///path for a Unix socket")
 	flag.Parse()
-	lis, err := net.Listen("tcp", *addr)
+	network, address := "tcp", *addr
+	if path, ok := strings.CutPrefix(address, "unix://"); ok {
+		network, address = "unix", path
+	}
+	lis, err := net.Listen(network, address)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "noop:", err)
 		os.Exit(1)
