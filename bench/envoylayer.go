@@ -30,9 +30,12 @@ const (
 	cfgNone    = "none"
 	cfgNoop    = "noop"
 	cfgNoopUDS = "noop-uds"
-	cfgOurs    = "ours"
-	cfgOursUDS = "ours-uds"
-	cfgOAuth2  = "oauth2-proxy"
+	// The no-op over the socket answering as ours does (bench/noop
+	// -answer-like-extauthz): what Envoy's handling of ours' answer costs.
+	cfgNoopShaped = "noop-shaped"
+	cfgOurs       = "ours"
+	cfgOursUDS    = "ours-uds"
+	cfgOAuth2     = "oauth2-proxy"
 	// oauth2-proxy with its own cookie sessions (bench/oauth2cookie.go).
 	cfgOAuth2Cookie = "oauth2-proxy-cookie"
 )
@@ -45,6 +48,7 @@ var envoyConfigNames = map[string]envoyName{
 	cfgNone:         {"(i) Envoy, no ext_authz", "(i) no ext_authz"},
 	cfgNoop:         {"(ii) Envoy + no-op gRPC ext_authz", "(ii) no-op ext_authz"},
 	cfgNoopUDS:      {"(ii-u) Envoy + no-op gRPC ext_authz over a Unix socket (envoy-uds.yaml)", "(ii-u) no-op, socket"},
+	cfgNoopShaped:   {"(ii-a) the same, the no-op answering with extauthz's headers", "(ii-a) no-op, ours' answer, socket"},
 	cfgOurs:         {"(iii) Envoy + extauthz over TCP (bundled config)", "(iii) extauthz, TCP"},
 	cfgOursUDS:      {"(iii-u) Envoy + extauthz over a Unix socket (envoy-uds.yaml)", "(iii-u) extauthz, socket"},
 	cfgOAuth2:       {"(iv) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz), bearer JWTs", "(iv) oauth2-proxy, JWT"},
@@ -367,6 +371,12 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		return nil, err
 	}
 	st.procs = append(st.procs, noopUDS)
+	shapedSock := filepath.Join(os.TempDir(), fmt.Sprintf("noop-shaped-%d.sock", os.Getpid()))
+	noopShaped, err := startNoopAt(env.bins.Noop, shapedSock, "-answer-like-extauthz", userEmail(0))
+	if err != nil {
+		return nil, err
+	}
+	st.procs = append(st.procs, noopShaped)
 	udsSrc, err := os.ReadFile(filepath.Join(filepath.Dir(bundledPath), "envoy-uds.yaml"))
 	if err != nil {
 		return nil, err
@@ -376,6 +386,10 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		return nil, err
 	}
 	noopUDSConfig, err := withSocket(udsSrc, noopSock)
+	if err != nil {
+		return nil, err
+	}
+	shapedConfig, err := withSocket(udsSrc, shapedSock)
 	if err != nil {
 		return nil, err
 	}
@@ -417,6 +431,8 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 		{key: cfgNone, config: noAuthz, grpcPort: portOf(unusedPort), auths: pomerium},
 		{key: cfgNoop, grpcPort: portOf(noopAddr), authorizer: noop, auths: pomerium},
 		{key: cfgNoopUDS, config: noopUDSConfig, grpcPort: portOf(unusedPort), authorizer: noopUDS, auths: pomerium},
+		{key: cfgNoopShaped, config: shapedConfig, grpcPort: portOf(unusedPort), authorizer: noopShaped, auths: pomerium,
+			identity: userEmail(0)},
 		{key: cfgOurs, grpcPort: portOf(oursAddr), authorizer: ours, auths: pomerium, checksAuth: true,
 			identity: userEmail(0), rejects: []string{"", forge(pomerium[0]), "Pomerium " + guest}},
 		{key: cfgOursUDS, config: udsConfig, grpcPort: portOf(unusedPort), authorizer: oursUDS, auths: pomerium, checksAuth: true,

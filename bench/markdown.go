@@ -107,6 +107,9 @@ func (r *Results) markdown(plotRel string, hasPlot bool) string {
 	w("- (ii) the bundled config with its `extauthz_grpc` cluster on `bench/noop`;\n")
 	w("- (ii-u) the same over a Unix socket: `envoy/envoy-uds.yaml` (the bundled config but for the `extauthz_grpc` " +
 		"cluster's endpoint, a `pipe`) on `bench/noop -addr unix://...`, to show what the socket itself is worth;\n")
+	w("- (ii-a) the same, the no-op answering every Check as extauthz answers the bench's requests " +
+		"(`-answer-like-extauthz`: an assertion-sized header and the two claim headers set by overwrite, the " +
+		"`authorization` header removed), to show what Envoy's work on that answer costs;\n")
 	w("- (iii) the bundled config as shipped, on extauthz (`Authorization: Pomerium <session token>`);\n")
 	w("- (iii-u) `envoy/envoy-uds.yaml` on extauthz with `grpc_address: unix://...`;\n")
 	w("- (iv) the ext_authz filter switched to an `http_service` on oauth2-proxy %s (`path_prefix: /oauth2/auth`, so it "+

@@ -180,9 +180,10 @@ func startNoop(bin string) (*proc, string, error) {
 	return startOnFreeAddr("noop", bin, tcpReady)
 }
 
-// startNoopAt runs the no-op server on the Unix socket sock.
-func startNoopAt(bin, sock string) (*proc, error) {
-	p, err := startProc("noop", bin, "-addr", "unix://"+sock)
+// startNoopAt runs the no-op server on the Unix socket sock, with more
+// flags when given.
+func startNoopAt(bin, sock string, flags ...string) (*proc, error) {
+	p, err := startProc("noop", bin, append([]string{"-addr", "unix://" + sock}, flags...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -196,6 +196,13 @@ func (r *Results) socketBound(none, noop, uds *envoyResult) string {
 		"Ours answers with the assertion and claim headers and the session token's removal, which Envoy applies to the "+
 		"upstream request; the no-op answers an empty OK.",
 		fmtDur(medianD(uds.Runs.Max, cpuPerOp)), fmtDur(medianD(noop.Runs.Max, cpuPerOp)), r.Machine.CPUs)
+	if shaped := r.envoy(cfgNoopShaped); shaped != nil {
+		f, rounds := pairedRatio(shaped.Runs.Max, noop.Runs.Max)
+		g, _ := pairedRatio(uds.Runs.Max, shaped.Runs.Max)
+		b += fmt.Sprintf(" The no-op answering with those headers over the socket, doing nothing else, reached %.0f%% of the "+
+			"no-op over TCP (per round %s), and ours %.0f%% of it: what is missing is Envoy's work on the answer the "+
+			"contract asks for, not ours'.", 100*f, joinFloats(scale(rounds, 100), "%.0f%%"), 100*g)
+	}
 	return b
 }
 
