@@ -111,19 +111,12 @@ func (p *proc) waitReady(timeout time.Duration, ready func() error) error {
 	return p.failure(fmt.Errorf("not ready after %s: %v", timeout, last))
 }
 
-func tcpReady(addr string) func() error {
-	return func() error {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	}
-}
+func tcpReady(addr string) func() error { return dialReady("tcp", addr) }
 
-func unixReady(sock string) func() error {
+// dialReady says a server listens once a connection to addr succeeds.
+func dialReady(network, addr string) func() error {
 	return func() error {
-		c, err := net.DialTimeout("unix", sock, time.Second)
+		c, err := net.DialTimeout(network, addr, time.Second)
 		if err == nil {
 			c.Close()
 		}

@@ -187,7 +187,7 @@ func startNoopAt(bin, sock string, flags ...string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := p.waitReady(10*time.Second, unixReady(sock)); err != nil {
+	if err := p.waitReady(10*time.Second, dialReady("unix", sock)); err != nil {
 		p.Stop()
 		return nil, err
 	}
