@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,34 +52,6 @@ var envoyConfigNames = map[string]envoyName{
 	cfgOursUDS:      {"(iii-u) Envoy + extauthz over a Unix socket (envoy-uds.yaml)", "(iii-u) extauthz, socket"},
 	cfgOAuth2:       {"(iv) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz), bearer JWTs", "(iv) oauth2-proxy, JWT"},
 	cfgOAuth2Cookie: {"(iv-c) Envoy + oauth2-proxy " + oauth2ProxyVersion + " (HTTP ext_authz), its cookie sessions", "(iv-c) oauth2-proxy, cookie"},
-}
-
-// envoyConfigKeys are the keys -envoy-configs takes, sorted.
-func envoyConfigKeys() []string {
-	keys := make([]string, 0, len(envoyConfigNames))
-	for k := range envoyConfigNames {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// measuresEnvoy says whether the Envoy layer measures the configuration key.
-func (c Config) measuresEnvoy(key string) bool {
-	return key == cfgNone || strings.TrimSpace(c.EnvoyConfigs) == "" || c.has(c.EnvoyConfigs, key)
-}
-
-// checkEnvoyConfigs reports a key in c.EnvoyConfigs no configuration has.
-func (c Config) checkEnvoyConfigs() error {
-	if strings.TrimSpace(c.EnvoyConfigs) == "" {
-		return nil
-	}
-	for _, k := range strings.Split(c.EnvoyConfigs, ",") {
-		if _, ok := envoyConfigNames[strings.TrimSpace(k)]; !ok {
-			return fmt.Errorf("-envoy-configs: no configuration is called %q (there are %s)", k, strings.Join(envoyConfigKeys(), ", "))
-		}
-	}
-	return nil
 }
 
 // udsConfigPipe is the socket path envoy/envoy-uds.yaml names.
@@ -495,7 +466,13 @@ func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, session
 				checksAuth: true, identity: userEmail(0), rejects: []string{"", forge(pomerium[0]), "Pomerium " + guest}})
 		}
 	}
-	specs = slices.DeleteFunc(specs, func(sp spec) bool { return !env.cfg.measuresEnvoy(sp.key) })
+	measured := specs[:0]
+	for _, sp := range specs {
+		if env.cfg.measuresEnvoy(sp.key) {
+			measured = append(measured, sp)
+		}
+	}
+	specs = measured
 	// Envoys take a second or two to start: start them together.
 	confs := make([]*envoyConf, len(specs))
 	errs := make([]error, len(specs))

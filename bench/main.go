@@ -16,10 +16,13 @@
 //   - Envoy layer: Envoy 1.40 in front of an echo upstream, loaded over HTTP
 //     with vegeta (max rate for throughput, constant rate at half of the
 //     no-authorization floor's throughput for latency), with no ext_authz, the
-//     no-op ext_authz, ours with the bundled config, and oauth2-proxy.
+//     no-op ext_authz (over TCP, over a Unix socket, and answering with ours'
+//     headers), ours over TCP and over a Unix socket, oauth2-proxy, and ours
+//     as a dynamic module; -envoy-configs picks a subset.
 //
 // It also runs the in-process `go test -bench` benchmarks, judges the targets
-// of issue 10, and writes everything, with a latency plot, to -out.
+// of issues 10, 16, 19 and 20, and writes everything, with a latency plot, to
+// -out.
 package main
 
 import (

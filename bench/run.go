@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,34 @@ func (c Config) has(list, item string) bool {
 		}
 	}
 	return false
+}
+
+// envoyConfigKeys are the keys -envoy-configs takes, sorted.
+func envoyConfigKeys() []string {
+	keys := make([]string, 0, len(envoyConfigNames))
+	for k := range envoyConfigNames {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// measuresEnvoy says whether the Envoy layer measures the configuration key.
+func (c Config) measuresEnvoy(key string) bool {
+	return key == cfgNone || strings.TrimSpace(c.EnvoyConfigs) == "" || c.has(c.EnvoyConfigs, key)
+}
+
+// checkEnvoyConfigs reports a key in c.EnvoyConfigs no configuration has.
+func (c Config) checkEnvoyConfigs() error {
+	if strings.TrimSpace(c.EnvoyConfigs) == "" {
+		return nil
+	}
+	for _, k := range strings.Split(c.EnvoyConfigs, ",") {
+		if _, ok := envoyConfigNames[strings.TrimSpace(k)]; !ok {
+			return fmt.Errorf("-envoy-configs: no configuration is called %q (there are %s)", k, strings.Join(envoyConfigKeys(), ", "))
+		}
+	}
+	return nil
 }
 
 // Run measures what cfg asks for and writes the report. On error it returns
