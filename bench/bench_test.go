@@ -92,10 +92,10 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("%s over a Unix socket was not measured beside TCP: %+v", key, uds)
 			}
 		}
-		for _, e := range res.Envoy {
-			if len(e.Runs.Max) == 1 && e.Runs.Max[0].ProxyCPUPerOp <= 0 {
-				t.Errorf("%s: Envoy's CPU per request was not measured", e.Key)
-			}
+		// /proc counts CPU in 10 ms ticks: a 300 ms run of a slow
+		// configuration may see none, but the fastest one always does.
+		if none := res.envoy(cfgNone); none == nil || len(none.Runs.Max) != 1 || none.Runs.Max[0].ProxyCPUPerOp <= 0 {
+			t.Errorf("Envoy's CPU per request was not measured: %+v", none)
 		}
 		if _, err := os.Stat(res.PlotPath); err != nil {
 			t.Errorf("plot: %v", err)
