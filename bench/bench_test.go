@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -449,4 +450,22 @@ func TestTailSpread(t *testing.T) {
 			t.Errorf("tailSpread = %q, want nothing", s)
 		}
 	})
+}
+
+func TestPortTaken(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no error is no collision", nil, false},
+		{"a bind on a taken port is one", errors.New("echo exited (exit status 1): not ready\n--- echo output ---\necho: listen tcp 127.0.0.1:4242: bind: address already in use"), true},
+		{"any other failure is not", errors.New("noop: not ready after 10s: connection refused"), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := portTaken(tt.err); got != tt.want {
+				t.Errorf("portTaken(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
 }

@@ -154,6 +154,13 @@ func (c *envoyConf) assertCorrect() error {
 		return resp, string(body), nil
 	}
 	resp, body, err := do(c.targets[0])
+	// A 503 is Envoy failing closed when the authorizer did not answer in
+	// time: at start, on a machine busy with other tests, the first Checks
+	// can be that slow. A few more tries tell that from a broken setup.
+	for try := 0; err == nil && resp.StatusCode == http.StatusServiceUnavailable && try < 5; try++ {
+		time.Sleep(200 * time.Millisecond)
+		resp, body, err = do(c.targets[0])
+	}
 	if err != nil {
 		return fmt.Errorf("%s: authenticated request: %w", c.Name, err)
 	}
@@ -288,8 +295,10 @@ var errNoEnvoy = errors.New("no Envoy binary")
 // startEnvoyStack starts the echo upstream, the no-op server, ours over TCP
 // and over a Unix socket, oauth2-proxy (when oauth2Bin is set) and an Envoy for each configuration,
 // with sessions authenticated users.
-func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, sessions int) (st *envoyStack, err error) {
-	st = &envoyStack{}
+func startEnvoyStack(ctx context.Context, env *runEnv, oauth2Bin string, sessions int) (_ *envoyStack, err error) {
+	// Not the named result: every "return nil, err" would nil it before the
+	// deferred Close, which must stop what was started.
+	st := &envoyStack{}
 	defer func() {
 		if err != nil {
 			st.Close()

@@ -72,6 +72,22 @@ func startOurs(env *runEnv) (p *proc, grpcAddr string, err error) {
 // startOursAt is startOurs with grpc_address set to grpcAddress (the Envoy
 // layer's unix:///path); "" picks a free TCP port.
 func startOursAt(env *runEnv, grpcAddress string) (p *proc, grpcAddr string, err error) {
+	for try := 0; ; try++ {
+		p, grpcAddr, err = startOursOnce(env, grpcAddress)
+		if !portTaken(err) || try == 2 {
+			return p, grpcAddr, err
+		}
+	}
+}
+
+// portTaken says whether a child failed because a port freeAddr picked was
+// taken before the child bound it: other packages' tests pick ports too.
+// Another free port will do.
+func portTaken(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "address already in use")
+}
+
+func startOursOnce(env *runEnv, grpcAddress string) (p *proc, grpcAddr string, err error) {
 	cfg, grpcAddr, httpAddr, err := writeOursConfig(env.dir, env.sec, grpcAddress)
 	if err != nil {
 		return nil, "", err
@@ -201,7 +217,16 @@ func startEcho(bin string) (*proc, string, error) {
 
 // startOnFreeAddr runs bin -addr on a free loopback address and waits until
 // ready(addr) says it serves there.
-func startOnFreeAddr(name, bin string, ready func(addr string) func() error) (*proc, string, error) {
+func startOnFreeAddr(name, bin string, ready func(addr string) func() error) (p *proc, addr string, err error) {
+	for try := 0; ; try++ {
+		p, addr, err = startOnFreeAddrOnce(name, bin, ready)
+		if !portTaken(err) || try == 2 {
+			return p, addr, err
+		}
+	}
+}
+
+func startOnFreeAddrOnce(name, bin string, ready func(addr string) func() error) (*proc, string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
