@@ -71,18 +71,23 @@ func startOurs(env *runEnv) (p *proc, grpcAddr string, err error) {
 
 // startOursAt is startOurs with grpc_address set to grpcAddress (the Envoy
 // layer's unix:///path); "" picks a free TCP port.
-func startOursAt(env *runEnv, grpcAddress string) (p *proc, grpcAddr string, err error) {
+func startOursAt(env *runEnv, grpcAddress string) (*proc, string, error) {
+	return onFreePorts(func() (*proc, string, error) { return startOursOnce(env, grpcAddress) })
+}
+
+// onFreePorts runs start, which starts a child on ports freeAddr picks, up
+// to three times while the child fails because a port was taken before it
+// bound it: other packages' tests pick ports too. Other free ports will do.
+func onFreePorts(start func() (*proc, string, error)) (p *proc, addr string, err error) {
 	for try := 0; ; try++ {
-		p, grpcAddr, err = startOursOnce(env, grpcAddress)
+		p, addr, err = start()
 		if !portTaken(err) || try == 2 {
-			return p, grpcAddr, err
+			return p, addr, err
 		}
 	}
 }
 
-// portTaken says whether a child failed because a port freeAddr picked was
-// taken before the child bound it: other packages' tests pick ports too.
-// Another free port will do.
+// portTaken says whether err is a child's failure to bind a taken port.
 func portTaken(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "address already in use")
 }
@@ -217,13 +222,8 @@ func startEcho(bin string) (*proc, string, error) {
 
 // startOnFreeAddr runs bin -addr on a free loopback address and waits until
 // ready(addr) says it serves there.
-func startOnFreeAddr(name, bin string, ready func(addr string) func() error) (p *proc, addr string, err error) {
-	for try := 0; ; try++ {
-		p, addr, err = startOnFreeAddrOnce(name, bin, ready)
-		if !portTaken(err) || try == 2 {
-			return p, addr, err
-		}
-	}
+func startOnFreeAddr(name, bin string, ready func(addr string) func() error) (*proc, string, error) {
+	return onFreePorts(func() (*proc, string, error) { return startOnFreeAddrOnce(name, bin, ready) })
 }
 
 func startOnFreeAddrOnce(name, bin string, ready func(addr string) func() error) (*proc, string, error) {
